@@ -1,0 +1,116 @@
+"""Stacked per-seed training state and one compiled step that trains every seed of a cell.
+
+Arrays carry a leading seed axis: params/opt state [S, ...], keys [S], order tables [S, T*B].
+The tokenized pool stays on device, and each seed's batch is gathered inside the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from compgen_jax.models.transformer import EncoderDecoder, TransformerConfig, shift_right
+
+Pool = dict[str, jax.Array]  # {"inputs": [N, Li], "targets": [N, Lt]} int32, device resident
+State = dict[str, Any]  # {"params": nnx.State, "opt": optax state, "key": key, "step": int32}
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiSeedTrainer:
+    """Compiled init / train / decode functions for one (model, optimizer, batch) setting.
+
+    Cells that share the setting reuse the compiled step (same shapes -> jit cache hit).
+    """
+
+    model_config: TransformerConfig
+    optimizer: optax.GradientTransformation
+    batch_size: int
+    steps_per_call: int
+
+    @functools.cached_property
+    def graphdef(self) -> nnx.GraphDef:
+        abstract = nnx.eval_shape(lambda: EncoderDecoder(self.model_config, rngs=nnx.Rngs(0)))
+        return nnx.split(abstract)[0]
+
+    def model(self, params: nnx.State) -> EncoderDecoder:
+        return nnx.merge(self.graphdef, params)
+
+    def init_one(self, seed: jax.Array) -> State:
+        """Fresh state of one seed; typed keys so the function vmaps over integer seeds."""
+        param_key, dropout_key = jax.random.split(jax.random.key(seed))
+        model = EncoderDecoder(self.model_config, rngs=nnx.Rngs(params=param_key))
+        params = nnx.state(model, nnx.Param)
+        return {"params": params, "opt": self.optimizer.init(params),
+                "key": dropout_key, "step": jnp.zeros((), jnp.int32)}
+
+    @functools.cached_property
+    def init(self) -> Callable[[jax.Array], State]:
+        """seeds [S] -> stacked state [S, ...]."""
+        return jax.jit(jax.vmap(self.init_one))
+
+    def loss_fn(self, params: nnx.State, batch: Pool, key: jax.Array) -> jax.Array:
+        """Token-level cross-entropy on non-pad targets (t5x decoder_loss_weights)."""
+        targets = batch["targets"]
+        logits = self.model(params)(batch["inputs"], shift_right(targets), key)
+        weights = (targets != 0).astype(jnp.float32)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+        return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+    def train_one(self, state: State, order: jax.Array, pool: Pool) -> tuple[State, jax.Array]:
+        """`steps_per_call` steps of one seed; order is this seed's [T*B] example ids."""
+
+        def step(state: State, _) -> tuple[State, jax.Array]:
+            start = state["step"] * self.batch_size
+            idx = jax.lax.dynamic_slice_in_dim(order, start, self.batch_size)
+            batch = {name: jnp.take(array, idx, axis=0) for name, array in pool.items()}
+            key, sub = jax.random.split(state["key"])
+            loss, grads = jax.value_and_grad(self.loss_fn)(state["params"], batch, sub)
+            updates, opt = self.optimizer.update(grads, state["opt"], state["params"])
+            params = optax.apply_updates(state["params"], updates)
+            return {"params": params, "opt": opt, "key": key, "step": state["step"] + 1}, loss
+
+        return jax.lax.scan(step, state, None, length=self.steps_per_call)
+
+    @functools.cached_property
+    def train(self) -> Callable[[State, jax.Array, Pool], tuple[State, jax.Array]]:
+        """(state [S], orders [S, T*B], pool) -> (state, losses [S, steps_per_call]); donated."""
+        return jax.jit(jax.vmap(self.train_one, in_axes=(0, 0, None)), donate_argnums=0)
+
+    def decode_one(self, params: nnx.State, inputs: jax.Array, max_decode_len: int) -> jax.Array:
+        """Greedy decoding with a KV cache: inputs [B, Li] -> tokens [B, max_decode_len]."""
+        model = self.model(params)
+        encoded = model.encode(inputs)
+        caches = model.init_cache(encoded, max_decode_len)
+        batch = inputs.shape[0]
+
+        def step(carry, t):
+            token, caches, done = carry
+            logits, caches = model.decode_step(token, t, caches, inputs)
+            nxt = jnp.where(done, 0, jnp.argmax(logits, axis=-1).astype(jnp.int32))
+            return (nxt, caches, done | (nxt == 1)), nxt
+
+        init = (jnp.zeros((batch,), jnp.int32), caches, jnp.zeros((batch,), bool))
+        _, tokens = jax.lax.scan(step, init, jnp.arange(max_decode_len))
+        return tokens.T
+
+    @functools.cached_property
+    def decode(self) -> Callable[[nnx.State, jax.Array, int], jax.Array]:
+        """(params [S], inputs [B, Li], max_decode_len) -> tokens [S, B, max_decode_len]."""
+        return jax.jit(jax.vmap(self.decode_one, in_axes=(0, None, None)), static_argnums=2)
+
+
+def exact_match(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """Per-example exact match of [..., B, L] token arrays (EOS-ended, 0-padded) -> [..., B]."""
+    return jnp.all(predictions == targets, axis=-1)
+
+
+def seed_slice(tree: Any, seed_index: int) -> Any:
+    """One seed's lane of a stacked pytree."""
+    return jax.tree.map(lambda a: a[seed_index], tree)

@@ -1,0 +1,44 @@
+"""Optimizer configuration: per-seed clipping and schedules come for free under vmap."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gin
+import optax
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW with linear warmup then inverse-sqrt or constant decay, and global-norm clipping."""
+
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    decay: str = "rsqrt"
+    weight_decay: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.98
+    grad_clip_norm: float = 1.0
+
+
+def learning_rate_schedule(cfg: OptimizerConfig) -> optax.Schedule:
+    warmup = optax.linear_schedule(0.0, cfg.learning_rate, max(cfg.warmup_steps, 1))
+    if cfg.decay == "constant":
+        after = optax.constant_schedule(cfg.learning_rate)
+    elif cfg.decay == "rsqrt":
+        warm = max(cfg.warmup_steps, 1)
+
+        def after(step):
+            return cfg.learning_rate * (warm / (step + warm)) ** 0.5
+    else:
+        raise ValueError(f"OptimizerConfig.decay={cfg.decay!r}: expected 'rsqrt' or 'constant'")
+    return optax.join_schedules([warmup, after], [max(cfg.warmup_steps, 1)])
+
+
+def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.grad_clip_norm),
+        optax.adamw(learning_rate_schedule(cfg), b1=cfg.b1, b2=cfg.b2,
+                    weight_decay=cfg.weight_decay),
+    )

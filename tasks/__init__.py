@@ -1,0 +1,1 @@
+"""The seqio layer: benchmark adapters and generators, vocabularies, tasks, manifests."""

@@ -1,0 +1,24 @@
+"""Where canonical benchmark files live: the COMPGEN_DATA_DIR setting (never copied into repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "COMPGEN_DATA_DIR"
+
+
+def data_dir(override: str | os.PathLike[str] | None = None) -> Path | None:
+    """The benchmark data directory: an explicit override, else $COMPGEN_DATA_DIR, else None."""
+    value = override if override is not None else os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def require_file(path: Path, what: str) -> Path:
+    """Return `path` if it exists, else raise FileNotFoundError saying what was expected there."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{what}: expected file {path} is missing (set {DATA_DIR_ENV} to a directory laid out "
+            "as ../shared/data, e.g. export COMPGEN_DATA_DIR=../shared/data)"
+        )
+    return path

@@ -1,0 +1,169 @@
+"""seqio Task registration for SCAN, and tokenized pools: the one path from Examples to ids."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import seqio
+
+from tasks.benchmarks import scan
+from tasks.data_dir import data_dir as resolve_data_dir
+from tasks.example import Example
+from tasks.tf_env import tf
+from tasks.vocab import WordVocabulary
+
+TOKEN_FEATURES = ("inputs", "targets")
+SCAN_GENERATED = {"scan_length": "length", "scan_simple": "simple"}
+SCAN_FILES = {
+    "scan_length_files": "length",
+    "scan_simple_files": "simple",
+    "scan_addprim_jump_files": "addprim_jump",
+}
+
+# For seqio feature converters (get_dataset, Evaluator): keep example_id through conversion;
+# with seqio.get_dataset also add "example_id": 1 to task_feature_lengths (STACK.md s.2.5).
+EXAMPLE_ID_PASSTHROUGH = {"example_id": seqio.FeatureConverter.FeatureSpec(dtype=tf.int32)}
+
+_EXAMPLES: dict[str, dict[str, list[Example]]] = {}
+
+
+def scan_vocabulary() -> WordVocabulary:
+    """The joint SCAN vocabulary: every command and action word of the grammar."""
+    return WordVocabulary.from_texts(text for pair in scan.generate() for text in pair)
+
+
+def _output_features(vocab: WordVocabulary) -> dict[str, seqio.Feature]:
+    """inputs/targets with EOS over `vocab`, plus a rank-1 int32 passthrough example_id."""
+    return {
+        "inputs": seqio.Feature(vocab, add_eos=True),
+        "targets": seqio.Feature(vocab, add_eos=True),
+        "example_id": seqio.Feature(
+            seqio.PassThroughVocabulary(size=0), add_eos=False, dtype=tf.int32, rank=1
+        ),
+    }
+
+
+def _register(
+    name: str,
+    examples: Mapping[str, list[Example]],
+    vocab: WordVocabulary,
+    metric_fn: Callable[..., dict[str, float]],
+) -> None:
+    """(Re-)register a deterministic in-memory Task over `examples` (split -> records)."""
+    empty = [split for split, exs in examples.items() if not exs]
+    if empty:
+        raise ValueError(f"task {name!r}: splits {empty} have no examples")
+    slices = {
+        split: {
+            "inputs": [ex.input for ex in exs],
+            "targets": [ex.target for ex in exs],
+            "example_id": np.array([ex.id for ex in exs], dtype=np.int32)[:, None],
+        }
+        for split, exs in examples.items()
+    }
+
+    def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
+        """Examples of `split` in id order; shuffle/seed are moot for in-memory data."""
+        return tf.data.Dataset.from_tensor_slices(slices[split])
+
+    seqio.TaskRegistry.remove(name)
+    seqio.TaskRegistry.add(
+        name,
+        source=seqio.FunctionDataSource(
+            dataset_fn,
+            splits=list(examples),
+            num_input_examples={split: len(exs) for split, exs in examples.items()},
+        ),
+        output_features=_output_features(vocab),
+        preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
+        metric_fns=[metric_fn],
+        shuffle_buffer_size=None,  # order is fixed; per-seed shuffling happens in JAX
+    )
+    _EXAMPLES[name] = dict(examples)
+
+
+def register_scan_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """Register the SCAN tasks (idempotent); file-backed ones too when a data dir is set.
+
+    `data_dir` None falls back to $COMPGEN_DATA_DIR; "" means no data dir (generated tasks only).
+    With a data dir, a missing split file raises FileNotFoundError naming it.
+    """
+    vocab = scan_vocabulary()
+    names = []
+    for name, split in SCAN_GENERATED.items():
+        _register(name, {s: scan.generated(split, s) for s in scan.SUBSETS}, vocab, scan.metric)
+        names.append(name)
+    root = resolve_data_dir(data_dir)
+    if root is not None:
+        for name, split in SCAN_FILES.items():
+            examples = {s: scan.load(split, s, root) for s in scan.SUBSETS}
+            _register(name, examples, vocab, scan.metric)
+            names.append(name)
+    return names
+
+
+def _task(task_name: str) -> seqio.Task:
+    """A task registered through this module; ValueError naming the registered ones otherwise."""
+    if task_name not in _EXAMPLES:
+        raise ValueError(
+            f"task {task_name!r} is not registered here; registered: {sorted(_EXAMPLES)} "
+            "(call tasks.registry.register_scan_tasks first)"
+        )
+    return seqio.get_mixture_or_task(task_name)
+
+
+def get_examples(task_name: str, split: str) -> list[Example]:
+    """The Example records behind a registered task's split, in example-id order."""
+    _task(task_name)
+    if split not in _EXAMPLES[task_name]:
+        raise ValueError(
+            f"task {task_name!r} has no split {split!r}; splits: {sorted(_EXAMPLES[task_name])}"
+        )
+    return _EXAMPLES[task_name][split]
+
+
+def get_vocabulary(task_name: str) -> WordVocabulary:
+    """The (joint) word vocabulary of a registered task."""
+    return _task(task_name).output_features["inputs"].vocabulary
+
+
+@tf.autograph.experimental.do_not_convert
+def _pool_features(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """The features a pool keeps: token ids and example_id (drops the pretokenized strings)."""
+    return {k: ex[k] for k in (*TOKEN_FEATURES, "example_id")}
+
+
+def tokenized_pool(
+    task_name: str, split: str, feature_lengths: Mapping[str, int] | None = None
+) -> dict[str, np.ndarray]:
+    """inputs [N, Li], targets [N, Lt] (EOS, 0-padded) and example_id [N] int32, in id order.
+
+    Built through the seqio task's dataset (shuffle off). Lengths default to the longest
+    sequence plus EOS; a given length that would truncate any example raises ValueError.
+    """
+    n = len(get_examples(task_name, split))
+    unknown = sorted(set(feature_lengths or {}) - set(TOKEN_FEATURES))
+    if unknown:
+        raise ValueError(f"feature_lengths: unknown features {unknown}; expected {TOKEN_FEATURES}")
+    ds = _task(task_name).get_dataset(
+        sequence_length=None, split=split, shuffle=False, num_epochs=1
+    )
+    ds = ds.map(_pool_features)
+    batch = next(ds.padded_batch(n).as_numpy_iterator())
+    ids = batch["example_id"][:, 0].astype(np.int32)
+    if not np.array_equal(ids, np.arange(n)):
+        raise RuntimeError(f"{task_name}:{split}: dataset order is not example-id order")
+    pool = {"example_id": ids}
+    for feature in TOKEN_FEATURES:
+        tokens = batch[feature].astype(np.int32)
+        needed = int((tokens != 0).sum(axis=1).max())
+        length = (feature_lengths or {}).get(feature, needed)
+        if needed > length:
+            raise ValueError(
+                f"{task_name}:{split}: feature {feature!r} needs length {needed} (EOS included) "
+                f"but feature_lengths gives {length}; that would truncate examples"
+            )
+        pool[feature] = np.pad(tokens[:, :needed], ((0, 0), (0, length - needed)))
+    return pool
