@@ -22,3 +22,16 @@ def require_file(path: Path, what: str) -> Path:
             "as ../shared/data, e.g. export COMPGEN_DATA_DIR=../shared/data)"
         )
     return path
+
+
+def benchmark_file(
+    data_dir_setting: str | os.PathLike[str] | None, relpath: str, what: str
+) -> Path:
+    """`<data dir>/<relpath>`, a canonical benchmark file; FileNotFoundError naming it if absent."""
+    root = data_dir(data_dir_setting)
+    if root is None:
+        raise FileNotFoundError(
+            f"{what}: no data directory given and {DATA_DIR_ENV} is not set "
+            f"(expected <dir>/{relpath})"
+        )
+    return require_file(root / relpath, what)

@@ -1,4 +1,4 @@
-"""seqio Task registration for SCAN, and tokenized pools: the one path from Examples to ids."""
+"""seqio Task registration (SCAN, COGS, ReCOGS) and tokenized pools: the one path to ids."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import seqio
 
-from tasks.benchmarks import scan
+from tasks.benchmarks import cogs, recogs, scan
 from tasks.data_dir import data_dir as resolve_data_dir
 from tasks.example import Example
 from tasks.tf_env import tf
@@ -20,6 +20,13 @@ SCAN_FILES = {
     "scan_length_files": "length",
     "scan_simple_files": "simple",
     "scan_addprim_jump_files": "addprim_jump",
+}
+
+COGS_FORMATS = {"cogs": "lf", "cogs_variable_free": "variable_free"}
+RECOGS_VERSIONS = {
+    "recogs_v1": "recogs_v1",
+    "recogs_v2": "recogs_v2",
+    "recogs_pos": "recogs_positional_index",
 }
 
 # For seqio feature converters (get_dataset, Evaluator): keep example_id through conversion;
@@ -101,6 +108,44 @@ def register_scan_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[
             examples = {s: scan.load(split, s, root) for s in scan.SUBSETS}
             _register(name, examples, vocab, scan.metric)
             names.append(name)
+    return names
+
+
+def joint_vocabulary(examples: Mapping[str, list[Example]]) -> WordVocabulary:
+    """Word vocabulary of every input and target token over all splits of `examples`."""
+    return WordVocabulary.from_texts(
+        text for exs in examples.values() for ex in exs for text in (ex.input, ex.target)
+    )
+
+
+def register_cogs_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """Register COGS (lf, variable_free: train/dev/test/gen) and ReCOGS tasks (idempotent).
+
+    `data_dir` None falls back to $COMPGEN_DATA_DIR; "" or no setting registers nothing. A
+    dataset is registered when its directory exists (`cogs/`, `cogs_variable_free/`,
+    `recogs/<version>/`); a COGS directory missing a split file raises FileNotFoundError naming
+    it. ReCOGS registers the splits present (dev/test locally) and raises if it has none. Each
+    task gets its own joint word vocabulary built from all of its splits; example ids are the
+    0-based line numbers of the split files.
+    """
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        return []
+    names = []
+    for name, fmt in COGS_FORMATS.items():
+        if not (root / cogs.FORMAT_DIRS[fmt]).is_dir():
+            continue
+        examples = {split: cogs.load(split, root, fmt) for split in cogs.SPLITS}
+        _register(name, examples, joint_vocabulary(examples), cogs.metric)
+        names.append(name)
+    for name, version in RECOGS_VERSIONS.items():
+        folder = root / "recogs" / version
+        if not folder.is_dir():
+            continue
+        present = [s for s in recogs.SPLITS if (folder / f"{s}.tsv").is_file()]
+        examples = {s: recogs.load(s, root, version) for s in present or recogs.LOCAL_SPLITS}
+        _register(name, examples, joint_vocabulary(examples), recogs.metric)
+        names.append(name)
     return names
 
 

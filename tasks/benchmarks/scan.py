@@ -5,14 +5,13 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from tasks.data_dir import DATA_DIR_ENV, require_file
-from tasks.data_dir import data_dir as resolve_data_dir
+from tasks.data_dir import benchmark_file
 from tasks.example import Example
+from tasks.metrics import token_exact_match
 
 BENCHMARK = "scan"
 SPLITS = ("length", "simple", "addprim_jump")
@@ -209,14 +208,8 @@ def _examples(
 def load(split: str, subset: str, data_dir: str | os.PathLike[str] | None = None) -> list[Example]:
     """Examples of a canonical SCAN split file under `<data_dir>/scan` (ids follow line order)."""
     _check_split(split, subset)
-    root = resolve_data_dir(data_dir)
-    what = f"SCAN {split} split, {subset} subset"
-    if root is None:
-        raise FileNotFoundError(
-            f"{what}: no data directory given and {DATA_DIR_ENV} is not set "
-            f"(expected <dir>/scan/{FILES[(split, subset)]})"
-        )
-    path = require_file(Path(root) / "scan" / FILES[(split, subset)], what)
+    path = benchmark_file(data_dir, f"scan/{FILES[(split, subset)]}",
+                          f"SCAN {split} split, {subset} subset")
     items = read_file(path)
     metas = [{"source": str(path), "line": i + 1} for i in range(len(items))]
     return _examples(f"{split}:{subset}", items, metas)
@@ -267,11 +260,4 @@ def out_len(actions: str) -> int:
     return len(actions.split())
 
 
-def metric(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
-    """seqio metric fn: fraction (0-1) of predictions equal to their targets, token by token."""
-    if len(targets) != len(predictions):
-        raise ValueError(f"metric: {len(targets)} targets but {len(predictions)} predictions")
-    if not targets:
-        raise ValueError("metric: no examples to score")
-    hits = sum(t.split() == p.split() for t, p in zip(targets, predictions, strict=True))
-    return {"exact_match": hits / len(targets)}
+metric = token_exact_match  # seqio metric fn
