@@ -14,6 +14,7 @@ SCRIPT = """
 import sys, tempfile, pathlib
 import pandas as pd
 import analysis, analysis.results, analysis.dose_response, analysis.atomic, analysis.__main__
+import analysis.stats, analysis.escape
 from analysis.dose_response import diversity_summary, plot_dose_response
 from analysis.results import read_results
 tmp = pathlib.Path(tempfile.mkdtemp())
@@ -25,6 +26,10 @@ pd.DataFrame({
 df = read_results(tmp)
 diversity_summary(df, "test")
 plot_dose_response(df, "test", tmp / "p.png")
+analysis.stats.tost_ind([0.1, 0.2], [0.15, 0.1], 3.0)
+analysis.escape.escape_regression(pd.DataFrame(
+    {"n_unique": [1, 2, 3, 4, 1, 2, 3, 4], "exposure": [1, 1, 2, 2, 2, 2, 1, 1],
+     "escaped": [0, 1, 0, 1, 1, 0, 1, 0]}))
 forbidden = sys.argv[1].split(",")
 print(",".join(sorted({m.split(".")[0] for m in sys.modules} & set(forbidden))))
 """

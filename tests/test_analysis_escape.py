@@ -1,0 +1,180 @@
+"""analysis.escape: mixture audit, escape regression, convergence steps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize, stats
+
+from analysis.escape import (
+    bimodality,
+    convergence_step,
+    escape_regression,
+    escaped_converge_later,
+    label_escapes,
+)
+
+
+def test_bimodal_cell_is_split_into_floor_and_escaped() -> None:
+    res = bimodality([0.004, 0.011, 0.0, 0.31, 0.28])
+    assert res["k"] == 2 and res["bimodal"]
+    assert res["bic_2"] < res["bic_1"]
+    assert res["labels"] == ["floor", "floor", "floor", "escaped", "escaped"]
+    assert res["means"][0] < 0.02 < 0.25 < res["means"][1]
+    assert min(res["sds"]) >= 0.01  # the variance floor holds
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.30, 0.32, 0.28, 0.35, 0.31],  # one escaped mode
+        [0.005, 0.007, 0.006, 0.004, 0.006],  # one floor mode
+        [0.01, 0.01, 0.01, 0.01, 0.01],  # identical seeds
+        [0.20, 0.21, 0.20, 0.22, 0.21],  # two pairs of ties: no infinite likelihood
+    ],
+)
+def test_unimodal_cells_are_not_bimodal(values: list[float]) -> None:
+    res = bimodality(values)
+    assert res["k"] == 1 and not res["bimodal"]
+    expected = "escaped" if np.mean(values) > 0.05 else "floor"
+    assert res["labels"] == [expected] * len(values)
+
+
+def test_small_cells_and_bad_input() -> None:
+    assert bimodality([0.0, 0.5, 0.5])["k"] == 1  # below min_n
+    with pytest.raises(ValueError, match="finite"):
+        bimodality([0.1, math.nan])
+    with pytest.raises(ValueError, match="floor"):
+        bimodality([0.1, 0.2], floor=0)
+
+
+def test_two_component_fit_matches_direct_likelihood_maximisation() -> None:
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0.02, 0.015, 30), rng.normal(0.4, 0.05, 20)])
+    floor = 0.001
+    res = bimodality(x, floor=floor)
+
+    def nll(theta: np.ndarray) -> float:
+        w = 1 / (1 + np.exp(-theta[0]))
+        mu = theta[1:3]
+        sd = floor + np.exp(theta[3:5])
+        comp = np.stack(
+            [np.log(1 - w) + stats.norm.logpdf(x, mu[0], sd[0]),
+             np.log(w) + stats.norm.logpdf(x, mu[1], sd[1])]
+        )  # fmt: skip
+        return -float(np.logaddexp(comp[0], comp[1]).sum())
+
+    start = np.array([0.0, 0.1, 0.3, np.log(0.05), np.log(0.05)])
+    opt = optimize.minimize(nll, start, method="Nelder-Mead",
+                            options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 40000,
+                                     "maxfev": 40000})  # fmt: skip
+    assert res["loglik_2"] >= -opt.fun - 1e-6
+    assert res["loglik_2"] == pytest.approx(-opt.fun, abs=1e-4)
+    w = 1 / (1 + np.exp(-opt.x[0]))
+    np.testing.assert_allclose(res["weights"], [1 - w, w], atol=1e-3)
+    np.testing.assert_allclose(res["means"], opt.x[1:3], atol=1e-3)
+    np.testing.assert_allclose(res["sds"], floor + np.exp(opt.x[3:5]), atol=1e-3)
+    assert res["bic_2"] == pytest.approx(-2 * res["loglik_2"] + 5 * math.log(x.size))
+    mle_sd = x.std()
+    assert res["loglik_1"] == pytest.approx(stats.norm.logpdf(x, x.mean(), mle_sd).sum())
+
+
+def test_escape_regression_recovers_planted_coefficients() -> None:
+    rng = np.random.default_rng(1)
+    n_levels = np.array([100, 250, 500, 1000, 2000, 4000])
+    e_levels = np.array([100, 400, 1600, 6400])
+    n, e = (a.ravel() for a in np.meshgrid(n_levels, e_levels))
+    n, e = np.repeat(n, 150), np.repeat(e, 150)
+    b0, bn, be = -30.0, 3.7, 1.1
+    eta = b0 + bn * np.log(n) + be * np.log(e)
+    escaped = rng.random(n.size) < 1 / (1 + np.exp(-eta))
+    df = pd.DataFrame({"n_unique": n, "exposure": e, "escaped": escaped})
+    res = escape_regression(df)
+    for name, truth in (("const", b0), ("log_n", bn), ("log_e", be)):
+        assert res["coef"][name] == pytest.approx(truth, abs=3.5 * res["se"][name]), name
+        lo, hi = res["ci"][name]
+        assert lo < res["coef"][name] < hi
+    assert res["coef"]["log_n"] == pytest.approx(bn, rel=0.15)
+    assert res["coef"]["log_e"] == pytest.approx(be, rel=0.2)
+    assert res["n"] == n.size and res["converged"]
+    with pytest.raises(ValueError, match="same outcome"):
+        escape_regression(df.assign(escaped=True))
+
+
+def test_convergence_step() -> None:
+    assert convergence_step([0, 100, 200, 300], [0.0, 0.1, 0.28, 0.3]) == 200
+    assert convergence_step([300, 0, 200, 100], [0.3, 0.0, 0.28, 0.1]) == 200  # unsorted
+    assert convergence_step([0, 100, 200], [0.0, 0.3, 0.3], fraction=1.0) == 100
+    assert convergence_step([0, 100], [0.0, 0.0]) == 0  # a flat floor converges at once
+    with pytest.raises(ValueError, match="duplicate"):
+        convergence_step([0, 0], [0.1, 0.2])
+
+
+def _curves() -> pd.DataFrame:
+    """Hand-built: 3 escaped seeds converge at 300-400, 3 floor seeds at 100."""
+    steps = [0, 100, 200, 300, 400]
+    curves = {
+        ("c500", 0, True): [0.0, 0.02, 0.1, 0.3, 0.31],  # -> 300
+        ("c500", 1, True): [0.0, 0.01, 0.05, 0.2, 0.32],  # -> 400
+        ("c1000", 0, True): [0.0, 0.05, 0.1, 0.35, 0.36],  # -> 300
+        ("c500", 2, False): [0.0, 0.01, 0.01, 0.01, 0.01],  # -> 100
+        ("c1000", 1, False): [0.0, 0.02, 0.02, 0.02, 0.02],  # -> 100
+        ("c1000", 2, False): [0.0, 0.0, 0.01, 0.0, 0.0],  # final 0 -> 0
+    }
+    rows = [
+        (cell, seed, "gen", s, v, esc)
+        for (cell, seed, esc), vals in curves.items()
+        for s, v in zip(steps, vals, strict=True)
+    ]
+    return pd.DataFrame(rows, columns=["cell", "seed", "split", "step", "exact_match", "escaped"])
+
+
+def test_escaped_converge_later_on_hand_built_table() -> None:
+    res = escaped_converge_later(_curves())
+    table = res["per_seed"].set_index(["cell", "seed"])["convergence_step"]
+    assert table[("c500", 0)] == 300 and table[("c500", 1)] == 400
+    assert table[("c1000", 2)] == 0 and table[("c500", 2)] == 100
+    ref = stats.mannwhitneyu([300, 400, 300], [100, 100, 0], alternative="greater")
+    assert res["u"] == 9.0 == ref.statistic
+    assert res["p"] == pytest.approx(ref.pvalue)
+    assert res["n_escaped"] == 3 and res["n_floor"] == 3
+    assert res["median_step_escaped"] == 300 and res["median_step_floor"] == 100
+    bad = _curves()
+    bad.loc[0, "escaped"] = False
+    with pytest.raises(ValueError, match="varies within"):
+        escaped_converge_later(bad)
+
+
+def test_two_modes_above_threshold_are_both_escaped() -> None:
+    res = bimodality([0.30, 0.31, 0.30, 0.60, 0.61])
+    assert res["k"] == 2 and res["labels"] == ["escaped"] * 5
+
+
+def test_label_escapes_per_cell_at_final_step() -> None:
+    final = {
+        "c500": [0.004, 0.011, 0.0, 0.31, 0.28],  # bimodal
+        "c4000": [0.30, 0.32, 0.28, 0.35, 0.31],  # all escaped
+        "c100": [0.005, 0.007, 0.006, 0.004, 0.006],  # all floor
+    }
+    n_of = {"c500": 500, "c4000": 4000, "c100": 100}
+    rows = [
+        (cell, seed, split, step, n_of[cell], 400.0, v * step / 200)
+        for cell, vals in final.items()
+        for seed, v in enumerate(vals)
+        for step in (100, 200)
+        for split in ("gen", "test")
+    ]
+    df = pd.DataFrame(
+        rows, columns=["cell", "seed", "split", "step", "n_unique", "exposure", "exact_match"]
+    )
+    labels = label_escapes(df, "gen").set_index(["cell", "seed"])
+    assert len(labels) == 15
+    assert list(labels.loc["c500", "escaped"]) == [False, False, False, True, True]
+    assert labels.loc["c4000", "escaped"].all() and not labels.loc["c100", "escaped"].any()
+    assert list(labels["cell_k"].groupby(level="cell").first().sort_index()) == [1, 1, 2]
+    assert labels.loc[("c500", 3), "exact_match"] == 0.31  # final step, not the earlier one
+    with pytest.raises(ValueError, match="no rows for split"):
+        label_escapes(df, "other")
