@@ -1,0 +1,76 @@
+"""`compgen-jax train` (one cell) and `compgen-jax demo` (the main job: a SCAN diversity sweep)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+DEMO_GIN_FILE = "experiments/scan_diversity_cpu.gin"
+
+
+def gin_flags() -> argparse.ArgumentParser:
+    """The t5x gin flags, as a parent parser for every gin-configured subcommand."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--gin_file", action="append", default=[],
+                       help="gin file (repeatable), resolved against gin_configs/")
+    flags.add_argument("--gin_bindings", action="append", default=[],
+                       help="one gin binding (repeatable); --gin.X=Y is the short form")
+    flags.add_argument("--gin_search_paths", action="append", default=[],
+                       help="extra directory to resolve gin files and includes against")
+    return flags
+
+
+def configure(args: argparse.Namespace, default_files: Sequence[str]) -> Path:
+    """Register the configurables, parse the gin files + bindings, return MODEL_DIR."""
+    import gin
+
+    from compgen_jax import experiment, train  # noqa: F401  (registers the configurables)
+    from compgen_jax.gin_utils import parse_gin
+
+    parse_gin(args.gin_file or default_files, args.gin_bindings, args.gin_search_paths)
+    try:
+        return Path(gin.query_parameter("%MODEL_DIR"))
+    except ValueError:
+        raise ValueError("MODEL_DIR is not set: pass --gin.MODEL_DIR=\\\"/path\\\"") from None
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from compgen_jax.gin_utils import write_operative_config
+    from compgen_jax.train import train
+
+    model_dir = configure(args, [])
+    train()
+    print(f"operative config: {write_operative_config(model_dir)}")
+    print(f"results: {model_dir / 'results.csv'}")
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    from analysis.dose_response import (
+        diversity_summary,
+        diversity_trend,
+        format_summary,
+        plot_dose_response,
+    )
+    from compgen_jax.experiment import run_experiment
+    from compgen_jax.gin_utils import write_operative_config
+
+    model_dir = configure(args, [DEMO_GIN_FILE])
+    table = run_experiment()
+    write_operative_config(model_dir)
+    split = table["split"].iloc[0]
+    print()
+    print(format_summary(diversity_summary(table, split), diversity_trend(table, split)))
+    plot = plot_dose_response(table, split, model_dir / "dose_response.png")
+    print(f"\nresults: {model_dir / 'results.csv'}\nplot: {plot}")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    flags = gin_flags()
+    subparsers.add_parser(
+        "train", parents=[flags], help="train one cell (S seeds, one compiled step) into MODEL_DIR"
+    ).set_defaults(run=run_train)
+    subparsers.add_parser(
+        "demo", parents=[flags],
+        help=f"the main job: a SCAN diversity sweep ({DEMO_GIN_FILE}), summary + plot",
+    ).set_defaults(run=run_demo)
