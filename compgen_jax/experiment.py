@@ -23,7 +23,8 @@ def diversity_cells(
     """A diversity sweep: the base cell at each N (fixed step budget: exposure falls as N rises)."""
     if not n_unique_levels:
         raise ValueError("diversity_cells.n_unique_levels is empty")
-    return [dataclasses.replace(base, n_unique=int(n)) for n in n_unique_levels]
+    return [dataclasses.replace(base, manifest=dataclasses.replace(base.manifest, n_unique=int(n)))
+            for n in n_unique_levels]
 
 
 @gin.configurable
@@ -44,10 +45,10 @@ def run_experiment(
     data = load_task_data(first.task, first.train_split, train_config.eval_splits,
                           train_config.max_eval_examples)
     pool_size = int(data.train["inputs"].shape[0])
-    too_big = [c.n_unique for c in cells if c.n_unique > pool_size]
+    too_big = [c.manifest.n_unique for c in cells if c.manifest.n_unique > pool_size]
     if too_big:
         raise ValueError(f"cells ask for N={too_big} unique examples but pool "
-                         f"'{first.task}:{first.train_split}' holds only {pool_size}")
+                         f"'{first.pool}' holds only {pool_size}")
     trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size)
     n_params = count_params(trainer.init_one(0)["params"])
     print(f"{len(cells)} cells x {train_config.num_seeds} seeds, {n_params:,} parameters per seed, "

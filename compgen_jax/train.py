@@ -19,6 +19,7 @@ from compgen_jax.optim import OptimizerConfig, make_optimizer
 from compgen_jax.results import write_results
 from tasks import manifest as manifest_lib
 from tasks.data_dir import data_dir
+from tasks.selection import ManifestSpec, cell_manifests
 
 
 @gin.configurable
@@ -58,19 +59,19 @@ class TrainConfig:
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class CellConfig:
-    """One design point: which pool, how many distinct examples, chosen how."""
+    """One design point: which pool, and how its manifests are chosen."""
 
     task: str = "scan_simple"
     train_split: str = "train"
-    strategy: str = "random"
-    n_unique: int = 1000
-    multiplicity: int = 1
-    manifest_seed: int = 0
-    per_seed_manifests: bool = True
+    manifest: ManifestSpec = ManifestSpec()
+
+    @property
+    def pool(self) -> str:
+        return f"{self.task}:{self.train_split}"
 
     @property
     def name(self) -> str:
-        return f"{self.task}-{self.strategy}-N{self.n_unique}"
+        return f"{self.task}-{self.manifest.strategy}-N{self.manifest.n_unique}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,14 +127,6 @@ def build_trainer(
     )
 
 
-def cell_manifests(cell: CellConfig, pool_size: int, num_seeds: int) -> list[manifest_lib.Manifest]:
-    """One random manifest per seed (or one shared by all seeds)."""
-    pool = f"{cell.task}:{cell.train_split}"
-    seeds = [cell.manifest_seed + (s if cell.per_seed_manifests else 0) for s in range(num_seeds)]
-    return [manifest_lib.random_manifest(pool, pool_size, cell.n_unique, seed, cell.multiplicity)
-            for seed in seeds]
-
-
 def evaluate(
     trainer: MultiSeedTrainer, params: Any, pool: Pool, eval_batch_size: int
 ) -> np.ndarray:
@@ -160,7 +153,7 @@ def train_cell(
     model_dir.mkdir(parents=True, exist_ok=True)
     seeds = train_config.seeds
     pool_size = int(data.train["inputs"].shape[0])
-    manifests = cell_manifests(cell, pool_size, len(seeds))
+    manifests = cell_manifests(cell.manifest, cell.pool, pool_size, len(seeds))
     for s, m in zip(seeds, manifests, strict=True):
         manifest_lib.save(m, model_dir / "manifests" / f"seed_{s}.json")
     orders = jnp.asarray(manifest_lib.order_table(
@@ -184,7 +177,8 @@ def train_cell(
             for i, (seed, m) in enumerate(zip(seeds, manifests, strict=True)):
                 rows.append({
                     "cell": cell.name, "benchmark": data.benchmark, "task": cell.task,
-                    "split": split, "strategy": cell.strategy, "n_unique": cell.n_unique,
+                    "split": split, "strategy": cell.manifest.strategy,
+                    "n_unique": m.n_unique,
                     "exposure": exposure, "manifest_hash": m.hash, "seed": seed, "step": step,
                     "exact_match": float(correct[i].mean()), "n_examples": int(correct.shape[1]),
                     "train_loss": float(chunk_loss[i]),
