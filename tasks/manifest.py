@@ -106,9 +106,15 @@ class Manifest:
         except (TypeError, ValueError) as err:
             raise ManifestError(f"manifest targets are not plain JSON: {err}") from None
         stats = _stats(self.counts)
-        if self.stats and self.stats != stats:
-            raise ManifestError(f"manifest stats {self.stats} disagree with ids/counts ({stats})")
-        set_(self, "stats", stats)
+        if not isinstance(self.stats, dict):
+            raise ManifestError(f"manifest stats must be a dict, got {self.stats!r}")
+        counted = {k: self.stats[k] for k in stats if k in self.stats}
+        if self.stats and counted != stats:
+            raise ManifestError(f"manifest stats {counted} disagree with ids/counts ({stats})")
+        try:  # measured statistics (coverage, typicality, ...) ride along as plain JSON
+            set_(self, "stats", json.loads(_canonical_json({**self.stats, **stats})))
+        except (TypeError, ValueError) as err:
+            raise ManifestError(f"manifest stats are not plain JSON: {err}") from None
         digest = self.content_hash()
         if self.hash and self.hash != digest:
             raise ManifestError(f"manifest hash {self.hash} != content hash {digest}")
@@ -138,6 +144,17 @@ class Manifest:
     def exposure(self, steps: int, batch_size: int) -> float:
         """Passes per unique example over a run: steps * batch_size / n_unique."""
         return steps * batch_size / self.n_unique
+
+    def steps_for_exposure(self, exposure: float, batch_size: int) -> int:
+        """Training steps (rounded up) that give each unique example `exposure` passes."""
+        if exposure <= 0 or batch_size < 1:
+            raise ManifestError(f"exposure={exposure} must be > 0 and batch_size={batch_size} "
+                                ">= 1")
+        return -(-round(exposure * self.n_unique) // batch_size)
+
+    def with_stats(self, measured: dict[str, Any]) -> Manifest:
+        """A copy whose stats also hold `measured` (coverage, typicality, ...), rehashed."""
+        return dataclasses.replace(self, stats={**self.stats, **measured}, hash="")
 
     def __hash__(self) -> int:
         """Hashable by content (the dict fields make the generated hash unusable)."""

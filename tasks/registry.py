@@ -1,14 +1,16 @@
-"""seqio Task registration (SCAN, COGS, ReCOGS) and tokenized pools: the one path to ids."""
+"""seqio Task registration (SCAN, COGS, ReCOGS, ...) and tokenized pools: the one path to ids."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import seqio
 
-from tasks.benchmarks import cogs, recogs, scan
+from tasks.benchmarks import cfq, cogs, coverage, gscan, recogs, scan
 from tasks.data_dir import data_dir as resolve_data_dir
 from tasks.example import Example
 from tasks.tf_env import tf
@@ -212,3 +214,130 @@ def tokenized_pool(
             )
         pool[feature] = np.pad(tokens[:, :needed], ((0, 0), (0, length - needed)))
     return pool
+
+
+GSCAN_TASKS = {"gscan_compositional": "compositional_splits",
+               "gscan_target_length": "target_length_split"}
+
+
+def register_gscan_tasks(
+    data_dir: str | os.PathLike[str] | None = None, k: int = 0, seed: int = 0
+) -> list[str]:
+    """Register gSCAN tasks for each dataset.txt present (idempotent); empty splits are skipped.
+
+    `data_dir` None falls back to $COMPGEN_DATA_DIR; "" or no setting registers nothing. With
+    k > 0 the compositional task applies the adverb_1 k-shot construction and is named
+    `gscan_compositional_k{k}_seed{seed}`. Inputs/targets are word-level (multiword gSCAN tokens
+    joined by `_`); the grid of each example is in meta (see `gscan_situation_pool`).
+    """
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        return []
+    names = []
+    for name, dataset in GSCAN_TASKS.items():
+        if not (root / "gscan" / dataset / "dataset.txt").is_file():
+            continue
+        shots = k if dataset == "compositional_splits" else 0
+        loaded = gscan.load_all(root, dataset, shots, seed)
+        examples = {split: exs for split, exs in loaded.items() if exs}
+        task = f"{name}_k{shots}_seed{seed}" if shots else name
+        _register(task, examples, joint_vocabulary(examples), gscan.metric)
+        names.append(task)
+    return names
+
+
+def gscan_situation_pool(task_name: str, split: str) -> np.ndarray:
+    """A registered gSCAN task's grids as encoder tokens [N, G*G, C] uint8, in example-id order."""
+    return gscan.situation_pool(get_examples(task_name, split))
+
+
+def register_cfq_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """Register `cfq_<split>` for each split file under cfq/splits (and `cfq_example_data`).
+
+    `data_dir` None falls back to $COMPGEN_DATA_DIR; "" or no setting registers nothing. Every
+    split streams cfq/dataset.json once; ids are positions in the split file's index lists and
+    meta["index"] the dataset index. Each task gets its own joint word vocabulary.
+    """
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        return []
+    loaded = {}
+    if (root / "cfq" / "example_data").is_dir():
+        loaded["cfq_example_data"] = cfq.load_example_data(root)
+    splits_dir = root / "cfq" / "splits"
+    for split in cfq.SPLITS:
+        if (splits_dir / f"{split}.json").is_file():
+            loaded[f"cfq_{split}"] = cfq.load(split, root)
+    for name, examples in loaded.items():
+        present = {subset: exs for subset, exs in examples.items() if exs}
+        _register(name, present, joint_vocabulary(present), cfq.metric)
+    return list(loaded)
+
+
+def register_coverage_tasks(directories: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Register `coverage_<dataset name, - as _>` (train/test) for each coverage dataset dir.
+
+    Test examples carry their upstream `type` as category; ids are positions in the files.
+    """
+    names = []
+    for directory in directories:
+        examples = {split: coverage.load(directory, split) for split in ("train", "test")}
+        name = f"coverage_{Path(directory).name.replace('-', '_')}"
+        _register(name, examples, joint_vocabulary(examples), coverage.metric)
+        names.append(name)
+    return names
+
+
+SCAN_OPTIONAL_FILES = {
+    "scan_addprim_turn_left_files": "addprim_turn_left",
+    "scan_template_around_right_files": "template_around_right",
+}
+
+
+def register_scan_optional_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """Register the file-only SCAN splits whose train and test files are both present."""
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        return []
+    names = []
+    for name, split in SCAN_OPTIONAL_FILES.items():
+        if all((root / "scan" / scan.FILE_ONLY[(split, s)]).is_file() for s in scan.SUBSETS):
+            examples = {s: scan.load(split, s, root) for s in scan.SUBSETS}
+            _register(name, examples, scan_vocabulary(), scan.metric)
+            names.append(name)
+    return names
+
+
+_GSCAN_KSHOT = re.compile(r"gscan_compositional_k(\d+)_seed(\d+)")
+
+
+def ensure_registered(task_name: str, data_dir: str | os.PathLike[str] | None = None) -> None:
+    """Register the task family `task_name` belongs to (if not yet), from generators or files.
+
+    Generated SCAN tasks need no data dir; every other family reads `data_dir` (None falls back to
+    $COMPGEN_DATA_DIR). ValueError names the task when its family is unknown or its files absent.
+    """
+    if task_name in _EXAMPLES:
+        return
+    kshot = _GSCAN_KSHOT.fullmatch(task_name)
+    if task_name in SCAN_GENERATED:
+        register_scan_tasks("")
+    elif task_name in SCAN_FILES:
+        register_scan_tasks(data_dir)
+    elif task_name in SCAN_OPTIONAL_FILES:
+        register_scan_optional_tasks(data_dir)
+    elif task_name in COGS_FORMATS or task_name in RECOGS_VERSIONS:
+        register_cogs_tasks(data_dir)
+    elif kshot:
+        register_gscan_tasks(data_dir, k=int(kshot[1]), seed=int(kshot[2]))
+    elif task_name in GSCAN_TASKS:
+        register_gscan_tasks(data_dir)
+    elif task_name.startswith("cfq_"):
+        register_cfq_tasks(data_dir)
+    if task_name not in _EXAMPLES:
+        raise ValueError(
+            f"task {task_name!r} could not be registered: unknown task name or its files are not "
+            f"under the data dir ({resolve_data_dir(data_dir)}); generated tasks: "
+            f"{sorted(SCAN_GENERATED)}, file tasks: scan_*_files, cogs, cogs_variable_free, "
+            f"recogs_*, gscan_compositional[_k<k>_seed<s>], gscan_target_length, cfq_<split>"
+        )

@@ -24,6 +24,14 @@ FILES = {
     ("addprim_jump", "train"): "add_prim_split/tasks_train_addprim_jump.txt",
     ("addprim_jump", "test"): "add_prim_split/tasks_test_addprim_jump.txt",
 }
+# Canonical files only: BENCHMARKS.md s.4.3 gives their sizes but not a rule to generate them.
+FILE_ONLY = {
+    ("addprim_turn_left", "train"): "add_prim_split/tasks_train_addprim_turn_left.txt",
+    ("addprim_turn_left", "test"): "add_prim_split/tasks_test_addprim_turn_left.txt",
+    ("template_around_right", "train"): "template_split/tasks_train_template_around_right.txt",
+    ("template_around_right", "test"): "template_split/tasks_test_template_around_right.txt",
+}
+FILE_SPLITS = (*SPLITS, "addprim_turn_left", "template_around_right")
 PAIR_CONSTRUCT = (
     "parse-tree composition: within each S (verb, direction modifier), (verb, repetition), "
     "(modifier, repetition); across S (S1-string, conj), (conj, S2-string)"
@@ -123,10 +131,10 @@ def generate() -> list[tuple[str, str]]:
     return out
 
 
-def _check_split(split: str, subset: str | None = None) -> None:
+def _check_split(split: str, subset: str | None = None, known: tuple[str, ...] = SPLITS) -> None:
     """Raise ValueError naming the valid values if `split` (or `subset`) is unknown."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown SCAN split {split!r}; expected one of {SPLITS}")
+    if split not in known:
+        raise ValueError(f"unknown SCAN split {split!r}; expected one of {known}")
     if subset is not None and subset not in SUBSETS:
         raise ValueError(f"unknown SCAN subset {subset!r}; expected one of {SUBSETS}")
 
@@ -207,8 +215,9 @@ def _examples(
 
 def load(split: str, subset: str, data_dir: str | os.PathLike[str] | None = None) -> list[Example]:
     """Examples of a canonical SCAN split file under `<data_dir>/scan` (ids follow line order)."""
-    _check_split(split, subset)
-    path = benchmark_file(data_dir, f"scan/{FILES[(split, subset)]}",
+    _check_split(split, subset, FILE_SPLITS)
+    rel = FILES.get((split, subset)) or FILE_ONLY[(split, subset)]
+    path = benchmark_file(data_dir, f"scan/{rel}",
                           f"SCAN {split} split, {subset} subset")
     items = read_file(path)
     metas = [{"source": str(path), "line": i + 1} for i in range(len(items))]

@@ -1,0 +1,302 @@
+"""Coverage-principle tasks (Chang et al. 2025): upstream-format generators and loader.
+
+Generators for twohop, threehop, parallel2hop and nontree (COVERAGE_PRINCIPLE.md s.1) write the
+upstream directory layout and JSON files (train.json, test.json, atomic_facts_f*.json,
+vocab.json, indent=2), so datasets made by either implementation load in the other. Sampling
+uses CPython `random` in the upstream call order, but candidate orders are sorted here, so
+samples match upstream in distribution, not identity (Q27). Quirk decisions (s.8): Q10 fixed by
+default (`parity=True` reproduces), Q11 omitted by default (`parity=True` writes `type` on the
+aliased train items), Q12 and Q13 reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import random
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from tasks.atomic import write_text
+from tasks.example import Example
+from tasks.metrics import token_exact_match
+
+BENCHMARK = "coverage"
+END = "</a>"
+FAKE_BRIDGE = "</b>"
+RHO = 0.7
+SKIP_P = 0.4
+PAIR_CONSTRUCT = "positional pairs of input tokens: (i:<t_a>, j:<t_b>) for input positions i < j"
+_TOKEN = re.compile(r"<[^<>]+>")
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+    """A task's computation: hops (function index, argument refs); refs 'x<i>' or 'h<j>'."""
+
+    name: str
+    n_inputs: int
+    hops: tuple[tuple[int, tuple[str, ...]], ...]
+    same_tag: str
+    test_size: int
+    skip_p: float
+    modes: tuple[str, ...]
+
+
+STRUCTURES = {
+    "twohop": Structure("twohop", 3, ((0, ("x0", "x1")), (1, ("h0", "x2"))), "f12", 2000,
+                        SKIP_P, ("inf", "cot", "fakebridge")),
+    "threehop": Structure("threehop", 4,
+                          ((0, ("x0", "x1")), (1, ("h0", "x2")), (2, ("h1", "x3"))),
+                          "f123", 3000, SKIP_P, ("inf", "cot", "fakebridge")),
+    "parallel2hop": Structure("parallel2hop", 4,
+                              ((0, ("x0", "x1")), (1, ("x2", "x3")), (2, ("h0", "h1"))),
+                              "f123", 2000, SKIP_P, ("inf", "include-atomic")),
+    "nontree": Structure("nontree", 3, ((0, ("x0", "x1")), (1, ("h0", "x1", "x2"))), "f12",
+                         2000, 0.0, ("inf", "cot")),
+}
+
+
+def token(i: int) -> str:
+    """The i-th token of X."""
+    return f"<t_{i}>"
+
+
+def dataset_name(task: str, n: int, max_train: int, same: bool, mode: str) -> str:
+    """Upstream directory name, e.g. twohop.50.10000.diff-f12.inf."""
+    s = STRUCTURES[task]
+    return f"{task}.{n}.{max_train}.{'same' if same else 'diff'}-{s.same_tag}.{mode}"
+
+
+def _make_function(n: int, arity: int, rng: random.Random) -> tuple[dict, list]:
+    """A uniform i.i.d. random function over X^arity and its shuffled key order."""
+    keys = list(itertools.product(range(n), repeat=arity))
+    fn = dict(zip(keys, rng.choices(range(n), k=len(keys)), strict=True))
+    order = list(keys)
+    rng.shuffle(order)
+    return fn, order
+
+
+def _arity(s: Structure, f: int) -> int:
+    """Number of arguments of function f."""
+    return next(len(args) for fi, args in s.hops if fi == f)
+
+
+def _evaluate(s: Structure, fns: Sequence[dict], xs: Sequence[int]) -> list[int]:
+    """Bridge and final values [h0, h1, ...] of an input tuple."""
+    hs: list[int] = []
+    for f, args in s.hops:
+        key = tuple(xs[int(a[1:])] if a[0] == "x" else hs[int(a[1:])] for a in args)
+        hs.append(fns[f][key])
+    return hs
+
+
+def _chains(
+    s: Structure, n: int, fns: Sequence[dict], allowed: Sequence[set] | None,
+    skip: float, rng: random.Random | None,
+) -> Iterator[tuple[int, ...]]:
+    """Input tuples in product order whose hop keys are allowed (None: full domain), skipping."""
+
+    def walk(hop: int, xs: list[int | None], hs: list[int]) -> Iterator[tuple[int, ...]]:
+        if hop == len(s.hops):
+            yield tuple(x for x in xs if x is not None)
+            return
+        f, args = s.hops[hop]
+        free = sorted({int(a[1:]) for a in args if a[0] == "x" and xs[int(a[1:])] is None})
+        for values in itertools.product(range(n), repeat=len(free)):
+            bound = list(xs)
+            for i, v in zip(free, values, strict=True):
+                bound[i] = v
+            key = tuple(bound[int(a[1:])] if a[0] == "x" else hs[int(a[1:])] for a in args)
+            if allowed is not None and key not in allowed[f]:
+                continue
+            last = hop == len(s.hops) - 1
+            if rng is not None and skip and not last and free and rng.random() < skip:
+                continue
+            yield from walk(hop + 1, bound, [*hs, fns[f][key]])
+
+    yield from walk(0, [None] * s.n_inputs, [])
+
+
+def _keys(s: Structure, fns: Sequence[dict], xs: Sequence[int]) -> list[tuple[int, ...]]:
+    """The key each hop's function is applied to."""
+    hs = _evaluate(s, fns, xs)
+    return [tuple(xs[int(a[1:])] if a[0] == "x" else hs[int(a[1:])] for a in args)
+            for _, args in s.hops]
+
+
+def _texts(s: Structure, xs: Sequence[int], hs: Sequence[int], mode: str) -> dict[str, str]:
+    """input_text / target_text of one item in the upstream string format."""
+    inp = "".join(token(x) for x in xs)
+    bridges = hs[:-1]
+    if mode == "cot":
+        middle = "".join(token(b) for b in bridges)
+    elif mode == "fakebridge":
+        middle = FAKE_BRIDGE * len(bridges)
+    else:
+        middle = ""
+    return {"input_text": inp, "target_text": inp + middle + token(hs[-1]) + END}
+
+
+def generate(
+    task: str,
+    out_root: str | os.PathLike[str],
+    n: int,
+    max_train: int,
+    same: bool = False,
+    mode: str = "inf",
+    seed: int = 42,
+    test_size: int | None = None,
+    parity: bool = False,
+) -> Path:
+    """Write `<out_root>/<dataset_name>/` in the upstream format; return the directory."""
+    if task not in STRUCTURES:
+        raise ValueError(f"unknown coverage task {task!r}; expected one of {tuple(STRUCTURES)}")
+    s = STRUCTURES[task]
+    if mode not in s.modes:
+        raise ValueError(f"{task}: unknown mode {mode!r}; expected one of {s.modes}")
+    if mode == "include-atomic" and not same:
+        raise ValueError(f"{task}: include-atomic requires same functions (--same_{s.same_tag})")
+    cap = s.test_size if test_size is None else test_size
+    rng = random.Random(seed)
+    n_fns = 1 + max(f for f, _ in s.hops)
+    fns: list[dict] = []
+    seen: list[set] = []
+    for f in range(n_fns):
+        if same and f > 0:
+            fns.append(_same_function(fns[0], _arity(s, f)))
+            seen.append({k for k in fns[f] if k[:2] in seen[0]})
+            continue
+        fn, order = _make_function(n, _arity(s, f), rng)
+        fns.append(fn)
+        seen.append(set(order[: round(RHO * len(order))]))
+    candidates = sorted(_chains(s, n, fns, seen, 0.0, None))
+    if len(candidates) <= max_train:
+        raise ValueError(
+            f"{task}: only {len(candidates)} all-seen compositions at N={n}; max_train={max_train} "
+            "must be smaller (upstream raises here too, Q13)"
+        )
+    train = rng.sample(candidates, max_train)
+    train_set = set(train)
+    used: list[set] = [set() for _ in range(n_fns)]
+    for xs in train:
+        for (f, _), key in zip(s.hops, _keys(s, fns, xs), strict=True):
+            used[f].add(key)
+    exclude = task in ("twohop", "nontree") or not parity
+    reservoirs: dict[int, list] = {}
+    counts: dict[int, int] = {}
+    for xs in _chains(s, n, fns, None, s.skip_p, rng):
+        if exclude and xs in train_set:
+            continue
+        if s.skip_p and rng.random() < s.skip_p:
+            continue
+        flags = [key in used[f] for (f, _), key in zip(s.hops, _keys(s, fns, xs), strict=True)]
+        code = sum(int(b) << (len(flags) - 1 - i) for i, b in enumerate(flags))
+        kind = 0 if all(flags) else code + 1
+        counts[kind] = counts.get(kind, 0) + 1
+        box = reservoirs.setdefault(kind, [])
+        if len(box) < cap:
+            box.append(xs)
+        else:
+            j = rng.randint(0, counts[kind] - 1)
+            if j < cap:
+                box[j] = xs
+    train_items = [_texts(s, xs, _evaluate(s, fns, xs), mode) for xs in train]
+    inferred = rng.sample(range(len(train)), min(2000, len(train)))
+    test_items = [{**train_items[i], "type": "train_inferred"} for i in inferred]
+    if parity:
+        for i in inferred:
+            train_items[i]["type"] = "train_inferred"
+    for kind in sorted(reservoirs):
+        test_items += [{**_texts(s, xs, _evaluate(s, fns, xs), mode), "type": f"type_{kind}"}
+                       for xs in reservoirs[kind]]
+    if mode == "include-atomic":
+        train_items += _atomic_facts(fns[0])
+    rng.shuffle(train_items)
+    rng.shuffle(test_items)
+    out = Path(out_root) / dataset_name(task, n, max_train, same, mode)
+    vocab = [token(i) for i in range(n)] + ([FAKE_BRIDGE] if mode == "fakebridge" else [])
+    files: dict[str, Any] = {"train.json": train_items, "test.json": test_items,
+                             "vocab.json": vocab + [END]}
+    for f in range(n_fns):
+        files[f"atomic_facts_f{f + 1}.json"] = _atomic_facts(fns[f])
+    for name, content in files.items():
+        write_text(out / name, json.dumps(content, indent=2))
+    return out
+
+
+def _same_function(f1: dict, arity: int) -> dict:
+    """f2 as a copy of f1 (nontree: f2(b, e1, e2) = f1(b, e1))."""
+    if arity == 2:
+        return dict(f1)
+    n = round(len(f1) ** 0.5)
+    return {(b, e1, e2): f1[(b, e1)] for b, e1, e2 in itertools.product(range(n), repeat=3)}
+
+
+def _atomic_facts(fn: dict) -> list[dict[str, str]]:
+    """Every key of a function in single-token format."""
+    out = []
+    for key, value in fn.items():
+        inp = "".join(token(k) for k in key)
+        out.append({"input_text": inp, "target_text": inp + token(value) + END})
+    return out
+
+
+def parse_name(name: str) -> tuple[str, int, int, bool, str]:
+    """(task, N, max_train, same, mode) from an upstream directory name."""
+    parts = name.split(".")
+    if len(parts) != 5 or parts[0] not in STRUCTURES or not (parts[1] + parts[2]).isdigit():
+        raise ValueError(f"not a coverage dataset name (task.N.max.same|diff-f..mode): {name!r}")
+    return parts[0], int(parts[1]), int(parts[2]), parts[3].startswith("same"), parts[4]
+
+
+def _read_items(path: Path) -> list[dict[str, Any]]:
+    """A JSON list of {input_text, target_text[, type]} items, checked."""
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: malformed JSON: {err.msg}") from None
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a JSON list of items")
+    for i, item in enumerate(items):
+        if not (isinstance(item, dict) and isinstance(item.get("input_text"), str)
+                and isinstance(item.get("target_text"), str)
+                and item["target_text"].startswith(item["input_text"])):
+            raise ValueError(f"{path}: item {i} is not {{input_text, target_text=input+answer}}")
+    return items
+
+
+def load(directory: str | os.PathLike[str], split: str) -> list[Example]:
+    """Examples of train.json or test.json of a dataset directory (ids: order in the file).
+
+    input = the input tokens, target = the answer tokens after the input (bridge/CoT tokens and
+    the `</a>` marker included), category = the item's `type` (test) or None.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown coverage split {split!r}; expected 'train' or 'test'")
+    root = Path(directory)
+    task, *_ = parse_name(root.name)
+    hops = len(STRUCTURES[task].hops)
+    path = root / f"{split}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"coverage dataset {root.name}: expected file {path} is missing")
+    out = []
+    for i, item in enumerate(_read_items(path)):
+        inp = _TOKEN.findall(item["input_text"])
+        tgt = _TOKEN.findall(item["target_text"][len(item["input_text"]) :])
+        out.append(Example(
+            benchmark=BENCHMARK, split=f"{root.name}:{split}", id=i, input=" ".join(inp),
+            target=" ".join(tgt), atoms=frozenset(inp),
+            pairs=frozenset((f"{a}:{inp[a]}", f"{b}:{inp[b]}")
+                            for a in range(len(inp)) for b in range(a + 1, len(inp))),
+            depth=hops, out_len=len(tgt), category=item.get("type") if split == "test" else None,
+            meta={"source": str(path), "index": i},
+        ))
+    return out
+
+
+metric = token_exact_match  # seqio metric fn: exact match of the answer tokens

@@ -1,0 +1,261 @@
+"""Canonical downloads into a data dir: streamed, sha256-recorded on first download, atomic.
+
+Archives are kept under `<data dir>/downloads/` and their sha256 in `<data dir>/checksums.json`
+(recorded the first time, verified on every later fetch and by `check`). Each archive is
+extracted into a staging directory and its files renamed into place one by one, so a failed
+fetch leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+
+from tasks.atomic import write_text
+
+CHECKSUMS = "checksums.json"
+DOWNLOADS = "downloads"
+CHUNK_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One download: `url` saved as `filename`, unpacked (`strip` removed) into `into`."""
+
+    url: str
+    filename: str
+    into: str
+    strip: str = ""
+
+    @property
+    def kind(self) -> str:
+        """'zip', 'tar' or 'file' (a single file copied to `into/<URL basename>`)."""
+        if self.filename.endswith(".zip"):
+            return "zip"
+        if self.filename.endswith((".tar.gz", ".tgz", ".tar")):
+            return "tar"
+        return "file"
+
+
+_COGS = "https://raw.githubusercontent.com/najoungkim/COGS/main/data/"
+_GSCAN = "https://raw.githubusercontent.com/LauraRuis/groundedSCAN/master/data/"
+SOURCES: dict[str, tuple[Source, ...]] = {
+    "scan": (Source("https://github.com/brendenlake/SCAN/archive/master.zip", "SCAN-master.zip",
+                    "scan", "SCAN-master/"),),
+    "cogs": tuple(Source(_COGS + name, f"cogs-{name}", "cogs")
+                  for name in ("train.tsv", "dev.tsv", "test.tsv", "gen.tsv", "train_100.tsv",
+                               "gen_cases_to_paper_sections.json")),
+    "gscan": tuple(Source(_GSCAN + f"{name}.zip", f"gscan-{name}.zip", f"gscan/{name}", f"{name}/")
+                   for name in ("compositional_splits", "target_length_split")),
+    "cfq": (Source("https://storage.googleapis.com/cfq_dataset/cfq1.1.tar.gz", "cfq1.1.tar.gz",
+                   "cfq", "cfq/"),),
+}
+# Files an adapter needs for the benchmark to count as complete (relative to the data dir).
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "scan": ("scan/tasks.txt", "scan/length_split/tasks_train_length.txt",
+             "scan/length_split/tasks_test_length.txt", "scan/simple_split/tasks_train_simple.txt",
+             "scan/simple_split/tasks_test_simple.txt",
+             "scan/add_prim_split/tasks_train_addprim_jump.txt",
+             "scan/add_prim_split/tasks_test_addprim_jump.txt"),
+    "cogs": ("cogs/train.tsv", "cogs/dev.tsv", "cogs/test.tsv", "cogs/gen.tsv"),
+    "gscan": ("gscan/compositional_splits/dataset.txt",),
+    "cfq": ("cfq/dataset.json", "cfq/splits/mcd1.json", "cfq/splits/mcd2.json",
+            "cfq/splits/mcd3.json"),
+}
+
+
+def _check_benchmark(benchmark: str) -> None:
+    """ValueError naming the known benchmarks if `benchmark` is not one."""
+    if benchmark not in SOURCES:
+        raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {tuple(SOURCES)}")
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_checksums(root: Path) -> dict[str, dict[str, object]]:
+    """The recorded {url: {sha256, bytes, file}} of a data dir ({} if none yet)."""
+    path = root / CHECKSUMS
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: malformed checksums file: {err.msg}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object {{url: {{sha256, bytes, file}}}}")
+    return data
+
+
+def download(url: str, target: Path) -> tuple[str, int]:
+    """Stream `url` to `target` atomically; return (sha256, bytes)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            while chunk := response.read(CHUNK_BYTES):
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest.hexdigest(), size
+
+
+def _member_path(name: str, strip: str, archive: Path) -> PurePosixPath | None:
+    """Relative destination of an archive member (None: outside `strip`); unsafe names raise."""
+    if not name.startswith(strip) or name == strip:
+        return None
+    rel = PurePosixPath(name[len(strip) :])
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ValueError(f"{archive}: unsafe member path {name!r}")
+    return rel
+
+
+def _extract(source: Source, archive: Path, staging: Path) -> None:
+    """Unpack `archive` (members under `source.strip`) into `staging`."""
+    if source.kind == "file":
+        shutil.copyfile(archive, staging / source.url.rsplit("/", 1)[-1])
+        return
+    if source.kind == "zip":
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                rel = _member_path(info.filename, source.strip, archive)
+                if rel is None or info.is_dir():
+                    continue
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(staging / rel, "wb") as dst:
+                    shutil.copyfileobj(src, dst, CHUNK_BYTES)
+        return
+    with tarfile.open(archive) as tf:
+        for member in tf:
+            rel = _member_path(member.name, source.strip, archive)
+            if rel is None or not member.isfile():
+                continue
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            src = tf.extractfile(member)
+            assert src is not None  # isfile() members always have a file object
+            with src, open(staging / rel, "wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK_BYTES)
+
+
+def _install(staging: Path, target: Path) -> None:
+    """Move the staged files into `target`, replacing same-named files one rename each."""
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        dest = target / path.relative_to(staging)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+
+
+def fetch(
+    benchmark: str,
+    data_dir: str | os.PathLike[str],
+    force: bool = False,
+    sources: Mapping[str, Sequence[Source]] | None = None,
+) -> list[Path]:
+    """Download, verify and unpack a benchmark's canonical archives; return the archives used.
+
+    A cached archive in downloads/ is reused unless `force`. The first download of a URL records
+    its sha256 in checksums.json; every later one must match it (ValueError otherwise, with the
+    data left as it was).
+    """
+    table = SOURCES if sources is None else sources
+    if benchmark not in table:
+        raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {tuple(table)}")
+    root = Path(data_dir)
+    used = []
+    for source in table[benchmark]:
+        checksums = read_checksums(root)
+        archive = root / DOWNLOADS / source.filename
+        if force or not archive.is_file():
+            digest, size = download(source.url, archive)
+        else:
+            digest, size = sha256(archive), archive.stat().st_size
+        known = checksums.get(source.url)
+        if known is None:
+            checksums[source.url] = {"sha256": digest, "bytes": size, "file": source.filename}
+            write_text(root / CHECKSUMS, json.dumps(checksums, indent=2, sort_keys=True) + "\n")
+        elif known.get("sha256") != digest:
+            archive.unlink()
+            raise ValueError(
+                f"checksum mismatch for {source.url}: recorded sha256 {known.get('sha256')} in "
+                f"{root / CHECKSUMS}, downloaded {digest}; the archive was discarded"
+            )
+        target = root / source.into
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root, prefix=".staging-") as staging:
+            _extract(source, archive, Path(staging))
+            _install(Path(staging), target)
+        used.append(archive)
+    return used
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """What a data dir holds for one benchmark."""
+
+    benchmark: str
+    path: Path
+    present: tuple[str, ...]
+    missing: tuple[str, ...]
+    archives: dict[str, str]  # url -> "ok" | "absent" | "MISMATCH" | "unrecorded"
+
+    @property
+    def complete(self) -> bool:
+        """All required files present and no cached archive failing its checksum."""
+        return not self.missing and "MISMATCH" not in self.archives.values()
+
+
+def status(benchmark: str, data_dir: str | os.PathLike[str]) -> Status:
+    """Required files present/missing and cached-archive checksums of one benchmark."""
+    _check_benchmark(benchmark)
+    root = Path(data_dir)
+    present = tuple(p for p in REQUIRED[benchmark] if (root / p).is_file())
+    missing = tuple(p for p in REQUIRED[benchmark] if p not in present)
+    checksums = read_checksums(root)
+    archives = {}
+    for source in SOURCES[benchmark]:
+        archive = root / DOWNLOADS / source.filename
+        recorded = checksums.get(source.url, {}).get("sha256")
+        if not archive.is_file():
+            archives[source.url] = "absent"
+        elif recorded is None:
+            archives[source.url] = "unrecorded"
+        else:
+            archives[source.url] = "ok" if sha256(archive) == recorded else "MISMATCH"
+    return Status(benchmark, root / benchmark, present, missing, archives)
+
+
+def describe(st: Status) -> str:
+    """One line per benchmark: state, where, and which files are missing."""
+    if st.complete:
+        state = "complete"
+    elif st.present or st.path.is_dir():
+        state = "partial"
+    else:
+        state = "absent"
+    line = f"{st.benchmark:6s} {state:8s} {st.path}"
+    if st.missing and st.path.is_dir():
+        line += f"  missing: {', '.join(st.missing)}"
+    bad = [url for url, s in st.archives.items() if s == "MISMATCH"]
+    if bad:
+        line += f"  checksum MISMATCH: {', '.join(bad)}"
+    return line
