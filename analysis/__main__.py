@@ -1,4 +1,4 @@
-"""Command line: `python -m analysis summary RESULTS [--split S] [--metric M] [--plot OUT.png]`."""
+"""Command line: `python -m analysis summary RESULTS ...` and `report RESULTS --out DIR`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from analysis.dose_response import (
     format_summary,
     plot_dose_response,
 )
+from analysis.report import ReportOptions, load_constructs, write_report
 from analysis.results import read_results
 
 
@@ -23,6 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--split", default="test", help="eval split to summarise (default test)")
     summary.add_argument("--metric", default="exact_match", help="fraction-valued metric column")
     summary.add_argument("--plot", metavar="OUT.png", help="also write the dose-response plot")
+    report = sub.add_parser("report", help="markdown report with tables and PNG plots")
+    report.add_argument("results", help="results directory (or one results file)")
+    report.add_argument("--out", required=True, help="directory for report.md and the PNGs")
+    report.add_argument("--split", default="test", help="eval split to report (default test)")
+    report.add_argument("--metric", default="exact_match", help="fraction-valued metric column")
+    report.add_argument("--measures", help="per-example measures CSV (enables the audit)")
+    report.add_argument("--constructs", help="JSON benchmark -> pair construct (for the audit)")
+    report.add_argument("--model-dir", help="where <cell>/manifests/ live (default: RESULTS)")
+    report.add_argument("--n-perm", type=int, default=10000, help="permutations per test")
+    report.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
     return parser
 
 
@@ -30,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; bad input gives a one-line error and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "report":
+            options = ReportOptions(n_boot=args.n_boot, n_perm=args.n_perm)
+            constructs = load_constructs(args.constructs) if args.constructs else None
+            path = write_report(
+                args.results, args.out, args.split, args.metric, args.measures, constructs,
+                args.model_dir, options,
+            )  # fmt: skip
+            print(f"report: {path}")
+            return 0
         df = read_results(args.results)
         summary = diversity_summary(df, args.split, args.metric)
         print(format_summary(summary, diversity_trend(df, args.split, args.metric)))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +137,171 @@ def _check_unique(df: pd.DataFrame) -> None:
         where = ", ".join(sorted(set(same[SOURCE])))
         key = ", ".join(f"{k}={first[k]!r}" for k in KEY)
         raise ValueError(f"{where}: duplicate results rows for {key} ({int(dup.sum())} rows)")
+
+
+# --------------------------------------------------------------------------- tidy frame
+
+# Factors that identify a cell: constant over its seeds.
+CELL_FACTORS = ("benchmark", "task", "strategy", "n_unique", "exposure")
+EXCLUDED_COLUMNS = ["cell", "seed", "reason"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Tidy:
+    """Final-step results of one split, one row per (cell, seed), and what was left out and why."""
+
+    frame: pd.DataFrame
+    excluded: pd.DataFrame
+    split: str
+    metric: str
+
+    @property
+    def extra_factors(self) -> list[str]:
+        """Design columns beyond the schema (e.g. quantile, coverage, experiment), kept as read."""
+        known = set(COLUMNS) | {SOURCE}
+        return [c for c in self.frame.columns if c not in known]
+
+
+def tidy_results(
+    df: pd.DataFrame,
+    split: str,
+    metric: str = "exact_match",
+    min_seeds: int = 2,
+    drop_diverged: bool = True,
+) -> Tidy:
+    """Each (cell, seed)'s final-step row on `split`; NaN, diverged and thin cells set aside.
+
+    Exclusions are explicit: a seed whose `metric` is NaN, a diverged seed (when
+    `drop_diverged`), and then every seed of a cell left with fewer than `min_seeds` usable seeds
+    go to `excluded` with a reason, never silently. A cell whose factors (CELL_FACTORS) differ
+    between its seeds is an error.
+    """
+    require_columns(df, [*COLUMNS, metric], "results table")
+    if min_seeds < 1:
+        raise ValueError(f"tidy_results: min_seeds must be >= 1, got {min_seeds}")
+    rows = df[df["split"] == split]
+    if rows.empty:
+        present = ", ".join(map(repr, sorted(df["split"].unique())))
+        raise ValueError(f"results table: no rows for split {split!r} (present: {present})")
+    final = final_step(rows).sort_values(["cell", "seed"], ignore_index=True)
+    varying = final.groupby("cell")[list(CELL_FACTORS)].nunique(dropna=False).gt(1)
+    if varying.to_numpy().any():
+        cell = varying.index[varying.any(axis=1)][0]
+        cols = ", ".join(varying.columns[varying.loc[cell]])
+        raise ValueError(f"results table: cell {cell!r} has seeds with different {cols}")
+    reasons = pd.Series("", index=final.index)
+    reasons[final[metric].isna()] = f"{metric} is NaN"
+    if drop_diverged:
+        reasons[(reasons == "") & final["diverged"]] = "diverged"
+    usable = (reasons == "").groupby(final["cell"]).transform("sum")
+    thin = (reasons == "") & (usable < min_seeds)
+    reasons[thin] = usable[thin].map(lambda k: f"cell has {k} usable seed(s) < {min_seeds}")
+    excluded = final.loc[reasons != "", ["cell", "seed"]].assign(reason=reasons[reasons != ""])
+    return Tidy(
+        frame=final[reasons == ""].reset_index(drop=True),
+        excluded=excluded.reset_index(drop=True),
+        split=split,
+        metric=metric,
+    )
+
+
+# --------------------------------------------------------------------------- manifests
+
+MANIFEST_KEYS = (
+    "pool", "pool_size", "ids", "counts", "strategy", "seed", "targets", "stats", "hash",
+)  # fmt: skip
+_SEED_FILE = re.compile(r"seed_(\d+)\.json")
+
+
+def read_manifests(root: str | os.PathLike) -> pd.DataFrame:
+    """Every <cell>/manifests/seed_<k>.json beneath `root`: one row per (cell, seed).
+
+    Columns: cell (the cell directory's name), seed (from the file name), hash, pool, pool_size,
+    strategy, n_unique, total, the scalar entries of `stats` (e.g. mean_depth, n_signatures),
+    pair_coverage_<split> per eval split, ids (int array) and path. The stored hash is checked
+    against the content (sha256 of the canonical JSON of the other fields).
+    """
+    root = Path(root)
+    files = sorted(
+        f for f in root.rglob("seed_*.json")
+        if f.parent.name == "manifests" and _SEED_FILE.fullmatch(f.name)
+    )  # fmt: skip
+    if not files:
+        raise ValueError(f"{root}: no <cell>/manifests/seed_<k>.json files beneath this directory")
+    frame = pd.DataFrame([_read_manifest(f) for f in files])
+    dup = frame.duplicated(["cell", "seed"], keep=False)
+    if dup.any():
+        paths = ", ".join(frame.loc[dup, "path"].iloc[:2])
+        raise ValueError(f"{paths}: two manifests for the same cell and seed")
+    return frame
+
+
+def attach_manifests(frame: pd.DataFrame, manifests: pd.DataFrame) -> pd.DataFrame:
+    """Join manifest columns onto per-seed rows by (cell, seed); hashes must agree, none missing."""
+    require_columns(frame, ["cell", "seed", "manifest_hash"], "results table")
+    extra = [c for c in manifests.columns if c not in ("cell", "seed", "hash")]
+    clash = [c for c in extra if c in frame.columns]
+    merged = frame.merge(
+        manifests.rename(columns={c: f"manifest_{c}" for c in clash}),
+        on=["cell", "seed"], how="left", indicator=True,
+    )  # fmt: skip
+    missing = merged[merged["_merge"] == "left_only"]
+    if not missing.empty:
+        first = missing.iloc[0]
+        raise ValueError(
+            f"no manifest for {len(missing)} result seed(s), first cell {first['cell']!r} "
+            f"seed {first['seed']}"
+        )
+    wrong = merged[merged["hash"] != merged["manifest_hash"]]
+    if not wrong.empty:
+        first = wrong.iloc[0]
+        raise ValueError(
+            f"cell {first['cell']!r} seed {first['seed']}: results name manifest "
+            f"{first['manifest_hash']!r} but {first['path']} has hash {first['hash']!r}"
+        )
+    return merged.drop(columns=["_merge", "hash"])
+
+
+def _read_manifest(path: Path) -> dict:
+    """One manifest file as a flat record, with errors naming the file."""
+
+    def reject(constant: str) -> None:
+        raise ValueError(f"{path}: non-finite number {constant} in manifest JSON")
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=reject)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: malformed manifest JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a manifest must be a JSON object")
+    missing = [k for k in MANIFEST_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{path}: manifest lacks keys: {', '.join(missing)}")
+    body = {k: v for k, v in data.items() if k != "hash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    digest = hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    if data["hash"] != digest:
+        raise ValueError(f"{path}: stored hash {data['hash']!r} != content hash {digest}")
+    ids, counts, stats = data["ids"], data["counts"], data["stats"]
+    if not isinstance(ids, list) or not isinstance(counts, list) or len(ids) != len(counts):
+        raise ValueError(f"{path}: ids and counts must be lists of equal length")
+    if not isinstance(stats, dict):
+        raise ValueError(f"{path}: stats must be an object")
+    record = {
+        "cell": path.parent.parent.name,
+        "seed": int(_SEED_FILE.fullmatch(path.name).group(1)),
+        "hash": data["hash"],
+        "pool": data["pool"],
+        "pool_size": data["pool_size"],
+        "strategy": data["strategy"],
+        "n_unique": len(ids),
+        "total": int(sum(counts)),
+    }
+    for key, value in stats.items():
+        if key == "pair_coverage" and isinstance(value, dict):
+            record.update({f"pair_coverage_{k}": v for k, v in value.items()})
+        elif isinstance(value, int | float) and key not in record:
+            record[key] = value
+    record["ids"] = np.asarray(ids, dtype=np.int64)
+    record["path"] = str(path)
+    return record

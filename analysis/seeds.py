@@ -1,0 +1,205 @@
+"""Seed-count threshold (SCIENCE.md section 5): permutation-test power against seeds per cell.
+
+From cells trained with up to 50 seeds, draw n seeds per cell many times (n = 5 ... 50), run the
+permutation test of each contrast on every draw, and report the share that rejects at alpha: the
+power. The smallest n with power >= 0.8 is the contrast's seed-count threshold.
+
+Every contrast is a linear statistic T = w . y of the per-seed metric y, with permutations that
+exchange y within blocks. Permuting y by pi is the same as permuting the weights by pi^-1, so one
+[n_perm, m] matrix of permuted weights serves every draw: T for all draws and permutations is a
+single matrix product [draws, m] @ [m, n_perm].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.atomic import atomic_path
+from analysis.results import require_columns
+
+DEFAULT_NS = tuple(range(5, 51, 5))
+TARGET_POWER = 0.8
+
+
+@dataclasses.dataclass(frozen=True)
+class Contrast:
+    """Cells in a fixed order, and how to turn one value per seed of each into T and its nulls.
+
+    kind "between": slope(metric on log N) of dataset a - of dataset b; y centred per dataset;
+    values exchanged between the datasets within each N level both have (as
+    `stats.permutation_test_slopes`). kind "within": slope on log N of one dataset; values
+    permuted across all its seeds. kind "cells": mean(cell a) - mean(cell b); labels permuted.
+    """
+
+    name: str
+    kind: str
+    cells: tuple[str, ...]
+    log_n: tuple[float, ...]
+    side: tuple[int, ...]  # 0 / 1: which dataset or arm each cell belongs to
+
+
+def default_contrasts(frame: pd.DataFrame) -> list[Contrast]:
+    """Every dataset pair's slope difference and every dataset's diversity slope (>= 2 N levels)."""
+    require_columns(frame, ["benchmark", "cell", "n_unique"], "power input")
+    cells = frame.drop_duplicates("cell")[["benchmark", "cell", "n_unique"]]
+    cells = cells.sort_values(["benchmark", "n_unique", "cell"])
+    by = {b: g for b, g in cells.groupby("benchmark") if g["n_unique"].nunique() >= 2}
+    out = []
+    for b, g in by.items():
+        out.append(_contrast(f"{b}: diversity slope", "within", [g]))
+    for a, b in itertools.combinations(sorted(by), 2):
+        out.append(_contrast(f"{a} vs {b}: slope difference", "between", [by[a], by[b]]))
+    return out
+
+
+def cell_contrast(name: str, cell_a: str, cell_b: str) -> Contrast:
+    """Mean of cell_a minus mean of cell_b (e.g. q99 vs q1 within a dataset)."""
+    return Contrast(name, "cells", (cell_a, cell_b), (0.0, 0.0), (0, 1))
+
+
+def _contrast(name: str, kind: str, groups: list[pd.DataFrame]) -> Contrast:
+    """A slope contrast over one or two datasets' cells."""
+    cells = [c for g in groups for c in g["cell"]]
+    log_n = [math.log(n) for g in groups for n in g["n_unique"]]
+    side = [i for i, g in enumerate(groups) for _ in range(len(g))]
+    return Contrast(name, kind, tuple(cells), tuple(log_n), tuple(side))
+
+
+def _weights(c: Contrast, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observed weights w [m], exchange blocks [m] and centring groups [m] for n seeds per cell."""
+    lx = np.repeat(np.asarray(c.log_n), n)
+    side = np.repeat(np.asarray(c.side), n)
+    w = np.zeros(lx.size)
+    for s in np.unique(side):
+        m = side == s
+        if c.kind == "cells":
+            w[m] = 1.0 / m.sum()
+        else:
+            cx = lx[m] - lx[m].mean()
+            w[m] = cx / (cx @ cx)
+    w[side == 1] *= -1.0
+    if c.kind == "between":
+        blocks = np.unique(lx, return_inverse=True)[1]
+        shared = np.intersect1d(lx[side == 0], lx[side == 1])
+        blocks = np.where(np.isin(lx, shared), blocks, -1 - np.arange(lx.size))
+    else:
+        blocks = np.zeros(lx.size, dtype=np.int64)
+    return w, blocks, side
+
+
+def _permuted_weights(
+    w: np.ndarray, blocks: np.ndarray, n_perm: int, rng: np.random.Generator
+) -> np.ndarray:
+    """[n_perm, m]: w with its entries shuffled within each block, independently per row."""
+    # Sort key: block first, random within it, so each block's positions are reshuffled in place.
+    order = np.argsort(blocks, kind="stable")
+    keys = blocks[None, :] * 2.0 + rng.random((n_perm, blocks.size))
+    perm = np.argsort(keys, axis=1)
+    out = np.empty((n_perm, w.size))
+    np.put_along_axis(out, np.broadcast_to(order, perm.shape), w[perm], axis=1)
+    return out
+
+
+def power_curves(
+    frame: pd.DataFrame,
+    metric: str = "exact_match",
+    contrasts: Sequence[Contrast] | None = None,
+    ns: Sequence[int] = DEFAULT_NS,
+    n_draws: int = 400,
+    n_perm: int = 400,
+    alpha: float = 0.05,
+    replace: bool = True,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Power of each contrast's permutation test at each n: rows contrast, kind, n, power, se.
+
+    `frame` has one row per (cell, seed) with cell, `metric` (and benchmark, n_unique for the
+    default contrasts). replace=True draws seeds with replacement (a bootstrap: n may exceed a
+    cell's seed count, and the largest n is not one fixed sample); replace=False subsamples
+    without replacement and leaves power NaN where n exceeds a cell's seeds. p = (1 + #{|T_perm|
+    >= |T|}) / (n_perm + 1); reject when p <= alpha.
+    """
+    require_columns(frame, ["cell", metric], "power input")
+    if frame[metric].isna().any():
+        raise ValueError(f"power input: {metric} has NaN values; exclude those seeds first")
+    contrasts = list(contrasts) if contrasts is not None else default_contrasts(frame)
+    values = {c: g[metric].to_numpy(dtype=float) for c, g in frame.groupby("cell")}
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in contrasts:
+        unknown = [cell for cell in c.cells if cell not in values]
+        if unknown:
+            raise ValueError(f"power input: contrast {c.name!r} names unknown cells {unknown}")
+        few = [cell for cell in c.cells if values[cell].size < 2]
+        if few:
+            raise ValueError(f"power input: contrast {c.name!r} needs >= 2 seeds in {few}")
+        for n in ns:
+            if not replace and any(values[cell].size < n for cell in c.cells):
+                rows.append((c.name, c.kind, n, math.nan, math.nan))
+                continue
+            w, blocks, side = _weights(c, n)
+            y = np.hstack([_draw(values[cell], n, n_draws, replace, rng) for cell in c.cells])
+            if c.kind == "between":
+                for s in (0, 1):
+                    y[:, side == s] -= y[:, side == s].mean(axis=1, keepdims=True)
+            t_obs = y @ w
+            t_perm = y @ _permuted_weights(w, blocks, n_perm, rng).T
+            eps = 1e-12 * np.maximum(1.0, np.abs(t_obs))
+            extreme = (np.abs(t_perm) >= (np.abs(t_obs) - eps)[:, None]).sum(axis=1)
+            reject = (1 + extreme) / (n_perm + 1) <= alpha
+            power = float(reject.mean())
+            rows.append((c.name, c.kind, n, power, math.sqrt(power * (1 - power) / n_draws)))
+    return pd.DataFrame(rows, columns=["contrast", "kind", "n", "power", "se"])
+
+
+def _draw(
+    v: np.ndarray, n: int, n_draws: int, replace: bool, rng: np.random.Generator
+) -> np.ndarray:
+    """[n_draws, n] seeds of one cell, with or without replacement."""
+    if replace:
+        return v[rng.integers(0, v.size, (n_draws, n))]
+    return v[np.argsort(rng.random((n_draws, v.size)), axis=1)[:, :n]]
+
+
+def thresholds(curves: pd.DataFrame, target: float = TARGET_POWER) -> pd.DataFrame:
+    """Per contrast, the smallest n whose power reaches `target` (NaN: not reached), max power."""
+    rows = []
+    for (name, kind), g in curves.groupby(["contrast", "kind"], sort=False):
+        reached = g.loc[g["power"] >= target, "n"]
+        rows.append(
+            (name, kind, float(reached.min()) if len(reached) else math.nan, g["power"].max())
+        )
+    return pd.DataFrame(rows, columns=["contrast", "kind", "threshold_n", "max_power"])
+
+
+def plot_power(curves: pd.DataFrame, path: str | os.PathLike, target: float = TARGET_POWER) -> Path:
+    """Write a PNG of power against seeds per cell, one line per contrast; return its path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for (name, kind), g in curves.groupby(["contrast", "kind"], sort=False):
+        ax.plot(
+            g["n"], g["power"], marker="o", ms=3, ls="-" if kind == "between" else "--", label=name
+        )
+    ax.axhline(target, color="grey", lw=0.8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("seeds per cell n")
+    ax.set_ylabel("power (permutation test, alpha 0.05)")
+    ax.set_title("seed-count threshold: power vs seeds")
+    ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    target_path = Path(path)
+    with atomic_path(target_path) as tmp:
+        fig.savefig(tmp, format="png")
+    return target_path

@@ -1,0 +1,101 @@
+"""`python -m analysis report`: every section, its plots, explicit exclusions, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.synthetic import Dataset, synthetic_sweep, write_sweep
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONSTRUCTS = {"cogs": "thematic bindings", "cfq": "surface co-occurrence of output tokens"}
+TAGS = {  # cell -> (experiment, coverage): the E1-E3 chain on the cogs cells
+    "cogs_n50_e100": ("E1", "low"), "cogs_n200_e100": ("E1", "high"),
+    "cogs_n50_e400": ("E2", "low"), "cogs_n100_e100": ("E2", "high"),
+    "cogs_n100_e400": ("E3", "low"), "cogs_n200_e400": ("E3", "high"),
+}  # fmt: skip
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    """Run the analysis CLI in a fresh interpreter with the repo on the path."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "analysis", *args],
+        capture_output=True, text=True, env=env, cwd=REPO_ROOT, check=False,
+    )  # fmt: skip
+
+
+def _sweep(root: Path) -> Path:
+    """A cogs N x E sweep tagged as E1-E3, a flat cfq sweep, one NaN seed, one thin cell."""
+    datasets = [
+        Dataset("cogs", 0.12, 0.01, exposure_slope=0.02, pool_size=800),
+        Dataset("cfq", 0.0, 0.106, pool_size=800, pairs_per_atom=5.0),
+    ]
+    sweep = synthetic_sweep(datasets, [50, 100, 200], [100, 400], n_seeds=4, seed=1)
+    write_sweep(sweep, root)
+    for cell, (exp, cov) in TAGS.items():
+        path = root / cell / "results.csv"
+        pd.read_csv(path).assign(experiment=exp, coverage=cov).to_csv(path, index=False)
+    path = root / "cfq_n50_e100" / "results.csv"
+    rows = pd.read_csv(path)
+    rows.loc[(rows["seed"] == 0) & (rows["step"] == 300), "exact_match"] = np.nan
+    rows.to_csv(path, index=False)
+    path = root / "cfq_n200_e400" / "results.csv"
+    rows = pd.read_csv(path)
+    rows[rows["seed"] == 3].to_csv(path, index=False)
+    (root / "constructs.json").write_text(json.dumps(CONSTRUCTS))
+    return root
+
+
+def test_report_writes_every_section_and_plot(tmp_path: Path) -> None:
+    root = _sweep(tmp_path / "sweep")
+    out = tmp_path / "report"
+    proc = _run(
+        "report", str(root), "--out", str(out), "--measures", str(root / "measures.csv"),
+        "--constructs", str(root / "constructs.json"), "--n-perm", "300", "--n-boot", "200",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"report: {out / 'report.md'}"
+    text = (out / "report.md").read_text()
+    for heading in (
+        "## Inputs", "## cfq", "## cogs", "### Diversity dose-response", "### Diversity x exposure",
+        "### Escape audit", "### Slope comparisons", "### Additive decomposition",
+        "### Closed-headroom null calibration",
+        "### Audit: measures, signatures, bucketization robustness", "### Seed-count threshold",
+    ):  # fmt: skip
+        assert heading in text, heading
+    # Exclusions are listed, never silent.
+    assert "| cfq_n50_e100 | 0 | exact_match is NaN |" in text
+    assert "| cfq_n200_e400 | 3 | cell has 1 usable seed(s) < 2 |" in text
+    assert "| diversity confound |" in text and "| total |" in text
+    assert "Share of the 44 bucket schemes" in text and "| sign pattern: cfq flat" in text
+    assert "| thematic bindings |" in text and "Mean distinct unified signatures" in text
+    assert "Partial eta^2 (type III): diversity" in text and "Exposure floor" in text
+    assert "### Diversity x coverage" in text and "TOST coverage = high vs low" in text
+    for png in ("dose_cogs", "dose_cfq", "heatmap_cogs", "strip_cogs", "robustness", "power"):
+        assert (out / f"{png}.png").read_bytes()[:4] == b"\x89PNG", png
+        assert f"]({png}.png)" in text
+    inputs = pd.read_csv(out / "inputs.csv")
+    assert len(inputs) == 12 * 4 - 5 and inputs["manifest_hash"].str.len().eq(64).all()
+
+
+def test_report_bad_input_exits_2_in_one_line(tmp_path: Path) -> None:
+    root = _sweep(tmp_path / "sweep")
+    path = root / "cogs_n50_e100" / "results.csv"
+    pd.read_csv(path).drop(columns=["exposure"]).to_csv(path, index=False)
+    proc = _run("report", str(root), "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "exposure" in lines[0]
+    assert not (tmp_path / "r" / "report.md").exists()
+    bad = tmp_path / "constructs.json"
+    bad.write_text("[1, 2]")
+    pd.read_csv(root / "cfq_n50_e100" / "results.csv").to_csv(path, index=False)
+    proc = _run("report", str(root), "--out", str(tmp_path / "r"), "--constructs", str(bad))
+    assert proc.returncode == 2 and "constructs must be a JSON object" in proc.stderr

@@ -1,0 +1,122 @@
+"""analysis.seeds: permutation-test power vs seeds, against analytic t-test power."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from analysis import seeds
+from analysis.stats import permutation_test_slopes
+
+NS = tuple(range(5, 51, 5))
+
+
+def _standardised(rng: np.random.Generator, size: int, mean: float, sd: float) -> np.ndarray:
+    """A pilot sample whose mean and sd (ddof=1) are exactly the planted ones."""
+    z = rng.normal(size=size)
+    return mean + sd * (z - z.mean()) / z.std(ddof=1)
+
+
+def _two_sample_power(d: float, n: int, alpha: float = 0.05) -> float:
+    """Analytic power of the two-sided pooled two-sample t-test, n per arm, effect d = delta/sd."""
+    df, nc = 2 * n - 2, d * np.sqrt(n / 2)
+    crit = sps.t.ppf(1 - alpha / 2, df)
+    return float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
+
+
+def test_cell_contrast_power_and_threshold_match_the_t_test() -> None:
+    rng = np.random.default_rng(0)
+    d = 0.8  # planted effect size: threshold ~26 seeds per arm for 80% power
+    frame = pd.DataFrame({
+        "cell": np.repeat(["hi", "lo"], 50),
+        "exact_match": np.r_[_standardised(rng, 50, 0.3 + 0.05 * d, 0.05),
+                             _standardised(rng, 50, 0.3, 0.05)],
+    })  # fmt: skip
+    contrast = seeds.cell_contrast("hi vs lo", "hi", "lo")
+    curves = seeds.power_curves(frame, contrasts=[contrast], ns=NS, n_draws=500, n_perm=300)
+    analytic = np.array([_two_sample_power(d, n) for n in NS])
+    np.testing.assert_allclose(curves["power"], analytic, atol=0.08)
+    ours = seeds.thresholds(curves)["threshold_n"].iloc[0]
+    exact = next(n for n in range(2, 200) if _two_sample_power(d, n) >= 0.8)
+    assert exact == 26
+    assert ours in (25, 30)  # the grid points around the analytic threshold
+
+
+def test_diversity_slope_power_matches_the_slope_t_test_and_null_holds_alpha() -> None:
+    rng = np.random.default_rng(1)
+    levels = np.array([100, 200, 400, 800])
+    beta, sd = 0.01, 0.03
+    rows = []
+    for n in levels:
+        for name, b in (("eff", beta), ("null", 0.0)):
+            values = _standardised(rng, 50, 0.2 + b * np.log(n), sd)
+            rows += [(name, f"{name}{n}", n, v) for v in values]
+    frame = pd.DataFrame(rows, columns=["benchmark", "cell", "n_unique", "exact_match"])
+    contrasts = [c for c in seeds.default_contrasts(frame) if c.kind == "within"]
+    assert [c.name for c in contrasts] == ["eff: diversity slope", "null: diversity slope"]
+    ns = (5, 10, 20, 40)
+    curves = seeds.power_curves(frame, contrasts=contrasts, ns=ns, n_draws=400, n_perm=300)
+    eff = curves[curves["contrast"].str.startswith("eff")]["power"].to_numpy()
+    lx = np.log(levels)
+    analytic = []
+    for n in ns:
+        sxx = n * np.sum((lx - lx.mean()) ** 2)
+        df = 4 * n - 2
+        crit = sps.t.ppf(0.975, df)
+        nc = beta * np.sqrt(sxx) / sd
+        analytic.append(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
+    np.testing.assert_allclose(eff, analytic, atol=0.08)
+    null = curves[curves["contrast"].str.startswith("null")]["power"].to_numpy()
+    assert (null < 0.1).all()  # a planted null is rejected at about alpha
+
+
+def test_between_contrast_p_matches_permutation_test_slopes() -> None:
+    rng = np.random.default_rng(2)
+    levels = np.repeat([10, 20, 40], 4)
+    y1 = 0.05 * np.log(levels) + rng.normal(0, 0.02, 12)
+    y2 = 0.03 * np.log(levels) + rng.normal(0, 0.02, 12) + 0.3
+    contrast = seeds.Contrast(
+        "a vs b",
+        "between",
+        ("a10", "a20", "a40", "b10", "b20", "b40"),
+        tuple(np.log([10, 20, 40, 10, 20, 40])),
+        (0, 0, 0, 1, 1, 1),
+    )
+    w, blocks, side = seeds._weights(contrast, 4)
+    y = np.r_[y1, y2]
+    y = y - np.where(side == 0, y1.mean(), y2.mean())
+    perm = seeds._permuted_weights(w, blocks, 40000, np.random.default_rng(0))
+    t_obs, t_perm = y @ w, perm @ y
+    ours = (1 + np.sum(np.abs(t_perm) >= abs(t_obs) - 1e-12)) / 40001
+    ref = permutation_test_slopes(levels, y1, levels, y2, n_perm=40000, seed=1)
+    assert t_obs == pytest.approx(ref["diff"], rel=1e-10)
+    assert ours == pytest.approx(ref["p"], abs=0.01)
+    # Each row permutes w within its N-level block only.
+    for b in np.unique(blocks):
+        np.testing.assert_allclose(
+            np.sort(perm[:, blocks == b], axis=1),
+            np.broadcast_to(np.sort(w[blocks == b]), (40000, 8)),
+        )
+
+
+def test_subsampling_without_replacement_bad_input_and_plot(tmp_path: Path) -> None:
+    frame = pd.DataFrame({
+        "benchmark": "a", "cell": np.repeat(["a1", "a2"], 6), "n_unique": np.repeat([10, 20], 6),
+        "exact_match": np.r_[np.full(6, 0.1), np.full(6, 0.4)] + np.tile(np.arange(6), 2) / 100,
+    })  # fmt: skip
+    curves = seeds.power_curves(frame, ns=(5, 6, 10), n_draws=50, n_perm=100, replace=False)
+    assert curves["power"].isna().tolist() == [False, False, True]
+    assert seeds.thresholds(curves)["threshold_n"].iloc[0] == 5
+    path = seeds.plot_power(curves, tmp_path / "power.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="unknown cells"):
+        seeds.power_curves(frame, contrasts=[seeds.cell_contrast("x", "a1", "zz")])
+    with pytest.raises(ValueError, match=r"needs >= 2 seeds in \['a1'\]"):
+        seeds.power_curves(frame.iloc[5:], contrasts=[seeds.cell_contrast("x", "a1", "a2")])
+    nan = frame.assign(exact_match=np.where(frame.index == 3, np.nan, frame["exact_match"]))
+    with pytest.raises(ValueError, match="NaN values"):
+        seeds.power_curves(nan)
