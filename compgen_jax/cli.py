@@ -12,7 +12,12 @@ import importlib.util  # noqa: F401  (gin 0.5.0 needs it imported before parsing
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("compgen_jax.commands.train",)
+COMMAND_MODULES = (
+    "compgen_jax.commands.train",
+    "compgen_jax.commands.manifest",
+    "compgen_jax.commands.data",
+    "compgen_jax.commands.report",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

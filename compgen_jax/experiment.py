@@ -12,7 +12,6 @@ from tqdm.auto import tqdm
 
 from compgen_jax.models.transformer import TransformerConfig, count_params
 from compgen_jax.optim import OptimizerConfig
-from compgen_jax.results import write_results
 from compgen_jax.train import CellConfig, TrainConfig, build_trainer, load_task_data, train_cell
 
 
@@ -36,7 +35,10 @@ def run_experiment(
     optimizer_config: OptimizerConfig = gin.REQUIRED,
     train_config: TrainConfig = gin.REQUIRED,
 ) -> pd.DataFrame:
-    """Train each cell (S seeds vectorised) into MODEL_DIR/<cell>/; merge MODEL_DIR/results.csv."""
+    """Train each cell (S seeds vectorised) into MODEL_DIR/<cell>/ (its own results.csv).
+
+    Returns all cells' rows as one table; analysis.results.read_results(MODEL_DIR) reads them back.
+    """
     train_config.validate()
     tasks = {(c.task, c.train_split) for c in cells}
     if len(tasks) != 1:
@@ -58,5 +60,5 @@ def run_experiment(
     with tqdm(total=total, unit="step", desc="experiment", dynamic_ncols=True) as progress:
         for cell in cells:
             rows += train_cell(cell, Path(model_dir) / cell.name, data, trainer, train_config,
-                               progress)
-    return write_results(rows, Path(model_dir) / "results.csv")
+                               progress=progress)
+    return pd.DataFrame(rows)

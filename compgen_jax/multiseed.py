@@ -1,7 +1,10 @@
 """Stacked per-seed training state and one compiled step that trains every seed of a cell.
 
 Arrays carry a leading seed axis: params/opt state [S, ...], keys [S], order tables [S, T*B].
-The tokenized pool stays on device, and each seed's batch is gathered inside the step.
+The tokenized pool stays on device, and each seed's batch is gathered inside the step. Seeds stay
+independent: a seed whose loss or gradients turn non-finite is frozen and flagged (`diverged`), a
+seed marked inactive (early-stopped, or padding) is frozen, and `lr_scale` gives each seed its own
+learning-rate multiplier.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from flax import nnx
 from compgen_jax.models.transformer import EncoderDecoder, TransformerConfig, shift_right
 
 Pool = dict[str, jax.Array]  # {"inputs": [N, Li], "targets": [N, Lt]} int32, device resident
-State = dict[str, Any]  # {"params": nnx.State, "opt": optax state, "key": key, "step": int32}
+State = dict[str, Any]  # params, opt, key, step [S], active [S], diverged [S], lr_scale [S]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +50,9 @@ class MultiSeedTrainer:
         param_key, dropout_key = jax.random.split(jax.random.key(seed))
         model = EncoderDecoder(self.model_config, rngs=nnx.Rngs(params=param_key))
         params = nnx.state(model, nnx.Param)
-        return {"params": params, "opt": self.optimizer.init(params),
-                "key": dropout_key, "step": jnp.zeros((), jnp.int32)}
+        return {"params": params, "opt": self.optimizer.init(params), "key": dropout_key,
+                "step": jnp.zeros((), jnp.int32), "active": jnp.ones((), bool),
+                "diverged": jnp.zeros((), bool), "lr_scale": jnp.ones((), jnp.float32)}
 
     @functools.cached_property
     def init(self) -> Callable[[jax.Array], State]:
@@ -64,7 +68,10 @@ class MultiSeedTrainer:
         return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
     def train_one(self, state: State, order: jax.Array, pool: Pool) -> tuple[State, jax.Array]:
-        """`steps_per_call` steps of one seed; order is this seed's [T*B] example ids."""
+        """`steps_per_call` steps of one seed; order is this seed's [T*B] example ids.
+
+        A frozen seed (inactive or diverged) keeps params, optimizer state, key and data position.
+        """
 
         def step(state: State, _) -> tuple[State, jax.Array]:
             start = state["step"] * self.batch_size
@@ -73,8 +80,19 @@ class MultiSeedTrainer:
             key, sub = jax.random.split(state["key"])
             loss, grads = jax.value_and_grad(self.loss_fn)(state["params"], batch, sub)
             updates, opt = self.optimizer.update(grads, state["opt"], state["params"])
+            updates = jax.tree.map(lambda u: u * state["lr_scale"].astype(u.dtype), updates)
             params = optax.apply_updates(state["params"], updates)
-            return {"params": params, "opt": opt, "key": key, "step": state["step"] + 1}, loss
+            live = state["active"] & ~state["diverged"]
+            finite = jnp.isfinite(loss) & all_finite(grads)
+            keep = live & finite
+            return {
+                **state,
+                "params": select(keep, params, state["params"]),
+                "opt": select(keep, opt, state["opt"]),
+                "key": jnp.where(live, key, state["key"]),
+                "step": state["step"] + live.astype(jnp.int32),
+                "diverged": state["diverged"] | (live & ~finite),
+            }, loss
 
         return jax.lax.scan(step, state, None, length=self.steps_per_call)
 
@@ -104,6 +122,16 @@ class MultiSeedTrainer:
     def decode(self) -> Callable[[nnx.State, jax.Array, int], jax.Array]:
         """(params [S], inputs [B, Li], max_decode_len) -> tokens [S, B, max_decode_len]."""
         return jax.jit(jax.vmap(self.decode_one, in_axes=(0, None, None)), static_argnums=2)
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """True when every element of every leaf is finite."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def select(condition: jax.Array, on_true: Any, on_false: Any) -> Any:
+    """Leafwise jnp.where with a scalar condition (one seed's lane under vmap)."""
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
 
 
 def exact_match(predictions: jax.Array, targets: jax.Array) -> jax.Array:

@@ -12,7 +12,7 @@ from tasks.atomic import write_text
 
 RESULT_COLUMNS = (
     "cell", "benchmark", "task", "split", "strategy", "n_unique", "exposure", "manifest_hash",
-    "seed", "step", "exact_match", "n_examples", "train_loss", "diverged",
+    "seed", "step", "exact_match", "n_examples", "train_loss", "diverged", "seed_steps",
 )
 
 

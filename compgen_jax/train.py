@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gin
 import jax
@@ -13,13 +13,19 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from compgen_jax.checkpoints import NO_CHECKPOINTS, CellCheckpointer, CheckpointConfig
+from compgen_jax.evaluation import evaluate, write_predictions
 from compgen_jax.models.transformer import TransformerConfig, count_params
-from compgen_jax.multiseed import MultiSeedTrainer, Pool, exact_match
+from compgen_jax.multiseed import MultiSeedTrainer, Pool
 from compgen_jax.optim import OptimizerConfig, make_optimizer
 from compgen_jax.results import write_results
+from compgen_jax.sharding import padded_seed_count, replicate, seed_mesh, shard_seeds
 from tasks import manifest as manifest_lib
 from tasks.data_dir import data_dir
-from tasks.selection import ManifestSpec, cell_manifests
+from tasks.selection import ManifestSpec, PoolIndex, cell_manifests
+
+if TYPE_CHECKING:
+    import seqio
 
 
 @gin.configurable
@@ -36,6 +42,11 @@ class TrainConfig:
     max_eval_examples: int = 0
     eval_batch_size: int = 512
     random_seed: int = 0
+    shard_seeds: bool = False
+    early_stop_split: str = ""
+    early_stop_threshold: float = 1.0
+    save_predictions: str = "final"
+    tensorboard: bool = True
 
     def validate(self) -> None:
         if self.num_seeds < 1:
@@ -50,6 +61,12 @@ class TrainConfig:
                 f"TrainConfig.eval_period={self.eval_period} must be a multiple of "
                 f"TrainConfig.steps_per_call={self.steps_per_call}"
             )
+        if self.save_predictions not in ("none", "final", "all"):
+            raise ValueError(f"TrainConfig.save_predictions={self.save_predictions!r}: expected "
+                             "'none', 'final' or 'all'")
+        if self.early_stop_split and self.early_stop_split not in self.eval_splits:
+            raise ValueError(f"TrainConfig.early_stop_split={self.early_stop_split!r} is not one "
+                             f"of TrainConfig.eval_splits={self.eval_splits}")
 
     @property
     def seeds(self) -> list[int]:
@@ -83,6 +100,9 @@ class TaskData:
     vocab_size: int
     train: Pool
     evals: dict[str, Pool]
+    eval_ids: dict[str, np.ndarray]
+    vocabulary: seqio.Vocabulary
+    index: PoolIndex
 
 
 def _pad_to(array: np.ndarray, length: int) -> np.ndarray:
@@ -95,24 +115,39 @@ def load_task_data(
     """Tokenize the pool and eval splits through the seqio task; eval subsets are seeded."""
     from tasks import registry  # imports TensorFlow (~7 s): only once data is really needed
 
-    registry.register_scan_tasks("" if task in registry.SCAN_GENERATED else data_dir())
+    registry.ensure_registered(task, data_dir())
     splits = [train_split, *eval_splits]
     raw = {s: registry.tokenized_pool(task, s) for s in splits}
     lengths = {f: max(raw[s][f].shape[1] for s in splits) for f in ("inputs", "targets")}
-    pools = {}
+    pools, ids = {}, {}
     for split, arrays in raw.items():
         n = arrays["inputs"].shape[0]
         rows = np.arange(n)
         if split != train_split and 0 < max_eval_examples < n:
             rows = np.sort(np.random.default_rng(0).choice(n, max_eval_examples, replace=False))
         pools[split] = {f: jnp.asarray(_pad_to(arrays[f][rows], lengths[f])) for f in lengths}
+        ids[split] = arrays["example_id"][rows]
     return TaskData(
         task=task,
         benchmark=registry.get_examples(task, train_split)[0].benchmark,
         vocab_size=registry.get_vocabulary(task).vocab_size,
         train=pools[train_split],
         evals={s: pools[s] for s in eval_splits},
+        eval_ids={s: ids[s] for s in eval_splits},
+        vocabulary=registry.get_vocabulary(task),
+        index=pool_index(task, train_split, eval_splits),
     )
+
+
+def pool_index(task: str, train_split: str, eval_splits: Sequence[str]) -> PoolIndex:
+    """The registered task's pool indexed against its eval splits (and their difficulty groups)."""
+    from tasks import registry
+    from tasks.selection import build_index, eval_sets
+
+    splits = {s.partition(":")[0] for s in eval_splits}
+    by_split = {s: registry.get_examples(task, s) for s in sorted(splits)}
+    return build_index(f"{task}:{train_split}", registry.get_examples(task, train_split),
+                       eval_sets(by_split, eval_splits))
 
 
 def build_trainer(
@@ -127,63 +162,106 @@ def build_trainer(
     )
 
 
-def evaluate(
-    trainer: MultiSeedTrainer, params: Any, pool: Pool, eval_batch_size: int
-) -> np.ndarray:
-    """Greedy-decode every example for every seed -> per-seed, per-example exact match [S, N]."""
-    n, max_len = pool["targets"].shape
-    correct = []
-    for start in range(0, n, eval_batch_size):
-        inputs = pool["inputs"][start:start + eval_batch_size]
-        tokens = trainer.decode(params, inputs, max_len)
-        correct.append(exact_match(tokens, pool["targets"][start:start + eval_batch_size][None]))
-    return np.asarray(jnp.concatenate(correct, axis=1))
-
-
 def train_cell(
     cell: CellConfig,
     model_dir: Path,
     data: TaskData,
     trainer: MultiSeedTrainer,
     train_config: TrainConfig,
+    checkpoint_config: CheckpointConfig = NO_CHECKPOINTS,
     progress: tqdm | None = None,
 ) -> list[dict[str, Any]]:
-    """Train the S seeds of one cell in one compiled step; evaluate; write results + manifests."""
+    """Train the S seeds of one cell in one compiled step; evaluate; write results + manifests.
+
+    Resumes from the newest MODEL_DIR/checkpoint_<step> when one exists. With `shard_seeds`, seeds
+    are spread over the devices; padding lanes (inactive, never reported) fill the last device.
+    """
     train_config.validate()
     model_dir.mkdir(parents=True, exist_ok=True)
     seeds = train_config.seeds
-    pool_size = int(data.train["inputs"].shape[0])
-    manifests = cell_manifests(cell.manifest, cell.pool, pool_size, len(seeds))
+    manifests = cell_manifests(cell.manifest, data.index, len(seeds))
     for s, m in zip(seeds, manifests, strict=True):
         manifest_lib.save(m, model_dir / "manifests" / f"seed_{s}.json")
+    mesh = seed_mesh() if train_config.shard_seeds else None
+    lanes = padded_seed_count(len(seeds), mesh.size) if mesh else len(seeds)
+    padding = lanes - len(seeds)
+    lane_seeds = seeds + [seeds[-1] + 1 + k for k in range(padding)]
+    lane_manifests = manifests + manifests[-1:] * padding
     orders = jnp.asarray(manifest_lib.order_table(
-        manifests, seeds, train_config.total_steps * train_config.batch_size))
-    state = trainer.init(jnp.asarray(seeds))
+        lane_manifests, lane_seeds, train_config.total_steps * train_config.batch_size))
+    state = trainer.init(jnp.asarray(lane_seeds))
+    state["active"] = jnp.arange(lanes) < len(seeds)
+    pool, evals = data.train, data.evals
+    if mesh is not None:
+        state, orders = shard_seeds(state, mesh), shard_seeds(orders, mesh)
+        pool, evals = replicate(pool, mesh), replicate(evals, mesh)
+
+    hashes = [m.hash for m in manifests]
+    checkpointer = CellCheckpointer(model_dir, checkpoint_config)
+    start, rows = 0, []
+    restored = checkpointer.restore_latest(state)
+    if restored is not None:
+        start, state, meta = restored
+        if meta["seeds"] != seeds or meta["manifest_hashes"] != hashes:
+            raise ValueError(f"{model_dir}: checkpoint_{start} was written for other seeds or "
+                             "manifests than this config builds; use a fresh MODEL_DIR")
+        rows = meta["rows"]
+        if progress is not None:
+            progress.update(start)
+    from clu import metric_writers  # imports TensorFlow: only once a cell really trains
+
     exposure = manifests[0].exposure(train_config.total_steps, train_config.batch_size)
     eval_period = train_config.eval_period or train_config.total_steps
-    rows: list[dict[str, Any]] = []
-    for step in range(train_config.steps_per_call, train_config.total_steps + 1,
+    writer = metric_writers.create_default_writer(
+        str(model_dir / "tensorboard"), just_logging=not train_config.tensorboard)
+    for step in range(start + train_config.steps_per_call, train_config.total_steps + 1,
                       train_config.steps_per_call):
-        state, losses = trainer.train(state, orders, data.train)
-        chunk_loss = np.asarray(losses.mean(axis=1))
+        state, losses = trainer.train(state, orders, pool)
+        chunk_loss = np.asarray(losses.mean(axis=1))[:len(seeds)]
+        writer.write_scalars(step, {f"seed_{s}/train_loss": float(v)
+                                    for s, v in zip(seeds, chunk_loss, strict=True)})
         if progress is not None:
             progress.update(train_config.steps_per_call)
-            progress.set_postfix_str(
-                f"{cell.name} loss/seed min {chunk_loss.min():.3f} max {chunk_loss.max():.3f}")
-        if step % eval_period and step != train_config.total_steps:
-            continue
-        for split, pool in data.evals.items():
-            correct = evaluate(trainer, state["params"], pool, train_config.eval_batch_size)
-            for i, (seed, m) in enumerate(zip(seeds, manifests, strict=True)):
-                rows.append({
+            progress.set_postfix_str(f"{cell.name} loss/seed min {np.nanmin(chunk_loss):.3f} "
+                                     f"max {np.nanmax(chunk_loss):.3f}")
+        live = np.asarray(state["active"] & ~state["diverged"])[:len(seeds)]
+        last = step == train_config.total_steps or not live.any()
+        if step % eval_period == 0 or last:
+            seed_steps = np.asarray(state["step"])
+            diverged = np.asarray(state["diverged"])
+            scores = {}
+            for split, eval_pool in evals.items():
+                correct, tokens = evaluate(trainer, state["params"], eval_pool,
+                                           train_config.eval_batch_size)
+                scores[split] = correct[:len(seeds)].mean(axis=1)
+                writer.write_scalars(step, {f"seed_{s}/{split}/exact_match": float(v)
+                                            for s, v in zip(seeds, scores[split], strict=True)})
+                if train_config.save_predictions == "all" or (
+                        train_config.save_predictions == "final" and last):
+                    write_predictions(model_dir / "predictions" / f"{split}_step{step}.csv",
+                                      seeds, data.eval_ids[split], correct, tokens,
+                                      data.vocabulary)
+                rows += [{
                     "cell": cell.name, "benchmark": data.benchmark, "task": cell.task,
-                    "split": split, "strategy": cell.manifest.strategy,
-                    "n_unique": m.n_unique,
+                    "split": split, "strategy": cell.manifest.strategy, "n_unique": m.n_unique,
                     "exposure": exposure, "manifest_hash": m.hash, "seed": seed, "step": step,
-                    "exact_match": float(correct[i].mean()), "n_examples": int(correct.shape[1]),
-                    "train_loss": float(chunk_loss[i]),
-                    "diverged": bool(not np.isfinite(chunk_loss[i])),
-                })
+                    "exact_match": float(scores[split][i]), "n_examples": int(correct.shape[1]),
+                    "train_loss": float(chunk_loss[i]), "diverged": bool(diverged[i]),
+                    "seed_steps": int(seed_steps[i]),
+                } for i, (seed, m) in enumerate(zip(seeds, manifests, strict=True))]
+            if train_config.early_stop_split:
+                reached = scores[train_config.early_stop_split] >= train_config.early_stop_threshold
+                active = np.asarray(state["active"]).copy()
+                active[:len(seeds)] &= ~reached
+                state["active"] = jax.device_put(active, state["active"].sharding)
+                last = last or not (active & ~np.asarray(state["diverged"])).any()
+        if checkpointer.due(step) or last:
+            checkpointer.save(step, state, {"seeds": seeds, "manifest_hashes": hashes,
+                                            "step": step, "rows": rows})
+        if last:
+            break
+    checkpointer.close()
+    writer.close()
     write_results(rows, model_dir / "results.csv")
     return rows
 
@@ -196,12 +274,14 @@ def train(
     model_config: TransformerConfig = gin.REQUIRED,
     optimizer_config: OptimizerConfig = gin.REQUIRED,
     train_config: TrainConfig = gin.REQUIRED,
+    checkpoint_config: CheckpointConfig = NO_CHECKPOINTS,
 ) -> list[dict[str, Any]]:
-    """Train one cell into MODEL_DIR: manifests/, results.csv (config.gin written by the CLI)."""
+    """Train one cell into MODEL_DIR: manifests/, checkpoints, results.csv, predictions/."""
     data = load_task_data(cell.task, cell.train_split, train_config.eval_splits,
                           train_config.max_eval_examples)
     trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size)
     print(f"model: {count_params(jax.eval_shape(lambda: trainer.init_one(0))['params']):,} "
           f"parameters per seed x {train_config.num_seeds} seeds")
     with tqdm(total=train_config.total_steps, unit="step", desc=cell.name) as progress:
-        return train_cell(cell, Path(model_dir), data, trainer, train_config, progress)
+        return train_cell(cell, Path(model_dir), data, trainer, train_config, checkpoint_config,
+                          progress)

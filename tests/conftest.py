@@ -18,3 +18,12 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"benchmark data dir {path} not present")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gin_config():
+    """gin bindings are process-global: clear them after each test so none leaks into the next."""
+    yield
+    import gin
+
+    gin.clear_config()

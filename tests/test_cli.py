@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis.results import read_results
 from compgen_jax.cli import main
 from compgen_jax.gin_utils import rewrite_gin_args
 from compgen_jax.results import RESULT_COLUMNS
@@ -73,7 +74,7 @@ def test_demo_main_job_shows_em_rising_with_n(tmp_path: Path):
         [sys.executable, "-m", "compgen_jax.cli", "demo", f"--gin.MODEL_DIR='{tmp_path}'"],
         capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pd.read_csv(tmp_path / "results.csv")
+    table = read_results(tmp_path)
     means = table.groupby("n_unique")["exact_match"].mean().sort_index()
     assert means.is_monotonic_increasing and means.iloc[-1] > means.iloc[0]
     assert (tmp_path / "dose_response.png").stat().st_size > 0

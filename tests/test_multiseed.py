@@ -95,3 +95,38 @@ def test_model_config_errors_name_the_setting():
         EncoderDecoder(TransformerConfig(vocab_size=0), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="num_heads"):
         EncoderDecoder(TransformerConfig(vocab_size=5, emb_dim=30, num_heads=4), rngs=nnx.Rngs(0))
+
+
+def test_diverging_seed_is_frozen_and_flagged_others_bitwise_unaffected():
+    trainer, pool = _trainer(), _pool()
+    seeds = [3, 7, 11]
+    orders = _orders(seeds)
+    normal = trainer.init(jnp.asarray(seeds))
+    poisoned = trainer.init(jnp.asarray(seeds))
+    poisoned["lr_scale"] = jnp.asarray([1.0, 1e30, 1.0], jnp.float32)
+    for _ in range(2):
+        normal, _ = trainer.train(normal, orders, pool)
+        poisoned, losses = trainer.train(poisoned, orders, pool)
+    np.testing.assert_array_equal(poisoned["diverged"], [False, True, False])
+    assert not np.isfinite(np.asarray(losses[1])).all()
+    for lane in (0, 2):
+        for a, b in zip(jax.tree.leaves(seed_slice(poisoned["params"], lane)),
+                        jax.tree.leaves(seed_slice(normal["params"], lane)), strict=True):
+            np.testing.assert_array_equal(a, b)
+    frozen_at = int(poisoned["step"][1])
+    assert 0 < frozen_at < 2 * STEPS
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(seed_slice(poisoned["params"], 1)))
+    again, _ = trainer.train(poisoned, orders, pool)
+    assert int(again["step"][1]) == frozen_at  # stays frozen
+
+
+def test_inactive_seed_is_frozen():
+    trainer, pool = _trainer(), _pool()
+    state = trainer.init(jnp.arange(2))
+    before = jax.tree.map(np.asarray, seed_slice(state["params"], 0))
+    state["active"] = jnp.asarray([False, True])
+    state, _ = trainer.train(state, _orders([0, 1]), pool)
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(seed_slice(state["params"], 0)),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(state["step"], [0, STEPS])

@@ -62,7 +62,7 @@ def run_demo(args: argparse.Namespace) -> None:
     print()
     print(format_summary(diversity_summary(table, split), diversity_trend(table, split)))
     plot = plot_dose_response(table, split, model_dir / "dose_response.png")
-    print(f"\nresults: {model_dir / 'results.csv'}\nplot: {plot}")
+    print(f"\nresults: {model_dir}/<cell>/results.csv\nplot: {plot}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

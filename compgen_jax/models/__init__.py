@@ -1,0 +1,36 @@
+"""Model families: encoder-decoder (seq2seq benchmarks) and GPT-2-style decoder-only (synthetic).
+
+Importing the package registers both configs with gin, so a gin file may bind either one.
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from compgen_jax.models.decoder_only import DecoderConfig, DecoderOnly
+from compgen_jax.models.transformer import EncoderDecoder, TransformerConfig
+
+ModelConfig = TransformerConfig | DecoderConfig
+EMBEDDING_PARAMS = ("embed", "enc_pos", "dec_pos", "logits", "wte", "wpe")
+
+
+def make_model(config: ModelConfig, *, rngs: nnx.Rngs) -> EncoderDecoder | DecoderOnly:
+    """The model family a config describes."""
+    if isinstance(config, DecoderConfig):
+        return DecoderOnly(config, rngs=rngs)
+    return EncoderDecoder(config, rngs=rngs)
+
+
+def param_counts(config: ModelConfig) -> tuple[int, int]:
+    """(total, non-embedding) parameter counts, from shapes only (nothing is allocated).
+
+    Non-embedding leaves out token embeddings, learned positions and an untied output head.
+    """
+    params = nnx.state(nnx.eval_shape(lambda: make_model(config, rngs=nnx.Rngs(0))), nnx.Param)
+    total = embedding = 0
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        total += leaf.size
+        if getattr(path[0], "key", None) in EMBEDDING_PARAMS:
+            embedding += leaf.size
+    return total, total - embedding

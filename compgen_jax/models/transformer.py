@@ -1,12 +1,15 @@
 """Flax NNX encoder-decoder transformer (pre-LN), with a cached single-token decode step.
 
 The model holds only `nnx.Param` state; dropout takes explicit keys so the multi-seed trainer can
-split/merge it and vmap plain functions over a leading seed axis.
+split/merge it and vmap plain functions over a leading seed axis. The defaults give the original
+model (learned positions, GELU MLP, LayerNorm); the T5 options (relative position bias, gated GELU,
+RMSNorm, unscaled attention, tied or untied head) reproduce Hugging Face T5 logits exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import NamedTuple
 
 import gin
@@ -18,10 +21,18 @@ PAD_ID = 0
 BOS_ID = 0  # t5x convention: the decoder input starts with the pad id
 
 
+POSITIONS = ("learned", "relative")
+MLPS = ("gelu", "gated_gelu", "relu")
+NORMS = ("layernorm", "rmsnorm")
+
+
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig:
-    """Sizes of the encoder-decoder; vocab_size is filled in from the task's vocabulary."""
+    """Sizes and architecture of the encoder-decoder; vocab_size comes from the task."""
+
+    # T5 1.1 = position 'relative', mlp 'gated_gelu', norm 'rmsnorm', use_bias and scale_attention
+    # False (T5 folds 1/sqrt(d) into the query init); T5 1.0 = mlp 'relu', logits_via_embedding.
 
     vocab_size: int = 0
     emb_dim: int = 64
@@ -29,13 +40,37 @@ class TransformerConfig:
     num_encoder_layers: int = 2
     num_decoder_layers: int = 2
     mlp_dim: int = 256
-    max_len: int = 128
+    max_len: int = 128  # learned positions only; relative bias has no length limit
     dropout_rate: float = 0.0
     dtype: str = "float32"
+    qkv_dim: int = 0  # num_heads * head_dim (T5's num_heads * d_kv); 0 means emb_dim
+    position: str = "learned"  # "learned" absolute embeddings | "relative" T5 bias
+    relative_buckets: int = 32
+    relative_max_distance: int = 128
+    mlp: str = "gelu"  # "gelu" | "gated_gelu" (T5 1.1) | "relu" (T5 1.0)
+    norm: str = "layernorm"  # "layernorm" | "rmsnorm" (T5: no bias, eps 1e-6)
+    use_bias: bool = True  # biases of the MLP and the output projection
+    scale_attention: bool = True  # divide attention logits by sqrt(head_dim)
+    logits_via_embedding: bool = False  # tied head: embedding.T applied to y * emb_dim**-0.5
 
     @property
     def head_dim(self) -> int:
-        return self.emb_dim // self.num_heads
+        return (self.qkv_dim or self.emb_dim) // self.num_heads
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad setting."""
+        if self.vocab_size <= 0:
+            raise ValueError("TransformerConfig.vocab_size must be set from the task's vocabulary")
+        width = "qkv_dim" if self.qkv_dim else "emb_dim"
+        if (self.qkv_dim or self.emb_dim) % self.num_heads:
+            raise ValueError(
+                f"TransformerConfig.{width}={self.qkv_dim or self.emb_dim} is not divisible by "
+                f"num_heads={self.num_heads}"
+            )
+        for name, allowed in (("position", POSITIONS), ("mlp", MLPS), ("norm", NORMS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"TransformerConfig.{name}={getattr(self, name)!r} is not one of {allowed}")
 
 
 def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
@@ -49,16 +84,58 @@ def _keys(key: jax.Array | None, n: int) -> list[jax.Array | None]:
     return [None] * n if key is None else list(jax.random.split(key, n))
 
 
+def _norm(cfg: TransformerConfig, rngs: nnx.Rngs) -> nnx.LayerNorm | nnx.RMSNorm:
+    if cfg.norm == "rmsnorm":
+        return nnx.RMSNorm(cfg.emb_dim, epsilon=1e-6, rngs=rngs)
+    return nnx.LayerNorm(cfg.emb_dim, rngs=rngs)
+
+
+def relative_position_bucket(
+    relative_position: jax.Array, bidirectional: bool, num_buckets: int, max_distance: int
+) -> jax.Array:
+    """T5's bucket of key_pos - query_pos: exact below num_buckets/4 (or /2), log-spaced beyond."""
+    buckets = jnp.zeros_like(relative_position)
+    if bidirectional:
+        num_buckets //= 2
+        buckets = (relative_position > 0).astype(relative_position.dtype) * num_buckets
+        distance = jnp.abs(relative_position)
+    else:
+        distance = -jnp.minimum(relative_position, 0)
+    max_exact = num_buckets // 2
+    scaled = (jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / max_exact)
+              / math.log(max_distance / max_exact) * (num_buckets - max_exact))
+    large = jnp.minimum(max_exact + scaled.astype(distance.dtype), num_buckets - 1)
+    return buckets + jnp.where(distance < max_exact, distance, large)
+
+
+class RelativePositionBias(nnx.Module):
+    """T5 relative position bias of one stack (shared by its layers): a [buckets, heads] table."""
+
+    def __init__(self, cfg: TransformerConfig, *, bidirectional: bool, rngs: nnx.Rngs):
+        self.bidirectional = bidirectional
+        self.num_buckets, self.max_distance = cfg.relative_buckets, cfg.relative_max_distance
+        self.embed = nnx.Embed(cfg.relative_buckets, cfg.num_heads, dtype=jnp.dtype(cfg.dtype),
+                               rngs=rngs)
+
+    def __call__(self, query_pos: jax.Array, key_pos: jax.Array) -> jax.Array:
+        """query_pos [Lq], key_pos [Lk] -> additive attention bias [1, H, Lq, Lk]."""
+        buckets = relative_position_bucket(key_pos[None, :] - query_pos[:, None],
+                                           self.bidirectional, self.num_buckets, self.max_distance)
+        return jnp.transpose(self.embed(buckets), (2, 0, 1))[None]
+
+
 class Attention(nnx.Module):
     """Multi-head dot-product attention; k/v may come from another sequence (cross-attention)."""
 
     def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
         d, dtype = cfg.emb_dim, jnp.dtype(cfg.dtype)
+        inner = cfg.num_heads * cfg.head_dim
         self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
-        self.query = nnx.Linear(d, d, use_bias=False, dtype=dtype, rngs=rngs)
-        self.key = nnx.Linear(d, d, use_bias=False, dtype=dtype, rngs=rngs)
-        self.value = nnx.Linear(d, d, use_bias=False, dtype=dtype, rngs=rngs)
-        self.out = nnx.Linear(d, d, use_bias=False, dtype=dtype, rngs=rngs)
+        self.scale = cfg.scale_attention
+        self.query = nnx.Linear(d, inner, use_bias=False, dtype=dtype, rngs=rngs)
+        self.key = nnx.Linear(d, inner, use_bias=False, dtype=dtype, rngs=rngs)
+        self.value = nnx.Linear(d, inner, use_bias=False, dtype=dtype, rngs=rngs)
+        self.out = nnx.Linear(inner, d, use_bias=False, dtype=dtype, rngs=rngs)
 
     def heads(self, x: jax.Array) -> jax.Array:
         """[B, L, D] -> [B, L, H, Dh]."""
@@ -67,41 +144,63 @@ class Attention(nnx.Module):
     def project_kv(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         return self.heads(self.key(x)), self.heads(self.value(x))
 
-    def attend(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
-        """q [B, Lq, H, Dh], k/v [B, Lk, H, Dh], mask [B, 1|H, Lq, Lk] bool -> [B, Lq, D]."""
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+    def attend(
+        self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
+        bias: jax.Array | None = None,
+    ) -> jax.Array:
+        """q [B, Lq, H, Dh], k/v [B, Lk, H, Dh], mask/bias [B|1, 1|H, Lq, Lk] -> [B, Lq, D]."""
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+        if self.scale:
+            logits = logits / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+        if bias is not None:
+            logits = logits + bias
         logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
         weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
         out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
         return self.out(out.reshape(*out.shape[:2], -1))
 
-    def __call__(self, x: jax.Array, kv_source: jax.Array, mask: jax.Array) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, kv_source: jax.Array, mask: jax.Array, bias: jax.Array | None = None
+    ) -> jax.Array:
         k, v = self.project_kv(kv_source)
-        return self.attend(self.heads(self.query(x)), k, v, mask)
+        return self.attend(self.heads(self.query(x)), k, v, mask, bias)
 
 
 class MLP(nnx.Module):
+    """Feed-forward block: GELU (tanh approximation), T5 1.1 gated GELU, or T5 1.0 ReLU."""
+
     def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
         dtype = jnp.dtype(cfg.dtype)
-        self.wi = nnx.Linear(cfg.emb_dim, cfg.mlp_dim, dtype=dtype, rngs=rngs)
-        self.wo = nnx.Linear(cfg.mlp_dim, cfg.emb_dim, dtype=dtype, rngs=rngs)
+        self.kind = cfg.mlp
+        self.wi = nnx.Linear(cfg.emb_dim, cfg.mlp_dim, use_bias=cfg.use_bias, dtype=dtype,
+                             rngs=rngs)
+        if cfg.mlp == "gated_gelu":
+            self.wi_linear = nnx.Linear(cfg.emb_dim, cfg.mlp_dim, use_bias=cfg.use_bias,
+                                        dtype=dtype, rngs=rngs)
+        self.wo = nnx.Linear(cfg.mlp_dim, cfg.emb_dim, use_bias=cfg.use_bias, dtype=dtype,
+                             rngs=rngs)
 
     def __call__(self, x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-        return self.wo(_dropout(jax.nn.gelu(self.wi(x)), rate, key))
+        h = jax.nn.relu(self.wi(x)) if self.kind == "relu" else jax.nn.gelu(self.wi(x))
+        if self.kind == "gated_gelu":
+            h = h * self.wi_linear(x)
+        return self.wo(_dropout(h, rate, key))
 
 
 class EncoderLayer(nnx.Module):
     def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
         self.rate = cfg.dropout_rate
-        self.norm_attn = nnx.LayerNorm(cfg.emb_dim, rngs=rngs)
+        self.norm_attn = _norm(cfg, rngs)
         self.attn = Attention(cfg, rngs=rngs)
-        self.norm_mlp = nnx.LayerNorm(cfg.emb_dim, rngs=rngs)
+        self.norm_mlp = _norm(cfg, rngs)
         self.mlp = MLP(cfg, rngs=rngs)
 
-    def __call__(self, x: jax.Array, mask: jax.Array, key: jax.Array | None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, mask: jax.Array, bias: jax.Array | None, key: jax.Array | None
+    ) -> jax.Array:
         k1, k2, k3 = _keys(key, 3)
         h = self.norm_attn(x)
-        x = x + _dropout(self.attn(h, h, mask), self.rate, k1)
+        x = x + _dropout(self.attn(h, h, mask, bias), self.rate, k1)
         return x + _dropout(self.mlp(self.norm_mlp(x), self.rate, k2), self.rate, k3)
 
 
@@ -117,11 +216,11 @@ class LayerCache(NamedTuple):
 class DecoderLayer(nnx.Module):
     def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
         self.rate = cfg.dropout_rate
-        self.norm_self = nnx.LayerNorm(cfg.emb_dim, rngs=rngs)
+        self.norm_self = _norm(cfg, rngs)
         self.self_attn = Attention(cfg, rngs=rngs)
-        self.norm_cross = nnx.LayerNorm(cfg.emb_dim, rngs=rngs)
+        self.norm_cross = _norm(cfg, rngs)
         self.cross_attn = Attention(cfg, rngs=rngs)
-        self.norm_mlp = nnx.LayerNorm(cfg.emb_dim, rngs=rngs)
+        self.norm_mlp = _norm(cfg, rngs)
         self.mlp = MLP(cfg, rngs=rngs)
 
     def __call__(
@@ -129,17 +228,23 @@ class DecoderLayer(nnx.Module):
         y: jax.Array,
         encoded: jax.Array,
         self_mask: jax.Array,
+        self_bias: jax.Array | None,
         cross_mask: jax.Array,
         key: jax.Array | None,
     ) -> jax.Array:
         k1, k2, k3, k4 = _keys(key, 4)
         h = self.norm_self(y)
-        y = y + _dropout(self.self_attn(h, h, self_mask), self.rate, k1)
+        y = y + _dropout(self.self_attn(h, h, self_mask, self_bias), self.rate, k1)
         y = y + _dropout(self.cross_attn(self.norm_cross(y), encoded, cross_mask), self.rate, k2)
         return y + _dropout(self.mlp(self.norm_mlp(y), self.rate, k3), self.rate, k4)
 
     def step(
-        self, y: jax.Array, t: jax.Array, cache: LayerCache, cross_mask: jax.Array
+        self,
+        y: jax.Array,
+        t: jax.Array,
+        cache: LayerCache,
+        self_bias: jax.Array | None,
+        cross_mask: jax.Array,
     ) -> tuple[jax.Array, LayerCache]:
         """One decoding position: y [B, 1, D] at index t; writes its k/v into the cache."""
         h = self.norm_self(y)
@@ -148,7 +253,7 @@ class DecoderLayer(nnx.Module):
         self_v = jax.lax.dynamic_update_slice_in_dim(cache.self_v, v, t, axis=1)
         visible = (jnp.arange(self_k.shape[1]) <= t)[None, None, None, :]
         y = y + self.self_attn.attend(self.self_attn.heads(self.self_attn.query(h)), self_k, self_v,
-                                      visible)
+                                      visible, self_bias)
         q = self.cross_attn.heads(self.cross_attn.query(self.norm_cross(y)))
         y = y + self.cross_attn.attend(q, cache.cross_k, cache.cross_v, cross_mask)
         y = y + self.mlp(self.norm_mlp(y), 0.0, None)
@@ -159,34 +264,51 @@ class EncoderDecoder(nnx.Module):
     """Encoder-decoder transformer over t5x batch keys (encoder/decoder_input_tokens)."""
 
     def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
-        if cfg.vocab_size <= 0:
-            raise ValueError("TransformerConfig.vocab_size must be set from the task's vocabulary")
-        if cfg.emb_dim % cfg.num_heads:
-            raise ValueError(
-                f"TransformerConfig.emb_dim={cfg.emb_dim} is not divisible by "
-                f"num_heads={cfg.num_heads}"
-            )
+        cfg.validate()
         self.cfg = cfg
         dtype = jnp.dtype(cfg.dtype)
         self.embed = nnx.Embed(cfg.vocab_size, cfg.emb_dim, dtype=dtype, rngs=rngs)
-        self.enc_pos = nnx.Embed(cfg.max_len, cfg.emb_dim, dtype=dtype, rngs=rngs)
-        self.dec_pos = nnx.Embed(cfg.max_len, cfg.emb_dim, dtype=dtype, rngs=rngs)
+        if cfg.position == "learned":
+            self.enc_pos = nnx.Embed(cfg.max_len, cfg.emb_dim, dtype=dtype, rngs=rngs)
+            self.dec_pos = nnx.Embed(cfg.max_len, cfg.emb_dim, dtype=dtype, rngs=rngs)
+        else:
+            self.enc_rel = RelativePositionBias(cfg, bidirectional=True, rngs=rngs)
+            self.dec_rel = RelativePositionBias(cfg, bidirectional=False, rngs=rngs)
         self.encoder = nnx.List(
             [EncoderLayer(cfg, rngs=rngs) for _ in range(cfg.num_encoder_layers)])
         self.decoder = nnx.List(
             [DecoderLayer(cfg, rngs=rngs) for _ in range(cfg.num_decoder_layers)])
-        self.enc_norm = nnx.LayerNorm(cfg.emb_dim, rngs=rngs)
-        self.dec_norm = nnx.LayerNorm(cfg.emb_dim, rngs=rngs)
-        self.logits = nnx.Linear(cfg.emb_dim, cfg.vocab_size, dtype=dtype, rngs=rngs)
+        self.enc_norm = _norm(cfg, rngs)
+        self.dec_norm = _norm(cfg, rngs)
+        if not cfg.logits_via_embedding:
+            self.logits = nnx.Linear(cfg.emb_dim, cfg.vocab_size, use_bias=cfg.use_bias,
+                                     dtype=dtype, rngs=rngs)
+
+    def _embed(
+        self, tokens: jax.Array, query_pos: jax.Array, key_pos: jax.Array, encoder: bool
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """Token embeddings (+ learned positions), and the self-attention bias (relative)."""
+        x = self.embed(tokens)
+        if self.cfg.position == "learned":
+            return x + (self.enc_pos if encoder else self.dec_pos)(query_pos)[None], None
+        return x, (self.enc_rel if encoder else self.dec_rel)(query_pos, key_pos)
+
+    def _head(self, y: jax.Array) -> jax.Array:
+        """Final norm and output projection -> float32 logits."""
+        y = self.dec_norm(y)
+        if self.cfg.logits_via_embedding:
+            return self.embed.attend(y * self.cfg.emb_dim ** -0.5).astype(jnp.float32)
+        return self.logits(y).astype(jnp.float32)
 
     def encode(self, tokens: jax.Array, key: jax.Array | None = None) -> jax.Array:
         """tokens [B, Li] -> encoded [B, Li, D]."""
         keys = _keys(key, len(self.encoder) + 1)
-        x = self.embed(tokens) + self.enc_pos(jnp.arange(tokens.shape[1]))[None]
+        positions = jnp.arange(tokens.shape[1])
+        x, bias = self._embed(tokens, positions, positions, encoder=True)
         x = _dropout(x, self.cfg.dropout_rate, keys[0])
         mask = (tokens != PAD_ID)[:, None, None, :]
         for layer, k in zip(self.encoder, keys[1:], strict=True):
-            x = layer(x, mask, k)
+            x = layer(x, mask, bias, k)
         return self.enc_norm(x)
 
     def decode(
@@ -199,13 +321,14 @@ class EncoderDecoder(nnx.Module):
         """Teacher-forced decoder: -> logits [B, Lt, V]."""
         keys = _keys(key, len(self.decoder) + 1)
         lt = decoder_input_tokens.shape[1]
-        y = self.embed(decoder_input_tokens) + self.dec_pos(jnp.arange(lt))[None]
+        positions = jnp.arange(lt)
+        y, bias = self._embed(decoder_input_tokens, positions, positions, encoder=False)
         y = _dropout(y, self.cfg.dropout_rate, keys[0])
         causal = jnp.tril(jnp.ones((lt, lt), bool))[None, None]
         cross_mask = (encoder_tokens != PAD_ID)[:, None, None, :]
         for layer, k in zip(self.decoder, keys[1:], strict=True):
-            y = layer(y, encoded, causal, cross_mask, k)
-        return self.logits(self.dec_norm(y)).astype(jnp.float32)
+            y = layer(y, encoded, causal, bias, cross_mask, k)
+        return self._head(y)
 
     def __call__(
         self,
@@ -232,13 +355,14 @@ class EncoderDecoder(nnx.Module):
         encoder_tokens: jax.Array,
     ) -> tuple[jax.Array, list[LayerCache]]:
         """Logits [B, V] for position t given the token [B] fed at t, and updated caches."""
-        y = self.embed(token[:, None]) + self.dec_pos(t[None])[None]
+        cache_positions = jnp.arange(caches[0].self_k.shape[1])
+        y, bias = self._embed(token[:, None], t[None], cache_positions, encoder=False)
         cross_mask = (encoder_tokens != PAD_ID)[:, None, None, :]
         new_caches = []
         for layer, cache in zip(self.decoder, caches, strict=True):
-            y, cache = layer.step(y, t, cache, cross_mask)
+            y, cache = layer.step(y, t, cache, bias, cross_mask)
             new_caches.append(cache)
-        return self.logits(self.dec_norm(y))[:, 0].astype(jnp.float32), new_caches
+        return self._head(y)[:, 0], new_caches
 
 
 def shift_right(targets: jax.Array) -> jax.Array:
@@ -247,4 +371,5 @@ def shift_right(targets: jax.Array) -> jax.Array:
 
 
 def count_params(params: nnx.State) -> int:
+    """Number of parameters (works on arrays or ShapeDtypeStructs)."""
     return int(sum(x.size for x in jax.tree.leaves(params)))

@@ -1,0 +1,97 @@
+"""`compgen-jax data fetch|list|check`: canonical downloads, checksums, what a data dir holds."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tasks.data_dir import DATA_DIR_ENV, data_dir
+
+
+def _root(args: argparse.Namespace) -> str:
+    """The data dir from --data_dir or $COMPGEN_DATA_DIR; ValueError if neither is set."""
+    root = data_dir(args.data_dir)
+    if root is None:
+        raise ValueError(f"no data dir: pass --data_dir or set {DATA_DIR_ENV}")
+    return str(root)
+
+
+def run_fetch(args: argparse.Namespace) -> None:
+    from tasks import fetch
+
+    for archive in fetch.fetch(args.benchmark, _root(args), force=args.force):
+        print(f"fetched {archive}")
+    print(fetch.describe(fetch.status(args.benchmark, _root(args))))
+
+
+def run_list(args: argparse.Namespace) -> None:
+    from tasks import fetch
+
+    for benchmark in fetch.SOURCES:
+        print(fetch.describe(fetch.status(benchmark, _root(args))))
+
+
+def run_check(args: argparse.Namespace) -> None:
+    from tasks import fetch
+
+    statuses = [fetch.status(b, _root(args)) for b in (args.benchmark or list(fetch.SOURCES))]
+    for st in statuses:
+        print(fetch.describe(st))
+    incomplete = [st.benchmark for st in statuses if not st.complete]
+    if incomplete:
+        raise ValueError(f"incomplete in {_root(args)}: {', '.join(incomplete)}")
+
+
+def run_measures(args: argparse.Namespace) -> None:
+    """Per-example measures + pair constructs of tasks' splits: the audit's input (analysis)."""
+    import json
+
+    import pandas as pd
+
+    from tasks import registry
+    from tasks.atomic import write_text
+    from tasks.benchmarks import PAIR_CONSTRUCTS
+    from tasks.signature import feature_matrix
+
+    frames, constructs = [], {}
+    for task in args.task:
+        registry.ensure_registered(task, args.data_dir)
+        examples = registry.get_examples(task, args.split)
+        benchmark = examples[0].benchmark
+        columns = dict(zip(("n_atoms", "n_pairs", "depth", "out_len"), feature_matrix(examples).T,
+                           strict=True))
+        frames.append(pd.DataFrame({"benchmark": benchmark,
+                                    "example_id": [ex.id for ex in examples], **columns}))
+        constructs[benchmark] = PAIR_CONSTRUCTS[benchmark]
+    out = Path(args.out)
+    write_text(out / "measures.csv", pd.concat(frames).to_csv(index=False))
+    write_text(out / "constructs.json", json.dumps(constructs, indent=1) + "\n")
+    print(f"measures: {out / 'measures.csv'}\nconstructs: {out / 'constructs.json'}")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from tasks.fetch import SOURCES
+
+    data = subparsers.add_parser("data", help="canonical downloads, checksums, local data dirs")
+    sub = data.add_subparsers(dest="data_command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data_dir", default=None,
+                        help=f"benchmark data directory (default: ${DATA_DIR_ENV})")
+    fetch = sub.add_parser("fetch", parents=[common],
+                           help="download + verify + unpack a benchmark's canonical archives")
+    fetch.add_argument("benchmark", choices=sorted(SOURCES))
+    fetch.add_argument("--force", action="store_true", help="download again even if cached")
+    fetch.set_defaults(run=run_fetch)
+    sub.add_parser("list", parents=[common], help="what each benchmark has in the data dir"
+                   ).set_defaults(run=run_list)
+    check = sub.add_parser("check", parents=[common],
+                           help="exit non-zero unless the benchmarks are complete and verified")
+    check.add_argument("benchmark", nargs="*", help=f"some of {sorted(SOURCES)} (default: all)")
+    check.set_defaults(run=run_check)
+    measures = sub.add_parser("measures", parents=[common],
+                              help="per-example atoms/pairs/depth/out_len of tasks' pools, for "
+                                   "`compgen-jax report --measures`")
+    measures.add_argument("task", nargs="+", help="registered task names, e.g. scan_simple cogs")
+    measures.add_argument("--split", default="train", help="which split (default: the pool)")
+    measures.add_argument("--out", required=True, help="output dir (measures.csv, constructs.json)")
+    measures.set_defaults(run=run_measures)

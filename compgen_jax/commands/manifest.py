@@ -1,0 +1,61 @@
+"""`compgen-jax manifest build` (a design's manifests + per-cell table) and `manifest show`."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from pathlib import Path
+
+from compgen_jax.commands.train import configure, gin_flags
+
+
+def run_build(args: argparse.Namespace) -> None:
+    """Write every cell's per-seed manifests under MODEL_DIR and print the per-cell table."""
+    from compgen_jax import designs
+    from compgen_jax.train import TrainConfig, pool_index
+    from tasks import registry
+    from tasks.data_dir import data_dir
+
+    model_dir = configure(args, [])
+    cells = designs.design()
+    train_config = TrainConfig()
+
+    @functools.cache
+    def index_for(task: str, split: str) -> designs.PoolIndex:
+        registry.ensure_registered(task, data_dir())
+        return pool_index(task, split, train_config.eval_splits)
+
+    built = designs.build_manifests(cells, index_for, model_dir, train_config.random_seed)
+    print(designs.format_table(designs.summary_rows(built)))
+    print(f"\n{sum(len(m) for _, m in built)} manifests of {len(built)} cells under {model_dir}")
+
+
+def run_show(args: argparse.Namespace) -> None:
+    """Load (hash-checked) manifest files, or every manifest under a directory, and summarise."""
+    from tasks import manifest as manifest_lib
+
+    paths = []
+    for path in map(Path, args.paths):
+        paths += sorted(path.rglob("*.json")) if path.is_dir() else [path]
+    if not paths:
+        raise ValueError(f"manifest show: no manifest files under {args.paths}")
+    for path in paths:
+        m = manifest_lib.load(path)
+        measured = {k: v for k, v in m.stats.items() if k not in ("n_unique", "total")}
+        print(f"{path}: {m.strategy} N={m.n_unique} total={m.total} seed={m.seed} "
+              f"pool={m.pool} hash={m.hash[:12]}")
+        print(f"  targets={m.targets}\n  stats={measured}")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `manifest build` and `manifest show`."""
+    parser = subparsers.add_parser("manifest", help="build or inspect the manifests of a design")
+    sub = parser.add_subparsers(dest="manifest_command", required=True)
+    sub.add_parser(
+        "build", parents=[gin_flags()],
+        help="write a design's per-seed manifests under MODEL_DIR; print N, E, coverage, "
+             "typicality and signature counts per cell",
+    ).set_defaults(run=run_build)
+    show = sub.add_parser("show", help="check and summarise manifest files (or directories)")
+    show.add_argument("paths", nargs="+", help="manifest JSON files or directories")
+    show.set_defaults(run=run_show)

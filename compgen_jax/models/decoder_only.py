@@ -1,0 +1,149 @@
+"""GPT-2-style decoder-only transformer (Flax NNX) for the synthetic coverage-principle tasks.
+
+Matches HF `GPT2LMHeadModel` as used by kaistAI/coverage-principle: learned absolute positions,
+pre-LN blocks with a final LayerNorm (eps 1e-5), GELU-tanh MLP, biases everywhere, tied input and
+output embeddings, N(0, 0.02) init with both `c_proj` kernels scaled by 1/sqrt(2 * num_layers), and
+dropout on embeddings, attention weights and residual branches. The loss covers answer tokens only.
+The model holds only `nnx.Param` state; dropout takes explicit keys (see transformer.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import gin
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from compgen_jax.models.transformer import _dropout, _keys
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+    """Sizes of the decoder-only model; vocab_size comes from the task's vocabulary."""
+
+    vocab_size: int = 0
+    emb_dim: int = 64
+    num_heads: int = 4
+    num_layers: int = 2
+    mlp_dim: int = 256
+    max_len: int = 16
+    dropout_rate: float = 0.0
+    dtype: str = "float32"
+
+    @property
+    def head_dim(self) -> int:
+        return self.emb_dim // self.num_heads
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad setting."""
+        if self.vocab_size <= 0:
+            raise ValueError("DecoderConfig.vocab_size must be set from the task's vocabulary")
+        if self.emb_dim % self.num_heads:
+            raise ValueError(f"DecoderConfig.emb_dim={self.emb_dim} is not divisible by "
+                             f"num_heads={self.num_heads}")
+
+
+def _linear(cfg: DecoderConfig, d_in: int, d_out: int, std: float, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(d_in, d_out, kernel_init=nnx.initializers.normal(std),
+                      dtype=jnp.dtype(cfg.dtype), rngs=rngs)
+
+
+class CausalSelfAttention(nnx.Module):
+    """GPT-2 attention: fused q/k/v projection, causal mask, dropout on attention weights."""
+
+    def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
+        d, proj_std = cfg.emb_dim, 0.02 / math.sqrt(2 * cfg.num_layers)
+        self.num_heads, self.head_dim, self.rate = cfg.num_heads, cfg.head_dim, cfg.dropout_rate
+        self.c_attn = _linear(cfg, d, 3 * d, 0.02, rngs)
+        self.c_proj = _linear(cfg, d, d, proj_std, rngs)
+
+    def __call__(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
+        """x [B, L, D] -> [B, L, D]."""
+        q, k, v = (a.reshape(*a.shape[:-1], self.num_heads, self.head_dim)
+                   for a in jnp.split(self.c_attn(x), 3, axis=-1))
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(self.head_dim).astype(q.dtype)
+        length = x.shape[1]
+        causal = jnp.tril(jnp.ones((length, length), bool))[None, None]
+        logits = jnp.where(causal, logits, jnp.finfo(logits.dtype).min)
+        weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
+        weights = _dropout(weights, self.rate, key)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        return self.c_proj(out.reshape(*out.shape[:2], -1))
+
+
+class Block(nnx.Module):
+    """Pre-LN GPT-2 block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
+        proj_std = 0.02 / math.sqrt(2 * cfg.num_layers)
+        self.rate = cfg.dropout_rate
+        self.ln_1 = nnx.LayerNorm(cfg.emb_dim, epsilon=1e-5, rngs=rngs)
+        self.attn = CausalSelfAttention(cfg, rngs=rngs)
+        self.ln_2 = nnx.LayerNorm(cfg.emb_dim, epsilon=1e-5, rngs=rngs)
+        self.c_fc = _linear(cfg, cfg.emb_dim, cfg.mlp_dim, 0.02, rngs)
+        self.c_proj = _linear(cfg, cfg.mlp_dim, cfg.emb_dim, proj_std, rngs)
+
+    def __call__(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
+        k_attn, k1, k2 = _keys(key, 3)
+        x = x + _dropout(self.attn(self.ln_1(x), k_attn), self.rate, k1)
+        mlp = self.c_proj(jax.nn.gelu(self.c_fc(self.ln_2(x)), approximate=True))
+        return x + _dropout(mlp, self.rate, k2)
+
+
+class DecoderOnly(nnx.Module):
+    """GPT-2 language model: tokens [B, L] -> next-token logits [B, L, V]."""
+
+    def __init__(self, cfg: DecoderConfig, *, rngs: nnx.Rngs):
+        cfg.validate()
+        self.cfg = cfg
+        dtype, init = jnp.dtype(cfg.dtype), nnx.initializers.normal(0.02)
+        self.wte = nnx.Embed(cfg.vocab_size, cfg.emb_dim, dtype=dtype, embedding_init=init,
+                             rngs=rngs)
+        self.wpe = nnx.Embed(cfg.max_len, cfg.emb_dim, dtype=dtype, embedding_init=init,
+                             rngs=rngs)
+        self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+        self.ln_f = nnx.LayerNorm(cfg.emb_dim, epsilon=1e-5, rngs=rngs)
+
+    def __call__(self, tokens: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """Causal logits (float32); the output projection is the transposed token embedding."""
+        if tokens.shape[1] > self.cfg.max_len:
+            raise ValueError(f"sequence length {tokens.shape[1]} exceeds "
+                             f"DecoderConfig.max_len={self.cfg.max_len}")
+        keys = _keys(key, len(self.blocks) + 1)
+        x = self.wte(tokens) + self.wpe(jnp.arange(tokens.shape[1]))[None]
+        x = _dropout(x, self.cfg.dropout_rate, keys[0])
+        for block, k in zip(self.blocks, keys[1:], strict=True):
+            x = block(x, k)
+        return self.wte.attend(self.ln_f(x)).astype(jnp.float32)
+
+
+def answer_loss(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array) -> jax.Array:
+    """Mean cross-entropy over answer tokens (loss_mask [B, L]: HF labels != -100) of the batch."""
+    # Position i predicts token i + 1, so loss_mask[:, 0] can never count.
+    weights = loss_mask[:, 1:].astype(jnp.float32)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits[:, :-1], tokens[:, 1:])
+    return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def teacher_forced_accuracy(
+    logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array
+) -> jax.Array:
+    """Correct argmax answer tokens / answer tokens (upstream's token-level eval accuracy)."""
+    weights = loss_mask[:, 1:].astype(jnp.float32)
+    correct = (jnp.argmax(logits[:, :-1], axis=-1) == tokens[:, 1:]).astype(jnp.float32)
+    return jnp.sum(correct * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def weight_decay_mask(params: nnx.State) -> nnx.State:
+    """True where upstream decays: kernels and wte/wpe; not biases or LayerNorm parameters."""
+
+    def decayed(path: tuple, _leaf: jax.Array) -> bool:
+        names = [str(getattr(p, "key", getattr(p, "name", p))) for p in path]
+        return not any(n == "bias" or n.startswith("ln") for n in names)
+
+    return jax.tree_util.tree_map_with_path(decayed, params)
