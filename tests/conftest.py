@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,10 @@ def _fresh_gin_config():
     import gin
 
     gin.clear_config()
+
+
+def run_analysis_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run `python -m analysis ARGS` in a fresh interpreter with the repo on the path."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", "analysis", *args], capture_output=True,
+                          text=True, env=env, cwd=REPO_ROOT, check=False)

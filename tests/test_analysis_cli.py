@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(*args: str) -> subprocess.CompletedProcess:
-    """Run the analysis CLI in a fresh interpreter with the repo on the path."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "analysis", *args],
-        capture_output=True, text=True, env=env, cwd=REPO_ROOT, check=False,
-    )  # fmt: skip
+from conftest import run_analysis_cli
 
 
 def _write_results(path: Path) -> None:
@@ -41,7 +28,7 @@ def test_summary_prints_table_and_writes_plot(tmp_path: Path) -> None:
     results = tmp_path / "results.csv"
     _write_results(results)
     plot = tmp_path / "dose.png"
-    proc = _run("summary", str(results), "--split", "test", "--plot", str(plot))
+    proc = run_analysis_cli("summary", str(results), "--split", "test", "--plot", str(plot))
     assert proc.returncode == 0, proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines()]
     assert ["100", "2", "0", "18.75", "8.84", "12.50", "25.00"] in rows
@@ -55,7 +42,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     results = tmp_path / "results.csv"
     _write_results(results)
     pd.read_csv(results).drop(columns=["seed"]).to_csv(results, index=False)
-    proc = _run("summary", str(results))
+    proc = run_analysis_cli("summary", str(results))
     assert proc.returncode == 2
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
@@ -65,6 +52,6 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_unknown_split_exits_2(tmp_path: Path) -> None:
     results = tmp_path / "results.csv"
     _write_results(results)
-    proc = _run("summary", str(results), "--split", "gen")
+    proc = run_analysis_cli("summary", str(results), "--split", "gen")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: results table: no rows for split 'gen' (present: 'test')"

@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from conftest import run_analysis_cli
 
 from analysis.synthetic import Dataset, synthetic_sweep, write_sweep
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CONSTRUCTS = {"cogs": "thematic bindings", "cfq": "surface co-occurrence of output tokens"}
 TAGS = {  # cell -> (experiment, coverage): the E1-E3 chain on the cogs cells
     "cogs_n50_e100": ("E1", "low"), "cogs_n200_e100": ("E1", "high"),
     "cogs_n50_e400": ("E2", "low"), "cogs_n100_e100": ("E2", "high"),
     "cogs_n100_e400": ("E3", "low"), "cogs_n200_e400": ("E3", "high"),
 }  # fmt: skip
-
-
-def _run(*args: str) -> subprocess.CompletedProcess:
-    """Run the analysis CLI in a fresh interpreter with the repo on the path."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "analysis", *args],
-        capture_output=True, text=True, env=env, cwd=REPO_ROOT, check=False,
-    )  # fmt: skip
 
 
 def _sweep(root: Path) -> Path:
@@ -56,7 +44,7 @@ def _sweep(root: Path) -> Path:
 def test_report_writes_every_section_and_plot(tmp_path: Path) -> None:
     root = _sweep(tmp_path / "sweep")
     out = tmp_path / "report"
-    proc = _run(
+    proc = run_analysis_cli(
         "report", str(root), "--out", str(out), "--measures", str(root / "measures.csv"),
         "--constructs", str(root / "constructs.json"), "--n-perm", "300", "--n-boot", "200",
     )  # fmt: skip
@@ -89,7 +77,7 @@ def test_report_bad_input_exits_2_in_one_line(tmp_path: Path) -> None:
     root = _sweep(tmp_path / "sweep")
     path = root / "cogs_n50_e100" / "results.csv"
     pd.read_csv(path).drop(columns=["exposure"]).to_csv(path, index=False)
-    proc = _run("report", str(root), "--out", str(tmp_path / "r"))
+    proc = run_analysis_cli("report", str(root), "--out", str(tmp_path / "r"))
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and "exposure" in lines[0]
@@ -97,5 +85,6 @@ def test_report_bad_input_exits_2_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "constructs.json"
     bad.write_text("[1, 2]")
     pd.read_csv(root / "cfq_n50_e100" / "results.csv").to_csv(path, index=False)
-    proc = _run("report", str(root), "--out", str(tmp_path / "r"), "--constructs", str(bad))
+    proc = run_analysis_cli("report", str(root), "--out", str(tmp_path / "r"),
+                            "--constructs", str(bad))
     assert proc.returncode == 2 and "constructs must be a JSON object" in proc.stderr
