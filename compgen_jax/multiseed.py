@@ -19,9 +19,13 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from compgen_jax.models.transformer import EncoderDecoder, TransformerConfig, shift_right
+from compgen_jax.models import ModelConfig, make_model
+from compgen_jax.models.decoder_only import DecoderConfig, answer_loss
+from compgen_jax.models.transformer import EncoderDecoder, shift_right
 
-Pool = dict[str, jax.Array]  # {"inputs": [N, Li], "targets": [N, Lt]} int32, device resident
+# Device-resident int32 pools: encoder-decoder {"inputs": [N, Li], "targets": [N, Lt]};
+# decoder-only {"tokens": [N, L], "loss_mask": [N, L]} (answer positions, COVERAGE_PRINCIPLE s.3).
+Pool = dict[str, jax.Array]
 State = dict[str, Any]  # params, opt, key, step [S], active [S], diverged [S], lr_scale [S]
 
 
@@ -32,23 +36,27 @@ class MultiSeedTrainer:
     Cells that share the setting reuse the compiled step (same shapes -> jit cache hit).
     """
 
-    model_config: TransformerConfig
+    model_config: ModelConfig
     optimizer: optax.GradientTransformation
     batch_size: int
     steps_per_call: int
 
     @functools.cached_property
     def graphdef(self) -> nnx.GraphDef:
-        abstract = nnx.eval_shape(lambda: EncoderDecoder(self.model_config, rngs=nnx.Rngs(0)))
+        abstract = nnx.eval_shape(lambda: make_model(self.model_config, rngs=nnx.Rngs(0)))
         return nnx.split(abstract)[0]
 
-    def model(self, params: nnx.State) -> EncoderDecoder:
+    @property
+    def decoder_only(self) -> bool:
+        return isinstance(self.model_config, DecoderConfig)
+
+    def model(self, params: nnx.State) -> nnx.Module:
         return nnx.merge(self.graphdef, params)
 
     def init_one(self, seed: jax.Array) -> State:
         """Fresh state of one seed; typed keys so the function vmaps over integer seeds."""
         param_key, dropout_key = jax.random.split(jax.random.key(seed))
-        model = EncoderDecoder(self.model_config, rngs=nnx.Rngs(params=param_key))
+        model = make_model(self.model_config, rngs=nnx.Rngs(params=param_key))
         params = nnx.state(model, nnx.Param)
         return {"params": params, "opt": self.optimizer.init(params), "key": dropout_key,
                 "step": jnp.zeros((), jnp.int32), "active": jnp.ones((), bool),
@@ -60,7 +68,10 @@ class MultiSeedTrainer:
         return jax.jit(jax.vmap(self.init_one))
 
     def loss_fn(self, params: nnx.State, batch: Pool, key: jax.Array) -> jax.Array:
-        """Token-level cross-entropy on non-pad targets (t5x decoder_loss_weights)."""
+        """Cross-entropy on non-pad targets (t5x), or on answer tokens only (decoder-only)."""
+        if self.decoder_only:
+            logits = self.model(params)(batch["tokens"], key)
+            return answer_loss(logits, batch["tokens"], batch["loss_mask"])
         targets = batch["targets"]
         logits = self.model(params)(batch["inputs"], shift_right(targets), key)
         weights = (targets != 0).astype(jnp.float32)
@@ -101,9 +112,21 @@ class MultiSeedTrainer:
         """(state [S], orders [S, T*B], pool) -> (state, losses [S, steps_per_call]); donated."""
         return jax.jit(jax.vmap(self.train_one, in_axes=(0, 0, None)), donate_argnums=0)
 
+    def token_accuracy_one(self, params: nnx.State, pool: Pool) -> jax.Array:
+        """Decoder-only, teacher-forced: per-example fraction of correct answer tokens [B]."""
+        logits = self.model(params)(pool["tokens"])
+        weights = pool["loss_mask"][:, 1:].astype(jnp.float32)
+        correct = (jnp.argmax(logits[:, :-1], axis=-1) == pool["tokens"][:, 1:]) * weights
+        return correct.sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
+
+    @functools.cached_property
+    def token_accuracy(self) -> Callable[[nnx.State, Pool], jax.Array]:
+        """(params [S], pool of B examples) -> per-seed, per-example answer accuracy [S, B]."""
+        return jax.jit(jax.vmap(self.token_accuracy_one, in_axes=(0, None)))
+
     def decode_one(self, params: nnx.State, inputs: jax.Array, max_decode_len: int) -> jax.Array:
         """Greedy decoding with a KV cache: inputs [B, Li] -> tokens [B, max_decode_len]."""
-        model = self.model(params)
+        model: EncoderDecoder = self.model(params)
         encoded = model.encode(inputs)
         caches = model.init_cache(encoded, max_decode_len)
         batch = inputs.shape[0]

@@ -11,8 +11,9 @@ import optax
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """AdamW with linear warmup then inverse-sqrt or constant decay, and global-norm clipping."""
+    """AdamW or Adafactor; linear warmup then inverse-sqrt or constant; global-norm clipping."""
 
+    name: str = "adamw"
     learning_rate: float = 1e-3
     warmup_steps: int = 100
     decay: str = "rsqrt"
@@ -37,8 +38,12 @@ def learning_rate_schedule(cfg: OptimizerConfig) -> optax.Schedule:
 
 
 def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
-    return optax.chain(
-        optax.clip_by_global_norm(cfg.grad_clip_norm),
-        optax.adamw(learning_rate_schedule(cfg), b1=cfg.b1, b2=cfg.b2,
-                    weight_decay=cfg.weight_decay),
-    )
+    """The configured optimizer after per-seed global-norm clipping (per seed under vmap)."""
+    schedule = learning_rate_schedule(cfg)
+    if cfg.name == "adamw":
+        core = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
+    elif cfg.name == "adafactor":
+        core = optax.adafactor(schedule, weight_decay_rate=cfg.weight_decay or None)
+    else:
+        raise ValueError(f"OptimizerConfig.name={cfg.name!r}: expected 'adamw' or 'adafactor'")
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), core)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -130,3 +132,27 @@ def test_inactive_seed_is_frozen():
                     strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(state["step"], [0, STEPS])
+
+
+@pytest.mark.parametrize("optimizer", [
+    OptimizerConfig(name="adafactor", learning_rate=1e-2, warmup_steps=2),
+    OptimizerConfig(learning_rate=3e-3, warmup_steps=2),
+], ids=["adafactor", "adamw"])
+def test_optimizers_and_bf16_compute_train(optimizer: OptimizerConfig):
+    pool = _pool()
+    for dtype in ("float32", "bfloat16"):
+        cfg = dataclasses.replace(CFG, dtype=dtype, dropout_rate=0.0)
+        trainer = MultiSeedTrainer(cfg, make_optimizer(optimizer), BATCH, STEPS)
+        orders = jnp.asarray(np.tile(np.arange(BATCH), (2, STEPS * 20)), jnp.int32)
+        state, first = trainer.train(trainer.init(jnp.arange(2)), orders, pool)
+        for _ in range(5):
+            state, loss = trainer.train(state, orders, pool)
+        assert np.isfinite(np.asarray(loss)).all()
+        assert np.all(np.asarray(loss[:, -1]) < np.asarray(first[:, 0]) * 0.7), dtype
+        leaf = jax.tree.leaves(state["params"])[0]
+        assert leaf.dtype == jnp.float32  # parameters stay float32; only compute is bf16
+
+
+def test_unknown_optimizer_names_the_setting():
+    with pytest.raises(ValueError, match="OptimizerConfig.name"):
+        make_optimizer(OptimizerConfig(name="sgdd"))
