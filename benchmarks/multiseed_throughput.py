@@ -181,21 +181,22 @@ def main() -> None:
             singles = [(trainer.init(jnp.asarray([k])), orders[k:k + 1]) for k in range(s)]
             t_seq = seconds_per_step(trainer, singles, pool, args.repeats)
             flops = 6.0 * n_params * batch * tokens_per_example * s / t_vmap
-            per_seed[name] = t_vmap / s
+            per_seed[name] = min(per_seed.get(name, (np.inf, 0)), (t_vmap / s, s))
             print(f"| {name} | {n_params / 1e6:.2f}M | {batch} | {s} | {t_vmap:.4f} | "
                   f"{t_seq:.4f} | {t_seq / t_vmap:.2f}x | {s / t_vmap:.1f} | {flops / 1e9:.1f} | "
                   f"{100 * flops / peak:.0f}% |", flush=True)
 
-    print("\n| model | JAX vmapped s per seed-step | PyTorch s/step (one seed) | JAX per-seed "
-          "speed-up |\n|---|---|---|---|")
+    print("\n| model | JAX vmapped s per seed-step (best S) | PyTorch s/step (one seed) | "
+          "JAX per-seed speed-up |\n|---|---|---|---|")
     for name in args.models:
         t_torch = torch_seconds_per_step(model_config(name, vocab_size), host_pool, BATCH[name],
                                          STEPS_PER_CALL[name] * 2)
+        jax_seconds, best_s = per_seed[name]
         if t_torch is None:
-            print(f"| {name} | {per_seed[name]:.4f} | torch not installed | - |")
+            print(f"| {name} | {jax_seconds:.4f} (S={best_s}) | torch not installed | - |")
         else:
-            print(f"| {name} | {per_seed[name]:.4f} | {t_torch:.4f} | "
-                  f"{t_torch / per_seed[name]:.2f}x |", flush=True)
+            print(f"| {name} | {jax_seconds:.4f} (S={best_s}) | {t_torch:.4f} | "
+                  f"{t_torch / jax_seconds:.2f}x |", flush=True)
 
     cfg = model_config("tiny", vocab_size)
     trainer = MultiSeedTrainer(cfg, make_optimizer(OptimizerConfig()), 32, 1)
