@@ -1,10 +1,11 @@
-"""Command line: `python -m analysis summary RESULTS ...` and `report RESULTS --out DIR`."""
+"""Command line: `python -m analysis summary|report|coverage ...` (see `--help`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from analysis.coverage import kcoverage_table, sweep_frame, write_upstream_outputs
 from analysis.dose_response import (
     diversity_summary,
     diversity_trend,
@@ -34,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--model-dir", help="where <cell>/manifests/ live (default: RESULTS)")
     report.add_argument("--n-perm", type=int, default=10000, help="permutations per test")
     report.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
+    cov = sub.add_parser("coverage", help="k-coverage of a coverage-principle dataset (k sweep)")
+    cov.add_argument("dataset_dir", help="upstream-layout dataset directory (train/test/vocab)")
+    cov.add_argument("--k_max", type=int, default=20, help="sweep k = 1..K_MAX (default 20)")
+    cov.add_argument("--parity", action="store_true", help="upstream bucket key (quirk Q1)")
+    cov.add_argument("--ground_truth", action="store_true", help="only the f1 pair subset {0,1}")
+    cov.add_argument("--min_evidence", type=int, default=1, help="k of test_annotated_full.json")
+    cov.add_argument("--out", help="output directory (default: DATASET_DIR, as upstream)")
     return parser
 
 
@@ -49,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
                 args.model_dir, options,
             )  # fmt: skip
             print(f"report: {path}")
+            return 0
+        if args.command == "coverage":
+            table = kcoverage_table(args.dataset_dir, args.k_max, args.parity, args.ground_truth)
+            paths = write_upstream_outputs(table, args.dataset_dir, args.out or args.dataset_dir,
+                                           args.min_evidence)  # fmt: skip
+            print(sweep_frame(table).to_string(index=False, float_format="%.2f"))
+            print("\n".join(f"wrote: {p}" for p in paths))
             return 0
         df = read_results(args.results)
         summary = diversity_summary(df, args.split, args.metric)

@@ -43,7 +43,8 @@ for name in modules:
     importlib.import_module(name)
 from analysis.report import ReportOptions, write_report
 from analysis.synthetic import Dataset, synthetic_sweep, write_sweep
-import analysis.escape, analysis.stats
+import analysis.escape, analysis.stats, analysis.coverage, analysis.scaling
+import numpy as np
 
 tmp = pathlib.Path(tempfile.mkdtemp())
 datasets = [Dataset("scan", 0.1, pool_size=200), Dataset("cfq", 0.0, 0.1, pool_size=200)]
@@ -57,6 +58,10 @@ analysis.stats.tost_ind([0.1, 0.2], [0.15, 0.1], 3.0)
 analysis.escape.escape_regression(pd.DataFrame(
     {"n_unique": [1, 2, 3, 4, 1, 2, 3, 4], "exposure": [1, 1, 2, 2, 2, 2, 1, 1],
      "escaped": [0, 1, 0, 1, 1, 0, 1, 0]}))
+cov = analysis.coverage.coverage_matrix(
+    np.array([[0, 1, 2], [1, 1, 2]]), np.array([0, 0]), np.array([[2, 1, 2]]), np.array([0]), 3, 2)
+assert cov.shape == (1, 2)
+analysis.scaling.fit_power_law([1, 2, 3], [1, 4, 9], n_boot=10)
 print(",".join(modules))
 print(",".join(sorted({m.split(".")[0] for m in sys.modules} & FORBIDDEN)))
 """
@@ -70,5 +75,7 @@ def test_analysis_imports_and_reports_with_ml_frameworks_blocked() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     modules, loaded = proc.stdout.split("\n")[:2]
-    assert {"analysis.audit", "analysis.report", "analysis.seeds"} <= set(modules.split(","))
+    expected = {"analysis.audit", "analysis.report", "analysis.seeds", "analysis.coverage",
+                "analysis.scaling"}  # fmt: skip
+    assert expected <= set(modules.split(","))
     assert loaded == "", f"analysis imported {loaded}"
