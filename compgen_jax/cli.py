@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "compgen_jax.commands.manifest",
     "compgen_jax.commands.data",
     "compgen_jax.commands.report",
+    "compgen_jax.commands.sweep",
+    "compgen_jax.commands.coverage",
 )
 
 

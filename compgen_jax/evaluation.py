@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from compgen_jax.multiseed import MultiSeedTrainer, Pool, exact_match
+from compgen_jax.sharding import host_array
 from tasks.atomic import write_text
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ def evaluate(
         predicted = trainer.decode(params, pool["inputs"][chunk], max_len)
         correct.append(exact_match(predicted, pool["targets"][chunk][None]))
         tokens.append(predicted)
-    return np.asarray(jnp.concatenate(correct, axis=1)), np.asarray(jnp.concatenate(tokens, axis=1))
+    return (host_array(jnp.concatenate(correct, axis=1)),
+            host_array(jnp.concatenate(tokens, axis=1)))
 
 
 def write_predictions(

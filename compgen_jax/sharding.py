@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
@@ -22,11 +24,32 @@ def padded_seed_count(num_seeds: int, num_devices: int) -> int:
 
 def shard_seeds(tree: Any, mesh: Mesh) -> Any:
     """Place every leaf's leading (seed) axis across the mesh."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("seed")))
+    return _place(tree, NamedSharding(mesh, PartitionSpec("seed")))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Place a copy of every leaf on every device of the mesh (the example pool)."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    return _place(tree, NamedSharding(mesh, PartitionSpec()))
 
 
+def _place(tree: Any, sharding: NamedSharding) -> Any:
+    """device_put; across processes, each process fills its own devices' slices of the leaves."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda leaf: _global_array(leaf, sharding), tree)
+
+
+def _global_array(leaf: Any, sharding: NamedSharding) -> jax.Array:
+    """A global array from a leaf every process holds whole (typed PRNG keys via their data)."""
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        data = _global_array(jax.random.key_data(leaf), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    host = np.asarray(leaf)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def host_array(x: Any) -> np.ndarray:
+    """The whole array on this host (gathered from every process when sharded across hosts)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)

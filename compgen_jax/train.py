@@ -19,7 +19,13 @@ from compgen_jax.models.transformer import TransformerConfig, count_params
 from compgen_jax.multiseed import MultiSeedTrainer, Pool
 from compgen_jax.optim import OptimizerConfig, make_optimizer
 from compgen_jax.results import write_results
-from compgen_jax.sharding import padded_seed_count, replicate, seed_mesh, shard_seeds
+from compgen_jax.sharding import (
+    host_array,
+    padded_seed_count,
+    replicate,
+    seed_mesh,
+    shard_seeds,
+)
 from tasks import manifest as manifest_lib
 from tasks.data_dir import data_dir
 from tasks.selection import ManifestSpec, PoolIndex, cell_manifests
@@ -75,12 +81,39 @@ class TrainConfig:
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+    """jax.distributed for multi-process cells: Cloud TPU metadata, or an explicit coordinator.
+
+    With `enabled`, every process runs the same command and the cell's seeds are sharded over the
+    devices of all processes (TrainConfig.shard_seeds). Empty address / None fields are detected
+    (Cloud TPU); `cpu_collectives='gloo'` lets CPU processes gather results (tests, debugging).
+    """
+
+    enabled: bool = False
+    coordinator_address: str = ""
+    num_processes: int | None = None
+    process_id: int | None = None
+    cpu_collectives: str = ""
+
+    def initialize(self) -> None:
+        """Join the other processes (before any JAX computation); a no-op unless enabled."""
+        if not self.enabled:
+            return
+        if self.cpu_collectives:
+            jax.config.update("jax_cpu_collectives_implementation", self.cpu_collectives)
+        jax.distributed.initialize(self.coordinator_address or None, self.num_processes,
+                                   self.process_id)
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
 class CellConfig:
-    """One design point: which pool, and how its manifests are chosen."""
+    """One design point: which pool, and how its manifests are chosen (label: its name, if set)."""
 
     task: str = "scan_simple"
     train_split: str = "train"
     manifest: ManifestSpec = ManifestSpec()
+    label: str = ""
 
     @property
     def pool(self) -> str:
@@ -88,7 +121,7 @@ class CellConfig:
 
     @property
     def name(self) -> str:
-        return f"{self.task}-{self.manifest.strategy}-N{self.manifest.n_unique}"
+        return self.label or f"{self.task}-{self.manifest.strategy}-N{self.manifest.n_unique}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,22 +246,23 @@ def train_cell(
     exposure = manifests[0].exposure(train_config.total_steps, train_config.batch_size)
     eval_period = train_config.eval_period or train_config.total_steps
     writer = metric_writers.create_default_writer(
-        str(model_dir / "tensorboard"), just_logging=not train_config.tensorboard)
+        str(model_dir / "tensorboard"),
+        just_logging=not train_config.tensorboard or jax.process_index() > 0)
     for step in range(start + train_config.steps_per_call, train_config.total_steps + 1,
                       train_config.steps_per_call):
         state, losses = trainer.train(state, orders, pool)
-        chunk_loss = np.asarray(losses.mean(axis=1))[:len(seeds)]
+        chunk_loss = host_array(losses.mean(axis=1))[:len(seeds)]
         writer.write_scalars(step, {f"seed_{s}/train_loss": float(v)
                                     for s, v in zip(seeds, chunk_loss, strict=True)})
         if progress is not None:
             progress.update(train_config.steps_per_call)
             progress.set_postfix_str(f"{cell.name} loss/seed min {np.nanmin(chunk_loss):.3f} "
                                      f"max {np.nanmax(chunk_loss):.3f}")
-        live = np.asarray(state["active"] & ~state["diverged"])[:len(seeds)]
+        live = host_array(state["active"] & ~state["diverged"])[:len(seeds)]
         last = step == train_config.total_steps or not live.any()
         if step % eval_period == 0 or last:
-            seed_steps = np.asarray(state["step"])
-            diverged = np.asarray(state["diverged"])
+            seed_steps = host_array(state["step"])
+            diverged = host_array(state["diverged"])
             scores = {}
             for split, eval_pool in evals.items():
                 correct, tokens = evaluate(trainer, state["params"], eval_pool,
@@ -251,10 +285,10 @@ def train_cell(
                 } for i, (seed, m) in enumerate(zip(seeds, manifests, strict=True))]
             if train_config.early_stop_split:
                 reached = scores[train_config.early_stop_split] >= train_config.early_stop_threshold
-                active = np.asarray(state["active"]).copy()
+                active = host_array(state["active"]).copy()
                 active[:len(seeds)] &= ~reached
                 state["active"] = jax.device_put(active, state["active"].sharding)
-                last = last or not (active & ~np.asarray(state["diverged"])).any()
+                last = last or not (active & ~host_array(state["diverged"])).any()
         if checkpointer.due(step) or last:
             checkpointer.save(step, state, {"seeds": seeds, "manifest_hashes": hashes,
                                             "step": step, "rows": rows})
@@ -275,8 +309,12 @@ def train(
     optimizer_config: OptimizerConfig = gin.REQUIRED,
     train_config: TrainConfig = gin.REQUIRED,
     checkpoint_config: CheckpointConfig = NO_CHECKPOINTS,
+    distributed: DistributedConfig | None = None,
 ) -> list[dict[str, Any]]:
     """Train one cell into MODEL_DIR: manifests/, checkpoints, results.csv, predictions/."""
+    (distributed or DistributedConfig()).initialize()
+    if jax.process_count() > 1 and not train_config.shard_seeds:
+        raise ValueError(f"{jax.process_count()} processes need TrainConfig.shard_seeds=True")
     data = load_task_data(cell.task, cell.train_split, train_config.eval_splits,
                           train_config.max_eval_examples)
     trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size)

@@ -25,7 +25,7 @@ def configure(args: argparse.Namespace, default_files: Sequence[str]) -> Path:
     """Register the configurables, parse the gin files + bindings, return MODEL_DIR."""
     import gin
 
-    from compgen_jax import experiment, train  # noqa: F401  (registers the configurables)
+    from compgen_jax import designs, experiment, train  # noqa: F401  (registers configurables)
     from compgen_jax.gin_utils import parse_gin
 
     parse_gin(args.gin_file or default_files, args.gin_bindings, args.gin_search_paths)

@@ -121,6 +121,27 @@ class DecoderOnly(nnx.Module):
             x = block(x, k)
         return self.wte.attend(self.ln_f(x)).astype(jnp.float32)
 
+    def hidden_states(self, tokens: jax.Array) -> jax.Array:
+        """HF hidden_states [num_layers + 1, B, L, D]: embeddings, block outputs (last: ln_f)."""
+        x = self.wte(tokens) + self.wpe(jnp.arange(tokens.shape[1]))[None]
+        out = [x]
+        for block in self.blocks:
+            x = block(x, None)
+            out.append(x)
+        out[-1] = self.ln_f(x)
+        return jnp.stack(out)
+
+    def logits_from(self, x: jax.Array, layer: int) -> jax.Array:
+        """Logits from hidden_states[layer], 1 <= layer < n_layers: blocks layer.., ln_f, W_E^T."""
+        for block in self.blocks[layer:]:
+            x = block(x, None)
+        return self.wte.attend(self.ln_f(x)).astype(jnp.float32)
+
+    def lens(self, x: jax.Array, layer: int) -> jax.Array:
+        """Logit lens: ln_f (not re-applied at the last layer, Q24 fixed) then W_E^T."""
+        h = x if layer == len(self.blocks) else self.ln_f(x)
+        return self.wte.attend(h).astype(jnp.float32)
+
 
 def answer_loss(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array) -> jax.Array:
     """Mean cross-entropy over answer tokens (loss_mask [B, L]: HF labels != -100) of the batch."""

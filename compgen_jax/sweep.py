@@ -1,0 +1,381 @@
+"""Sweeps: a gin design expanded to cells, each one `compgen-jax train` process; idempotent launch.
+
+A sweep root (the design's MODEL_DIR) holds `sweep.json` (the design's cells and their identities)
+and one directory per cell. A cell is finished once its `cell.json` marker exists; the marker is
+written (atomically) only after the cell's process has written results.csv, predictions/ and
+config.gin, so a killed sweep leaves finished cells intact and a relaunch runs only the rest.
+Cell identity = sha256 of the cell's full gin config (MODEL_DIR excepted) + its manifest hashes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import gin
+import pandas as pd
+from tqdm.auto import tqdm
+
+from compgen_jax import designs
+from compgen_jax.gin_utils import parse_gin
+from tasks.atomic import write_text
+
+SWEEP_FILE = "sweep.json"
+CELL_FILE = "cell.json"
+COLLECTED_FILE = "sweep_results.csv"
+_PLACEHOLDER_DIR = "<sweep-cell>"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepCell:
+    """One cell of a sweep: its gin bindings for a train process and its identity."""
+
+    name: str
+    factors: dict[str, str]
+    bindings: tuple[str, ...]
+    manifest_hashes: tuple[str, ...]
+    cell_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """A design's cells under one sweep root, with the gin flags that define them."""
+
+    root: str
+    gin_files: tuple[str, ...]
+    gin_bindings: tuple[str, ...]
+    search_paths: tuple[str, ...]
+    cells: tuple[SweepCell, ...]
+
+    @property
+    def design_hash(self) -> str:
+        """sha256 over the cells' names and identities (a root belongs to one design)."""
+        return _sha256([(c.name, c.cell_id) for c in self.cells])
+
+    def cell_dir(self, cell: SweepCell) -> Path:
+        return Path(self.root) / cell.name
+
+    def train_args(self, cell: SweepCell, model_dir: str, *extra: str) -> list[str]:
+        """`compgen-jax train` arguments that train this cell into model_dir."""
+        return [*(f"--gin_search_paths={p}" for p in self.search_paths),
+                *(f"--gin_file={f}" for f in self.gin_files),
+                *(f"--gin_bindings={b}" for b in (*self.gin_bindings, *cell.bindings)),
+                f"--gin_bindings=MODEL_DIR = {model_dir!r}", *extra]
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def cell_bindings(cell: designs.DesignCell) -> tuple[str, ...]:
+    """The gin bindings that make a `compgen-jax train` process train this design cell."""
+    spec = cell.cell.manifest
+    return (
+        f"CellConfig.task = {cell.cell.task!r}",
+        f"CellConfig.train_split = {cell.cell.train_split!r}",
+        f"CellConfig.label = {cell.name!r}",
+        *(f"ManifestSpec.{f.name} = {getattr(spec, f.name)!r}"
+          for f in dataclasses.fields(spec)),
+        f"TrainConfig.num_seeds = {cell.num_seeds}",
+        f"TrainConfig.total_steps = {cell.train_steps}",
+        f"TrainConfig.batch_size = {cell.batch_size}",
+    )
+
+
+def _index_builder() -> Callable[[str, str], Any]:
+    """A cached (task, split) -> PoolIndex against the configured eval splits."""
+    from compgen_jax.train import TrainConfig, pool_index
+    from tasks import registry
+    from tasks.data_dir import data_dir
+
+    eval_splits = TrainConfig().eval_splits
+
+    @functools.cache
+    def index_for(task: str, split: str) -> Any:
+        registry.ensure_registered(task, data_dir())
+        return pool_index(task, split, eval_splits)
+
+    return index_for
+
+
+def expand(
+    gin_files: Sequence[str], gin_bindings: Sequence[str] = (), search_paths: Sequence[str] = ()
+) -> Sweep:
+    """Parse the experiment file, expand its design to cells, and hash each cell's identity."""
+    from compgen_jax import experiment, train  # noqa: F401  (registers the configurables)
+
+    parse_gin(gin_files, gin_bindings, search_paths)
+    try:
+        root = str(gin.query_parameter("%MODEL_DIR"))
+    except ValueError:
+        raise ValueError("MODEL_DIR (the sweep root) is not set: pass "
+                         "--gin.MODEL_DIR=\\\"/path\\\"") from None
+    design_cells = designs.design()
+    built = designs.build_manifests(design_cells, _index_builder())
+    cells = []
+    for design_cell, manifests in built:
+        bindings = cell_bindings(design_cell)
+        parse_gin(gin_files, [*gin_bindings, *bindings, f"MODEL_DIR = {_PLACEHOLDER_DIR!r}"],
+                  search_paths)
+        hashes = tuple(m.hash for m in manifests)
+        cells.append(SweepCell(
+            name=design_cell.name, factors=dict(design_cell.factors), bindings=bindings,
+            manifest_hashes=hashes, cell_id=_sha256([gin.config_str(), list(hashes)])))
+    return Sweep(root=root, gin_files=tuple(gin_files), gin_bindings=tuple(gin_bindings),
+                 search_paths=tuple(search_paths), cells=tuple(cells))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: unreadable sweep metadata ({err})") from None
+
+
+def check_root(sweep: Sweep) -> None:
+    """Refuse a sweep root written for another design or holding cells of another config."""
+    root = Path(sweep.root)
+    if (root / SWEEP_FILE).exists():
+        recorded = _read_json(root / SWEEP_FILE)
+        if recorded.get("design_hash") != sweep.design_hash:
+            raise ValueError(
+                f"sweep root {root} belongs to a different design (design hash "
+                f"{str(recorded.get('design_hash'))[:12]} != {sweep.design_hash[:12]} of this "
+                "config); use a fresh MODEL_DIR. Nothing was overwritten.")
+    for cell in sweep.cells:
+        marker = sweep.cell_dir(cell) / CELL_FILE
+        if marker.exists() and _read_json(marker).get("cell_id") != cell.cell_id:
+            raise ValueError(f"{marker}: cell {cell.name} was trained with another config "
+                             "(cell id mismatch); use a fresh MODEL_DIR. Nothing was overwritten.")
+
+
+def is_finished(sweep: Sweep, cell: SweepCell) -> bool:
+    return (sweep.cell_dir(cell) / CELL_FILE).exists()
+
+
+def _write_sweep_file(sweep: Sweep) -> None:
+    write_text(Path(sweep.root) / SWEEP_FILE, json.dumps({
+        "design_hash": sweep.design_hash, "gin_files": sweep.gin_files,
+        "gin_bindings": sweep.gin_bindings,
+        "cells": [dataclasses.asdict(c) for c in sweep.cells]}, indent=1))
+
+
+def _mark_finished(sweep: Sweep, cell: SweepCell) -> None:
+    """Check the cell's results against its manifests, then write its cell.json marker."""
+    cell_dir = sweep.cell_dir(cell)
+    table = pd.read_csv(cell_dir / "results.csv")
+    if set(table["manifest_hash"]) != set(cell.manifest_hashes):
+        raise ValueError(f"{cell_dir}/results.csv: manifest hashes differ from the design's")
+    write_text(cell_dir / CELL_FILE, json.dumps(dataclasses.asdict(cell), indent=1))
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM behaves like Ctrl-C: running cells are stopped, finished cells stay."""
+    raise KeyboardInterrupt
+
+
+def local_command(sweep: Sweep, cell: SweepCell) -> list[str]:
+    """The process that trains one cell locally into <root>/<cell>."""
+    return [sys.executable, "-m", "compgen_jax.cli", "train",
+            *sweep.train_args(cell, str(sweep.cell_dir(cell)))]
+
+
+def launch_local(
+    sweep: Sweep, parallel: int = 1, dry_run: bool = False, out: TextIO = sys.stdout
+) -> list[str]:
+    """Run the unfinished cells, `parallel` processes at a time; returns the cells it ran."""
+    if parallel < 1:
+        raise ValueError(f"--parallel={parallel} must be >= 1")
+    check_root(sweep)
+    pending = [c for c in sweep.cells if not is_finished(sweep, c)]
+    if dry_run:
+        for cell in pending:
+            print(shlex.join(local_command(sweep, cell)), file=out)
+        return []
+    if not (Path(sweep.root) / SWEEP_FILE).exists():
+        _write_sweep_file(sweep)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    running: dict[str, tuple[subprocess.Popen, SweepCell]] = {}
+    failed: list[str] = []
+    queue = list(pending)
+    bar = tqdm(total=len(sweep.cells), initial=len(sweep.cells) - len(pending), unit="cell",
+               desc="sweep", dynamic_ncols=True)
+    try:
+        while queue or running:
+            started = queue and len(running) < parallel
+            while queue and len(running) < parallel:
+                cell = queue.pop(0)
+                log = sweep.cell_dir(cell) / "train.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with log.open("w") as handle:
+                    proc = subprocess.Popen(local_command(sweep, cell), stdout=handle,
+                                            stderr=subprocess.STDOUT)
+                running[cell.name] = (proc, cell)
+            if started:
+                bar.set_postfix_str("running " + ", ".join(running))
+            for name, (proc, cell) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[name]
+                if proc.returncode == 0:
+                    _mark_finished(sweep, cell)
+                    bar.update(1)
+                else:
+                    failed.append(f"{name} (exit {proc.returncode}, log "
+                                  f"{sweep.cell_dir(cell) / 'train.log'})")
+            if running:
+                time.sleep(0.2)
+    finally:
+        for proc, _ in running.values():
+            proc.terminate()
+            proc.wait()
+        bar.close()
+        signal.signal(signal.SIGTERM, previous)
+    if failed:
+        raise ValueError(f"{len(failed)} cells failed: {'; '.join(failed)}")
+    return [c.name for c in pending]
+
+
+def status_rows(root: Path) -> list[dict[str, Any]]:
+    """One row per cell of the sweep under root: finished, partial (started) or pending."""
+    recorded = _read_json(_sweep_file(root))
+    rows = []
+    for cell in recorded["cells"]:
+        cell_dir = root / cell["name"]
+        state = ("finished" if (cell_dir / CELL_FILE).exists()
+                 else "partial" if cell_dir.exists() else "pending")
+        rows.append({"cell": cell["name"], "state": state, **cell["factors"]})
+    return rows
+
+
+def _sweep_file(root: Path) -> Path:
+    path = root / SWEEP_FILE
+    if not path.exists():
+        raise ValueError(f"{root}: not a sweep root (no {SWEEP_FILE}; run `sweep launch` first)")
+    return path
+
+
+def collect(root: Path, allow_missing: bool = False) -> pd.DataFrame:
+    """Merge the finished cells' results into one tidy table (factor_<name> columns added).
+
+    Refuses cells of another design (mixed), a cell found in two directories or rows repeated
+    across cells (duplicated), and missing cells unless allow_missing. Writes sweep_results.csv.
+    """
+    recorded = _read_json(_sweep_file(root))
+    expected = {c["cell_id"]: c for c in recorded["cells"]}
+    seen: dict[str, Path] = {}
+    tables = []
+    for marker in sorted(root.glob(f"*/{CELL_FILE}")):
+        cell = _read_json(marker)
+        cell_dir = marker.parent
+        if cell.get("cell_id") not in expected:
+            raise ValueError(f"{cell_dir}: cell {cell.get('name')} does not belong to the design "
+                             f"of {root} (mixed cells); move it out of the sweep root")
+        if cell["cell_id"] in seen:
+            raise ValueError(f"cell {cell['name']} is duplicated: {seen[cell['cell_id']]} and "
+                             f"{cell_dir} hold the same cell; remove one")
+        if cell_dir.name != cell["name"]:
+            raise ValueError(f"{cell_dir}: holds cell {cell['name']} under another directory "
+                             "name (duplicated or moved cell); remove or rename it")
+        seen[cell["cell_id"]] = cell_dir
+        table = pd.read_csv(cell_dir / "results.csv")
+        if set(table["cell"]) != {cell["name"]}:
+            raise ValueError(f"{cell_dir}/results.csv: rows of cells {sorted(set(table['cell']))}"
+                             f", expected only {cell['name']} (mixed cells)")
+        for factor, level in cell["factors"].items():
+            table[f"factor_{factor}"] = level
+        table["cell_id"] = cell["cell_id"]
+        tables.append(table)
+    missing = sorted(c["name"] for i, c in expected.items() if i not in seen)
+    if missing and not allow_missing:
+        raise ValueError(f"{len(missing)} cells of {root} are not finished: {missing} "
+                         "(relaunch the sweep, or pass --allow_missing)")
+    if not tables:
+        raise ValueError(f"{root}: no finished cells to collect")
+    merged = pd.concat(tables, ignore_index=True)
+    repeated = merged.duplicated(["cell", "seed", "step", "split"], keep=False)
+    if repeated.any():
+        raise ValueError(f"duplicated result rows for cells "
+                         f"{sorted(merged.loc[repeated, 'cell'].unique())}")
+    merged = merged.sort_values(["cell", "split", "step", "seed"]).reset_index(drop=True)
+    write_text(root / COLLECTED_FILE, merged.to_csv(index=False))
+    return merged
+
+
+@dataclasses.dataclass(frozen=True)
+class TpuConfig:
+    """Where and how Cloud TPU cells run: one TPU VM (or pod slice) per cell."""
+
+    project: str
+    zone: str
+    accelerator_type: str = "v5litepod-8"
+    runtime_version: str = "v2-alpha-tpuv5-lite"
+    gcs_root: str = "gs://BUCKET/sweeps"
+    spot: bool = False
+    source: str = "https://github.com/OWNER/compgen-jax.git"
+    ref: str = "main"
+    name_prefix: str = "compgen"
+
+    @property
+    def location(self) -> str:
+        return f"--project={self.project} --zone={self.zone}"
+
+
+_LIBTPU = "https://storage.googleapis.com/jax-releases/libtpu_releases.html"
+_LOCAL_DIR = "/tmp/compgen-sweep"
+
+
+def render_tpu(sweep: Sweep, tpu: TpuConfig) -> str:
+    """A bash script of the gcloud commands that run every cell of the sweep on its own TPU VM.
+
+    Every host of a slice runs the same train command (--worker=all) with jax.distributed
+    initialized from the TPU metadata and seeds sharded over all chips; worker 0 then writes the
+    cell.json marker and copies MODEL_DIR to <gcs_root>/<sweep>/<cell>.
+    """
+    gcs_sweep = f"{tpu.gcs_root.rstrip('/')}/{Path(sweep.root).name}"
+    lines = ["#!/bin/bash", f"# sweep {sweep.root}: {len(sweep.cells)} cells on "
+             f"{tpu.accelerator_type} ({'spot, queued resources' if tpu.spot else 'on demand'})",
+             "set -euo pipefail"]
+    for k, cell in enumerate(sweep.cells):
+        node = f"{tpu.name_prefix}-{k:03d}"
+        model_dir = f"{_LOCAL_DIR}/{cell.name}"
+        install = (f"(test -d compgen-jax || git clone --depth 1 --branch {tpu.ref} {tpu.source} "
+                   "compgen-jax) && cd compgen-jax && python3 -m pip install -q -e . "
+                   f"'jax[tpu]' -f {_LIBTPU}")
+        train = shlex.join(["python3", "-m", "compgen_jax.cli", "train", *sweep.train_args(
+            cell, model_dir, "--gin_bindings=TrainConfig.shard_seeds = True",
+            "--gin_bindings=DistributedConfig.enabled = True")])
+        marker = json.dumps(dataclasses.asdict(cell), sort_keys=True)
+        upload = (f"printf '%s' {shlex.quote(marker)} > {model_dir}/{CELL_FILE} && "
+                  f"gcloud storage rsync --recursive {model_dir} {gcs_sweep}/{cell.name}")
+        ssh = f"gcloud compute tpus tpu-vm ssh {node} {tpu.location}"
+        lines += ["", f"# cell {cell.name}"]
+        if tpu.spot:
+            lines += [
+                f"gcloud compute tpus queued-resources create {node} --node-id={node} "
+                f"{tpu.location} --accelerator-type={tpu.accelerator_type} "
+                f"--runtime-version={tpu.runtime_version} --spot",
+                f"until [ \"$(gcloud compute tpus queued-resources describe {node} "
+                f"{tpu.location} --format='value(state.state)')\" = ACTIVE ]; do sleep 60; done",
+            ]
+        else:
+            lines.append(f"gcloud compute tpus tpu-vm create {node} {tpu.location} "
+                         f"--accelerator-type={tpu.accelerator_type} "
+                         f"--version={tpu.runtime_version}")
+        lines += [
+            f"{ssh} --worker=all --command={shlex.quote(f'{install} && {train}')}",
+            f"{ssh} --worker=0 --command={shlex.quote(upload)}",
+            (f"gcloud compute tpus queued-resources delete {node} {tpu.location} --force --quiet"
+             if tpu.spot else f"gcloud compute tpus tpu-vm delete {node} {tpu.location} --quiet"),
+        ]
+    return "\n".join(lines) + "\n"

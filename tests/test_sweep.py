@@ -1,0 +1,180 @@
+"""Sweeps: idempotent, resumable local launch; collect; bad input; TPU commands; multi-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from compgen_jax import sweep
+from compgen_jax.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).parent / "golden"
+MICRO = [
+    "TransformerConfig.emb_dim = 32", "TransformerConfig.mlp_dim = 64",
+    "TransformerConfig.num_encoder_layers = 1", "TransformerConfig.num_decoder_layers = 1",
+    "TrainConfig.max_eval_examples = 30", "TrainConfig.steps_per_call = 5", "NUM_SEEDS = 2",
+    "BATCH_SIZE = 8",
+]
+# 2 x 1 micro design: 5 and 10 steps of 8 examples.
+MICRO_FACTORS = ("{'diversity': {'low': {'n_unique': 20}, 'high': {'n_unique': 40}}, "
+                 "'exposure': {'low': {'exposure': 2}}}")
+
+
+def _gin_file(tmp_path: Path, root: Path, factors: str = MICRO_FACTORS) -> Path:
+    path = tmp_path / f"micro_{abs(hash(factors))}.gin"
+    path.write_text("include 'experiments/scan_sweep_cpu.gin'\n"
+                    + "\n".join([*MICRO, f"MODEL_DIR = '{root}'",
+                                 f"factorial_cells.factors = {factors}"]) + "\n")
+    return path
+
+
+def _launch_args(gin_file: Path, *extra: str) -> list[str]:
+    return ["sweep", "launch", f"--gin_file={gin_file}", *extra]
+
+
+def _table(root: Path) -> pd.DataFrame:
+    return sweep.collect(root).drop(columns="train_loss")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(gin file, sweep root) of the micro sweep, launched once without interruption."""
+    tmp = tmp_path_factory.mktemp("whole")
+    gin_file = _gin_file(tmp, tmp / "root")
+    assert main(_launch_args(gin_file)) == 0
+    return gin_file, tmp / "root"
+
+
+def test_relaunch_runs_no_finished_cell(finished: tuple[Path, Path]):
+    gin_file, root = finished
+    spec = sweep.expand([str(gin_file)])
+    assert [c.name for c in spec.cells] == ["scan-diversity=low-exposure=low",
+                                            "scan-diversity=high-exposure=low"]
+    assert all(sweep.is_finished(spec, c) for c in spec.cells)
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    assert sweep.launch_local(spec) == []
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == before
+    table = _table(root)
+    assert set(table["factor_diversity"]) == {"low", "high"}
+    assert sorted(table["cell"].unique()) == sorted(c.name for c in spec.cells)
+    assert (root / sweep.COLLECTED_FILE).exists()
+    assert [r["state"] for r in sweep.status_rows(root)] == ["finished", "finished"]
+
+
+def test_killed_sweep_resumes_to_the_uninterrupted_table(tmp_path: Path,
+                                                         finished: tuple[Path, Path]):
+    root = tmp_path / "root"
+    gin_file = _gin_file(tmp_path, root)
+    cmd = [sys.executable, "-m", "compgen_jax.cli", *_launch_args(gin_file)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while not list(root.glob(f"*/{sweep.CELL_FILE}")) and proc.poll() is None:
+        assert time.time() < deadline, "no cell finished"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert [r["state"] for r in sweep.status_rows(root)] == ["finished", "partial"]
+    spec = sweep.expand([str(gin_file)])
+    assert sweep.launch_local(spec) == ["scan-diversity=high-exposure=low"]
+    pd.testing.assert_frame_equal(_table(root), _table(finished[1]), check_exact=True)
+
+
+def test_collect_rejects_duplicated_and_mixed_cells(tmp_path: Path, finished: tuple[Path, Path]):
+    root = tmp_path / "root"
+    shutil.copytree(finished[1], root)
+    shutil.copytree(root / "scan-diversity=low-exposure=low", root / "copy")
+    with pytest.raises(ValueError, match="duplicated"):
+        sweep.collect(root)
+    shutil.rmtree(root / "copy")
+    marker = root / "scan-diversity=high-exposure=low" / sweep.CELL_FILE
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "cell_id": "other"}))
+    with pytest.raises(ValueError, match="does not belong to the design"):
+        sweep.collect(root)
+
+
+def test_root_of_another_design_is_refused_untouched(tmp_path: Path, finished: tuple[Path, Path],
+                                                     capsys: pytest.CaptureFixture):
+    root = tmp_path / "root"
+    shutil.copytree(finished[1], root)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    other = _gin_file(tmp_path, root, MICRO_FACTORS.replace("'exposure': 2", "'exposure': 4"))
+    assert main(_launch_args(other)) == 2
+    assert "belongs to a different design" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+
+def test_unknown_factor_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture):
+    root = tmp_path / "root"
+    gin_file = _gin_file(tmp_path, root, "{'colour': {'red': {'hue': 1}}}")
+    assert main(_launch_args(gin_file)) == 2
+    assert "factors['colour']['red']: unknown keys ['hue']" in capsys.readouterr().err
+    assert not root.exists()
+
+
+def _golden_sweep() -> sweep.Sweep:
+    cells = tuple(sweep.SweepCell(
+        name=f"demo-diversity={level}", factors={"diversity": level},
+        bindings=("CellConfig.task = 'scan_simple'", f"ManifestSpec.n_unique = {n}"),
+        manifest_hashes=(f"{k}a", f"{k}b"), cell_id=f"{k:064x}")
+        for k, (level, n) in enumerate([("low", 200), ("high", 800)]))
+    return sweep.Sweep(root="runs/demo", gin_files=("experiments/scan_sweep_cpu.gin",),
+                       gin_bindings=("NUM_SEEDS = 8",), search_paths=(), cells=cells)
+
+
+@pytest.mark.parametrize("spot", [False, True])
+def test_tpu_dry_run_matches_golden(spot: bool):
+    tpu = sweep.TpuConfig(project="my-project", zone="us-central2-b",
+                          accelerator_type="v4-32", runtime_version="tpu-ubuntu2204-base",
+                          gcs_root="gs://my-bucket/sweeps", spot=spot,
+                          source="https://github.com/OWNER/compgen-jax.git", ref="v1")
+    golden = GOLDEN / f"tpu_{'spot' if spot else 'on_demand'}.sh"
+    assert sweep.render_tpu(_golden_sweep(), tpu) == golden.read_text()
+
+
+def test_tpu_dry_run_command_line(tmp_path: Path, capsys: pytest.CaptureFixture):
+    gin_file = _gin_file(tmp_path, tmp_path / "root")
+    assert main(_launch_args(gin_file, "--backend=tpu-vm", "--dry_run", "--tpu_project=p",
+                             "--tpu_zone=z", "--gcs_root=gs://b/s")) == 0
+    script = capsys.readouterr().out
+    assert script.count("--worker=all") == 2 and "DistributedConfig.enabled = True" in script
+    assert not (tmp_path / "root").exists()
+
+
+def _train(model_dir: Path, *extra: str) -> subprocess.Popen:
+    args = ["--gin_file=experiments/scan_simple_cell_cpu.gin",
+            *(f"--gin_bindings={b}" for b in MICRO), "--gin.N_UNIQUE=40", "--gin.TRAIN_STEPS=20",
+            "--gin.TrainConfig.steps_per_call=10", "--gin.NUM_SEEDS=3",
+            f"--gin.MODEL_DIR='{model_dir}'", *extra]
+    return subprocess.Popen([sys.executable, "-m", "compgen_jax.cli", "train", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_with_jax_distributed_equal_one(tmp_path: Path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    joined = ["--gin.TrainConfig.shard_seeds=True", "--gin.DistributedConfig.enabled=True",
+              f"--gin.DistributedConfig.coordinator_address='127.0.0.1:{port}'",
+              "--gin.DistributedConfig.num_processes=2",
+              "--gin.DistributedConfig.cpu_collectives='gloo'"]
+    procs = [_train(tmp_path / "two", *joined, f"--gin.DistributedConfig.process_id={k}")
+             for k in range(2)]
+    procs.append(_train(tmp_path / "one"))
+    for proc in procs:
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-3000:]
+    two, one = (pd.read_csv(tmp_path / d / "results.csv") for d in ("two", "one"))
+    assert sorted(two["seed"].unique()) == [0, 1, 2]  # 3 seeds on 2 devices: one padding lane
+    pd.testing.assert_frame_equal(two, one, check_exact=True)

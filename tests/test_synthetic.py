@@ -1,0 +1,126 @@
+"""Decoder-only coverage training: data types, tokenization, order streams, early stopping."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from compgen_jax.circuits import load_function, token_indices
+from compgen_jax.models.decoder_only import DecoderConfig
+from compgen_jax.optim import OptimizerConfig
+from compgen_jax.synthetic import (
+    ScalingSweep,
+    SyntheticTrainConfig,
+    build_trainer,
+    load_coverage_data,
+    n_required_table,
+    order_window,
+    scaling_sweep,
+    train_coverage_cell,
+    type_accuracy,
+)
+from tasks.benchmarks import coverage
+
+TINY = DecoderConfig(emb_dim=32, num_heads=2, num_layers=2, mlp_dim=64, max_len=8)
+OPT = OptimizerConfig(learning_rate=3e-3, warmup_steps=2, decay="constant", b2=0.999)
+
+
+@pytest.fixture(scope="module")
+def twohop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return coverage.generate("twohop", tmp_path_factory.mktemp("cov"), 10, 250, seed=3)
+
+
+def test_generator_types_match_definitions(twohop: Path) -> None:
+    """type_0 disjoint from train; types recomputed from the seen sets of the sampled train."""
+    train = json.loads((twohop / "train.json").read_text())
+    test = json.loads((twohop / "test.json").read_text())
+    f1 = load_function(twohop / "atomic_facts_f1.json")
+    triples = {token_indices(it["input_text"]) for it in train}
+    seen_f1 = {t[:2] for t in triples}
+    seen_f2 = {(f1[t[:2]], t[2]) for t in triples}
+    counts: dict[str, int] = {}
+    for item in test:
+        xs = token_indices(item["input_text"])
+        counts[item["type"]] = counts.get(item["type"], 0) + 1
+        if item["type"] == "train_inferred":
+            assert xs in triples
+            continue
+        assert xs not in triples
+        code = 2 * ((xs[0], xs[1]) in seen_f1) + ((f1[xs[:2]], xs[2]) in seen_f2)
+        assert item["type"] == ("type_0" if code == 3 else f"type_{code + 1}")
+    assert {"train_inferred", "type_0", "type_1", "type_2", "type_3"} <= set(counts)
+
+
+def test_tokenize_masks_answer_tokens_only(tmp_path: Path, twohop: Path) -> None:
+    data = load_coverage_data(twohop)
+    tokens, mask = data.train["tokens"], data.train["loss_mask"]
+    assert tokens.shape[1] == 5 and (mask.sum(axis=1) == 1).all() and (mask[:, 3] == 1).all()
+    assert (tokens[:, 4] == data.token_id(coverage.END)).all()
+    cot = load_coverage_data(coverage.generate("twohop", tmp_path, 10, 250, mode="cot", seed=3))
+    assert (cot.train["loss_mask"][:, 3:5] == 1).all() and cot.train["loss_mask"].sum() == 500
+
+
+def test_order_window_is_a_stream_of_epoch_permutations() -> None:
+    stream = np.concatenate([order_window(7, 10, s, 4) for s in range(0, 28, 4)])
+    np.testing.assert_array_equal(stream, order_window(7, 10, 0, 28))
+    assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:20]) == list(range(10))
+    assert not np.array_equal(order_window(8, 10, 0, 10), stream[:10])
+
+
+def test_type_accuracy_is_token_level() -> None:
+    per_example = np.array([[1.0, 0.5, 0.0]])
+    mask = np.array([[0, 1, 0], [0, 1, 1], [0, 1, 0]])
+    acc = type_accuracy(per_example, mask, np.array(["a", "a", "b"]))
+    assert acc["a"][0] == pytest.approx(2 / 3) and acc["b"][0] == 0.0
+
+
+def test_training_and_both_early_stopping_rules(tmp_path: Path, twohop: Path) -> None:
+    data = load_coverage_data(twohop)
+    config = SyntheticTrainConfig(num_seeds=2, max_steps=30, batch_size=64, steps_per_call=5,
+                                  eval_period=10, eval_batch_size=128, stop_threshold=0.0,
+                                  patience_epochs=0)
+    trainer = build_trainer(TINY, OPT, 64, 5, data)
+    result = train_coverage_cell(data, trainer, config, tmp_path / "m")
+    assert (result.stops["stop_reason"] == "type_0").all()
+    assert (result.stops["stop_step"] == 10).all() and result.rows["step"].max() == 10
+    assert set(result.rows["type"]) == set(data.test_types)
+    assert len(result.per_example) == 2 * len(data.test_types)
+    saved = pd.read_csv(tmp_path / "m" / "results.csv")
+    assert len(saved) == len(result.rows) and (tmp_path / "m" / "per_example.csv").is_file()
+
+    no_type0 = dataclasses.replace(
+        data, test_types=np.where(data.test_types == "type_0", "type_9", data.test_types))
+    patient = train_coverage_cell(no_type0, trainer, config)
+    assert (patient.stops["stop_reason"] == "patience").all()
+    assert (patient.stops["stop_step"] == 20).all()
+
+    full = train_coverage_cell(data, trainer, dataclasses.replace(config, stop_threshold=1.01))
+    assert (full.stops["stop_reason"] == "max_steps").all()
+    assert full.rows["step"].max() == 35  # whole epochs (Q15): 30 // 4 + 1 = 8 epochs x 4 steps
+    assert np.isfinite(full.rows["train_loss"]).all()
+
+
+def test_n_required_table() -> None:
+    stops = pd.DataFrame({"num_tokens": [30, 30, 30, 30, 50, 50], "n_train": [100, 100, 200, 200,
+                          300, 300], "stop_reason": ["type_0", "max_steps", "type_0", "type_0",
+                                                     "max_steps", "patience"]})
+    table = n_required_table(stops, success_fraction=0.75).set_index("num_tokens")
+    assert table.loc[30, "n_required"] == 200 and np.isnan(table.loc[50, "n_required"])
+    assert table.loc[50, "n_max_tried"] == 300
+
+
+def test_scaling_sweep_stops_at_the_first_sufficient_size(tmp_path: Path) -> None:
+    config = SyntheticTrainConfig(num_seeds=2, max_steps=10, batch_size=64, steps_per_call=5,
+                                  eval_period=5, stop_threshold=0.0)
+    table = scaling_sweep(model_dir=str(tmp_path / "m"), data_root=str(tmp_path / "d"),
+                          sweep=ScalingSweep(num_tokens=(8,), size_factors=(3.0, 4.0)),
+                          model_config=TINY, optimizer_config=OPT, train_config=config)
+    assert table.to_dict("records") == [{"num_tokens": 8, "n_required": 192.0,
+                                         "n_max_tried": 192}]
+    assert not (tmp_path / "d" / "twohop.8.256.diff-f12.inf").exists()
+    assert pd.read_csv(tmp_path / "m" / "n_required.csv")["n_required"].tolist() == [192.0]
