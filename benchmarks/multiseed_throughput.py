@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from compgen_jax.gin_utils import GIN_CONFIGS_DIR
-from compgen_jax.models.transformer import TransformerConfig, count_params
+from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.multiseed import MultiSeedTrainer, Pool
 from compgen_jax.optim import OptimizerConfig, make_optimizer
 from tasks import registry
@@ -172,7 +172,7 @@ def main() -> None:
         cfg = model_config(name, vocab_size)
         batch, spc = BATCH[name], STEPS_PER_CALL[name]
         trainer = MultiSeedTrainer(cfg, make_optimizer(OptimizerConfig()), batch, spc)
-        n_params = count_params(jax.eval_shape(trainer.init_one, 0)["params"])
+        n_params = trainer.num_params
         for s in args.seeds:
             length = (args.repeats + 1) * spc * batch
             orders = jnp.asarray(np.random.default_rng(s).integers(0, n, (s, length)), jnp.int32)

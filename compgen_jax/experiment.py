@@ -10,7 +10,7 @@ import gin
 import pandas as pd
 from tqdm.auto import tqdm
 
-from compgen_jax.models.transformer import TransformerConfig, count_params
+from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.optim import OptimizerConfig
 from compgen_jax.train import CellConfig, TrainConfig, build_trainer, load_task_data, train_cell
 
@@ -52,8 +52,8 @@ def run_experiment(
         raise ValueError(f"cells ask for N={too_big} unique examples but pool "
                          f"'{first.pool}' holds only {pool_size}")
     trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size)
-    n_params = count_params(trainer.init_one(0)["params"])
-    print(f"{len(cells)} cells x {train_config.num_seeds} seeds, {n_params:,} parameters per seed, "
+    print(f"{len(cells)} cells x {train_config.num_seeds} seeds, {trainer.num_params:,} "
+          "parameters per seed, "
           f"{train_config.total_steps} steps x batch {train_config.batch_size} per seed")
     rows = []
     total = len(cells) * train_config.total_steps

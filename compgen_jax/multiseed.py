@@ -21,7 +21,7 @@ from flax import nnx
 
 from compgen_jax.models import ModelConfig, make_model
 from compgen_jax.models.decoder_only import DecoderConfig, answer_loss
-from compgen_jax.models.transformer import EncoderDecoder, shift_right
+from compgen_jax.models.transformer import EncoderDecoder, count_params, shift_right
 
 # Device-resident int32 pools: encoder-decoder {"inputs": [N, Li], "targets": [N, Lt]};
 # decoder-only {"tokens": [N, L], "loss_mask": [N, L]} (answer positions, COVERAGE_PRINCIPLE s.3).
@@ -63,6 +63,11 @@ class MultiSeedTrainer:
                 "diverged": jnp.zeros((), bool), "lr_scale": jnp.ones((), jnp.float32)}
 
     @functools.cached_property
+    def num_params(self) -> int:
+        """Parameters per seed, from shapes only (nothing is allocated)."""
+        return count_params(jax.eval_shape(self.init_one, 0)["params"])
+
+    @functools.cached_property
     def init(self) -> Callable[[jax.Array], State]:
         """seeds [S] -> stacked state [S, ...]."""
         return jax.jit(jax.vmap(self.init_one))
@@ -79,13 +84,16 @@ class MultiSeedTrainer:
         return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
     def train_one(self, state: State, order: jax.Array, pool: Pool) -> tuple[State, jax.Array]:
-        """`steps_per_call` steps of one seed; order is this seed's [T*B] example ids.
+        """`steps_per_call` steps of one seed; order holds this seed's example ids.
 
-        A frozen seed (inactive or diverged) keeps params, optimizer state, key and data position.
+        Stream position p (= step * B) is read at order[p % len(order)]: a full [T*B] table, or a
+        ring buffer refilled before each call (the next steps_per_call * B positions of the
+        stream) when the whole table would be too large. A frozen seed (inactive or diverged) keeps
+        params, optimizer state, key and data position.
         """
 
         def step(state: State, _) -> tuple[State, jax.Array]:
-            start = state["step"] * self.batch_size
+            start = (state["step"] * self.batch_size) % order.shape[0]
             idx = jax.lax.dynamic_slice_in_dim(order, start, self.batch_size)
             batch = {name: jnp.take(array, idx, axis=0) for name, array in pool.items()}
             key, sub = jax.random.split(state["key"])

@@ -190,7 +190,6 @@ def train_coverage_cell(
     total = -(-epochs * steps_per_epoch // config.steps_per_call) * config.steps_per_call
     pool = {k: jnp.asarray(v) for k, v in data.train.items()}
     state = trainer.init(jnp.asarray(seeds))
-    position = np.zeros(len(seeds), np.int64)
     patience_from = np.full(len(seeds), -1, np.int64)
     reason = np.array(["max_steps"] * len(seeds), dtype=object)
     stop_step = np.full(len(seeds), total, np.int64)
@@ -199,11 +198,11 @@ def train_coverage_cell(
     bar = tqdm(total=total, unit="step", desc=data.name, disable=not progress)
     per_example = None
     for step in range(config.steps_per_call, total + 1, config.steps_per_call):
-        orders = np.stack([order_window(s, n_train, int(p), window)
-                           for s, p in zip(seeds, position, strict=True)])
-        state["step"] = jnp.zeros(len(seeds), jnp.int32)
+        # Ring buffer of each seed's next `window` stream positions (MultiSeedTrainer.train_one).
+        positions = np.asarray(state["step"]).astype(np.int64) * batch
+        orders = np.stack([np.roll(order_window(s, n_train, int(p), window), int(p) % window)
+                           for s, p in zip(seeds, positions, strict=True)])
         state, losses = trainer.train(state, jnp.asarray(orders), pool)
-        position += np.asarray(state["step"]) * batch
         bar.update(config.steps_per_call)
         active = np.asarray(state["active"]) & ~np.asarray(state["diverged"])
         last = step == total or not active.any()
@@ -211,7 +210,7 @@ def train_coverage_cell(
             continue
         per_example = evaluate_types(trainer, state["params"], data.test, config.eval_batch_size)
         accuracy = type_accuracy(per_example, data.test["loss_mask"], data.test_types)
-        seed_steps = position // batch
+        seed_steps = np.asarray(state["step"])
         epoch = seed_steps // steps_per_epoch
         train_loss = np.asarray(losses.mean(axis=1))
         diverged = np.asarray(state["diverged"])

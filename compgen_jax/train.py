@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from compgen_jax.checkpoints import NO_CHECKPOINTS, CellCheckpointer, CheckpointConfig
 from compgen_jax.evaluation import evaluate, write_predictions
-from compgen_jax.models.transformer import TransformerConfig, count_params
+from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.multiseed import MultiSeedTrainer, Pool
 from compgen_jax.optim import OptimizerConfig, make_optimizer
 from compgen_jax.results import write_results
@@ -318,7 +318,7 @@ def train(
     data = load_task_data(cell.task, cell.train_split, train_config.eval_splits,
                           train_config.max_eval_examples)
     trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size)
-    print(f"model: {count_params(jax.eval_shape(lambda: trainer.init_one(0))['params']):,} "
+    print(f"model: {trainer.num_params:,} "
           f"parameters per seed x {train_config.num_seeds} seeds")
     with tqdm(total=train_config.total_steps, unit="step", desc=cell.name) as progress:
         return train_cell(cell, Path(model_dir), data, trainer, train_config, checkpoint_config,
