@@ -1,9 +1,12 @@
-"""Command line: `python -m analysis summary|report|coverage ...` (see `--help`)."""
+"""Command line: `python -m analysis summary|report|coverage|scaling ...` (see `--help`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+import pandas as pd
 
 from analysis.coverage import kcoverage_table, sweep_frame, write_upstream_outputs
 from analysis.dose_response import (
@@ -14,6 +17,7 @@ from analysis.dose_response import (
 )
 from analysis.report import ReportOptions, load_constructs, write_report
 from analysis.results import read_results
+from analysis.scaling import fit_n_required, format_fit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     cov.add_argument("--ground_truth", action="store_true", help="only the f1 pair subset {0,1}")
     cov.add_argument("--min_evidence", type=int, default=1, help="k of test_annotated_full.json")
     cov.add_argument("--out", help="output directory (default: DATASET_DIR, as upstream)")
+    scaling = sub.add_parser("scaling", help="power-law fit N_req = a*|X|^c with bootstrap CI")
+    scaling.add_argument("n_required", help="n_required.csv of `compgen-jax coverage scaling`")
+    scaling.add_argument("--out", help="where power_law.json/.png go (default: beside the CSV)")
+    scaling.add_argument("--n_boot", type=int, default=2000, help="bootstrap resamples")
     return parser
 
 
@@ -64,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
                                            args.min_evidence)  # fmt: skip
             print(sweep_frame(table).to_string(index=False, float_format="%.2f"))
             print("\n".join(f"wrote: {p}" for p in paths))
+            return 0
+        if args.command == "scaling":
+            fit = fit_n_required(pd.read_csv(args.n_required),
+                                 args.out or Path(args.n_required).parent, args.n_boot)
+            print(format_fit(fit))
             return 0
         df = read_results(args.results)
         summary = diversity_summary(df, args.split, args.metric)

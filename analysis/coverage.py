@@ -399,29 +399,65 @@ def sweep_frame(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["k", "n_covered", "n_type0", "percent"])
 
 
-def plot_coverage_accuracy(
-    table: pd.DataFrame, correct: pd.Series, path: str | os.PathLike[str]
-) -> Path:
-    """PNG: type_0 accuracy by coverage threshold max_k, over the covered fraction per k.
+def covered_accuracy(per_example: pd.DataFrame, kcov: pd.DataFrame,
+                     ks: Sequence[int]) -> pd.DataFrame:
+    """Mean accuracy per ([step,] type, k, covered at k = max_k >= k), seeds pooled and per seed.
 
-    `correct` is indexed by test.json position (table `index`) with 0/1 or fractional scores.
+    per_example: (index, seed, type, accuracy[, step]) rows; kcov: kcoverage_table.
+    """
+    joined = per_example.merge(kcov[["index", "max_k"]], on="index", validate="many_to_one")
+    keys = ["step"] * ("step" in joined) + ["type", "k", "covered"]
+    rows = []
+    for k in ks:
+        g = joined.assign(k=k, covered=joined["max_k"] >= k).groupby(keys, sort=False)
+        table = g["accuracy"].agg(accuracy="mean", n_rows="size")
+        table["n_items"] = g["index"].nunique()
+        table["seed_accuracies"] = g.apply(
+            lambda d: " ".join(f"{a:.3f}" for a in d.groupby("seed")["accuracy"].mean()),
+            include_groups=False)
+        rows.append(table.reset_index())
+    return pd.concat(rows, ignore_index=True)
+
+
+def prior_baseline(data: CoverageData, position: int = 2) -> pd.Series:
+    """Per-type accuracy of guessing the target most frequent in training among items sharing
+    the test item's token at `position` (ties split): "chance" for a model that ignores the rest.
+    """
+    n = data.n_tokens
+    counts = np.zeros((n, n))
+    np.add.at(counts, (data.train_x[:, position], data.train_y), 1)
+    best = counts == counts.max(axis=1, keepdims=True)
+    hit = best[data.test_x[:, position], data.test_y] / best[data.test_x[:, position]].sum(axis=1)
+    types = pd.Series([item.get("type") for item in data.test_items], name="type")
+    return pd.Series(hit).groupby(types).mean().rename(f"prior_pos{position}")
+
+
+def plot_coverage_accuracy(
+    table: pd.DataFrame, correct: pd.Series | dict[str, pd.Series], path: str | os.PathLike[str]
+) -> Path:
+    """PNG: type_0 accuracy by coverage threshold max_k (one line per labelled series, e.g. per
+    checkpoint), over the covered fraction per k.
+
+    Each series is indexed by test.json position (table `index`) with 0/1 or fractional scores.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     t0 = table[table["type"] == "type_0"]
-    score = correct.reindex(t0["index"]).to_numpy(dtype=float)
-    if np.isnan(score).any():
-        raise ValueError("`correct` lacks a score for some type_0 items")
-    by_k = pd.DataFrame({"max_k": t0["max_k"].to_numpy(), "score": score}).groupby("max_k")
-    acc = by_k["score"].agg(["mean", "size"])
-    sweep = sweep_frame(table)
+    series = correct if isinstance(correct, dict) else {"": correct}
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot(1, 1, 1)
-    ax.plot(acc.index, acc["mean"], "o-", label="type_0 accuracy at max_k = k")
+    for label, scores in series.items():
+        score = scores.reindex(t0["index"]).to_numpy(dtype=float)
+        if np.isnan(score).any():
+            raise ValueError(f"`correct` {label} lacks a score for some type_0 items")
+        by_k = pd.DataFrame({"max_k": t0["max_k"].to_numpy(), "score": score}).groupby("max_k")
+        acc = by_k["score"].agg(["mean", "size"])
+        ax.plot(acc.index, acc["mean"], "o-", label=f"type_0 accuracy at max_k = k {label}")
     for k, row in acc.iterrows():
         ax.annotate(str(int(row["size"])), (k, row["mean"]), fontsize=7,
                     textcoords="offset points", xytext=(0, 5), ha="center")  # fmt: skip
+    sweep = sweep_frame(table)
     ax.plot(sweep["k"], sweep["percent"] / 100, "s--", label="fraction k-covered")
     ax.set_xlabel("k (min evidence)")
     ax.set_ylabel("accuracy / fraction")

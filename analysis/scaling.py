@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from analysis.atomic import atomic_path
 
@@ -96,3 +98,35 @@ def plot_power_law(
     with atomic_path(target) as tmp:
         FigureCanvasAgg(fig).print_png(str(tmp))
     return target
+
+
+def fit_n_required(table: pd.DataFrame, out_dir: str | os.PathLike[str],
+                   n_boot: int = 2000) -> dict[str, Any]:
+    """Fit the (num_tokens, n_required) rows that reached the threshold; write power_law.json
+    and power_law.png into out_dir. Rows without an N_req (NaN) are left out and counted."""
+    missing = {"num_tokens", "n_required"} - set(table.columns)
+    if missing:
+        raise ValueError(f"n_required table lacks column(s) {sorted(missing)}")
+    reached = table.dropna(subset=["n_required"])
+    fit = fit_power_law(reached["num_tokens"], reached["n_required"], n_boot=n_boot)
+    fit["sizes"] = reached["num_tokens"].astype(int).tolist()
+    fit["n_required"] = reached["n_required"].astype(float).tolist()
+    fit["sizes_without_n_required"] = sorted(set(table["num_tokens"].astype(int))
+                                             - set(fit["sizes"]))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "power_law.json") as tmp:
+        tmp.write_text(json.dumps(fit, indent=2) + "\n", encoding="utf-8")
+    plot_power_law(fit["sizes"], fit["n_required"], fit, out / "power_law.png")
+    return fit
+
+
+def format_fit(fit: dict[str, Any]) -> str:
+    """One line per fact of a power-law fit, for terminals and notes."""
+    lo, hi = fit["exponent_ci"]
+    lines = [f"N_req = {fit['prefactor']:.3g} * |X|^{fit['exponent']:.2f} "
+             f"({100 * fit['level']:.0f}% bootstrap CI of the exponent [{lo:.2f}, {hi:.2f}], "
+             f"log-log R^2 {fit['r2']:.3f}, {fit['n_points']} sizes)"]
+    if fit.get("sizes_without_n_required"):
+        lines.append(f"no N_req reached at |X| = {fit['sizes_without_n_required']}")
+    return "\n".join(lines)

@@ -16,10 +16,11 @@ from compgen_jax.multiseed import State
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
-    """t5x SaveCheckpointConfig essentials: period in steps (0: final state only), how many kept."""
+    """t5x SaveCheckpointConfig essentials: period in steps (0: final state only), how many kept
+    (None: all)."""
 
     period: int = 0
-    keep: int = 2
+    keep: int | None = 2
     async_save: bool = True
 
 
@@ -48,10 +49,11 @@ class CellCheckpointer:
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(_saveable(state)), meta=ocp.args.JsonSave(meta)))
 
-    def restore_latest(self, like: State) -> tuple[int, State, dict[str, Any]] | None:
-        """(step, state, meta) of the newest finished checkpoint, or None when there is none."""
-        step = self.manager.latest_step()
-        if step is None:
+    def restore(self, like: State, step: int | None = None
+                ) -> tuple[int, State, dict[str, Any]] | None:
+        """(step, state, meta) of checkpoint_<step> (default: the newest), or None if absent."""
+        step = self.manager.latest_step() if step is None else step
+        if step is None or step not in self.manager.all_steps():
             return None
         target = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), _saveable(like))
@@ -67,3 +69,4 @@ class CellCheckpointer:
 
 
 NO_CHECKPOINTS = CheckpointConfig()  # the default: only the final state is saved
+ALL_CHECKPOINTS = CheckpointConfig(keep=None)  # callers choose the steps; every one is kept

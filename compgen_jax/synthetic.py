@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from compgen_jax.checkpoints import NO_CHECKPOINTS, CellCheckpointer
+from compgen_jax.checkpoints import ALL_CHECKPOINTS, CellCheckpointer
 from compgen_jax.models.decoder_only import DecoderConfig
 from compgen_jax.multiseed import MultiSeedTrainer, State
 from compgen_jax.optim import OptimizerConfig, make_optimizer
@@ -52,14 +52,28 @@ class SyntheticTrainConfig:
     eval_batch_size: int = 4096
     stop_threshold: float = 0.99
     patience_epochs: int = 100
+    checkpoint_dense_period: int = 250
+    checkpoint_dense_until: int = 5000
+    checkpoint_period: int = 2500
 
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad setting."""
+    def validate(self, checkpoints: bool = True) -> None:
+        """Raise ValueError naming the first bad setting (checkpoint cadence only if saving)."""
         if self.num_seeds < 1:
             raise ValueError(f"SyntheticTrainConfig.num_seeds={self.num_seeds} must be >= 1")
         if self.eval_period < 1 or self.eval_period % self.steps_per_call:
             raise ValueError(f"SyntheticTrainConfig.eval_period={self.eval_period} must be a "
                              f"positive multiple of steps_per_call={self.steps_per_call}")
+        for name in ("checkpoint_dense_period", "checkpoint_period") if checkpoints else ():
+            value = getattr(self, name)
+            if value < 0 or value % self.steps_per_call:
+                raise ValueError(f"SyntheticTrainConfig.{name}={value} must be 0 (off) or a "
+                                 f"multiple of steps_per_call={self.steps_per_call}")
+
+    def checkpoint_due(self, step: int) -> bool:
+        """Upstream cadence: every dense period up to dense_until, then every period."""
+        if step <= self.checkpoint_dense_until:
+            return self.checkpoint_dense_period > 0 and step % self.checkpoint_dense_period == 0
+        return self.checkpoint_period > 0 and step % self.checkpoint_period == 0
 
     @property
     def seeds(self) -> list[int]:
@@ -166,6 +180,17 @@ def type_accuracy(per_example: np.ndarray, loss_mask: np.ndarray,
             / weights[types == t].sum() for t in sorted(set(types.tolist()))}
 
 
+def per_example_frame(data: CoverageData, per_example: np.ndarray,
+                      seeds: Sequence[int]) -> pd.DataFrame:
+    """Tidy (index, seed, type, input, accuracy) rows of a per-seed accuracy array [S, N]."""
+    n = per_example.shape[1]
+    return pd.DataFrame({
+        "index": np.tile(np.arange(n), len(seeds)), "seed": np.repeat(seeds, n),
+        "type": np.tile(data.test_types, len(seeds)),
+        "input": np.tile(np.array(data.test_inputs), len(seeds)),
+        "accuracy": per_example.reshape(-1)})
+
+
 @dataclasses.dataclass
 class CellResult:
     """Results of one cell: per-(seed, step, type) rows, final per-example accuracy, stops."""
@@ -176,12 +201,26 @@ class CellResult:
     state: State
 
 
+def _result_rows(model_dir: Path | None, upto: int) -> list[dict[str, Any]]:
+    """Rows of a resumed cell's results.csv up to its checkpoint step."""
+    path = None if model_dir is None else model_dir / "results.csv"
+    if path is None or not path.is_file():
+        return []
+    rows = pd.read_csv(path, keep_default_na=False)
+    return rows[rows["step"] <= upto].to_dict("records")
+
+
 def train_coverage_cell(
     data: CoverageData, trainer: MultiSeedTrainer, config: SyntheticTrainConfig,
     model_dir: Path | None = None, progress: bool = False,
 ) -> CellResult:
-    """Train S seeds on one dataset with per-seed early stopping; write results into model_dir."""
-    config.validate()
+    """Train S seeds on one dataset with per-seed early stopping; write results into model_dir.
+
+    With a model_dir, checkpoint_<step>/ follow the upstream cadence (all kept, so analyses can
+    use the same steps), the last one is each seed's stop state, and a rerun resumes from the
+    newest checkpoint.
+    """
+    config.validate(checkpoints=model_dir is not None)
     seeds = config.seeds
     n_train = data.train["tokens"].shape[0]
     batch = trainer.batch_size
@@ -192,87 +231,116 @@ def train_coverage_cell(
     state = trainer.init(jnp.asarray(seeds))
     patience_from = np.full(len(seeds), -1, np.int64)
     reason = np.array(["max_steps"] * len(seeds), dtype=object)
-    stop_step = np.full(len(seeds), total, np.int64)
-    rows: list[dict[str, Any]] = []
+    stop_step = np.full(len(seeds), -1, np.int64)
+    checkpointer = None if model_dir is None else CellCheckpointer(model_dir, ALL_CHECKPOINTS)
+    start, rows = 0, []
+    restored = None if checkpointer is None else checkpointer.restore(state)
+    if restored is not None:
+        start, state, meta = restored
+        _check_meta(meta, model_dir, seeds, data.name)
+        patience_from = np.asarray(meta["patience_from"], np.int64)
+        reason = np.asarray(meta["stop_reason"], dtype=object)
+        stop_step = np.asarray(meta["stop_step"], np.int64)
+        rows = _result_rows(model_dir, start)
     window = config.steps_per_call * batch
-    bar = tqdm(total=total, unit="step", desc=data.name, disable=not progress)
+    bar = tqdm(total=total, initial=start, unit="step", desc=data.name, disable=not progress)
     per_example = None
-    for step in range(config.steps_per_call, total + 1, config.steps_per_call):
+    done = start
+    for step in range(start + config.steps_per_call, total + 1, config.steps_per_call):
+        if not (np.asarray(state["active"]) & ~np.asarray(state["diverged"])).any():
+            break
         # Ring buffer of each seed's next `window` stream positions (MultiSeedTrainer.train_one).
         positions = np.asarray(state["step"]).astype(np.int64) * batch
         orders = np.stack([np.roll(order_window(s, n_train, int(p), window), int(p) % window)
                            for s, p in zip(seeds, positions, strict=True)])
         state, losses = trainer.train(state, jnp.asarray(orders), pool)
         bar.update(config.steps_per_call)
-        active = np.asarray(state["active"]) & ~np.asarray(state["diverged"])
-        last = step == total or not active.any()
-        if step % config.eval_period and not last:
-            continue
-        per_example = evaluate_types(trainer, state["params"], data.test, config.eval_batch_size)
-        accuracy = type_accuracy(per_example, data.test["loss_mask"], data.test_types)
-        seed_steps = np.asarray(state["step"])
-        epoch = seed_steps // steps_per_epoch
-        train_loss = np.asarray(losses.mean(axis=1))
-        diverged = np.asarray(state["diverged"])
-        now = np.asarray(state["active"]).copy()
-        for i in np.flatnonzero(now):
-            if "type_0" in accuracy and accuracy["type_0"][i] >= config.stop_threshold:
-                now[i], reason[i] = False, "type_0"
-            elif "train_inferred" in accuracy:
-                if patience_from[i] < 0 and accuracy["train_inferred"][i] >= config.stop_threshold:
-                    patience_from[i] = epoch[i]
-                if patience_from[i] >= 0 and epoch[i] - patience_from[i] > config.patience_epochs:
-                    now[i], reason[i] = False, "patience"
-            if not now[i] or diverged[i]:
-                stop_step[i] = seed_steps[i]
-        state["active"] = jnp.asarray(now)
-        rows += [{"dataset": data.name, "num_tokens": data.num_tokens, "n_train": n_train,
-                  "seed": seed, "step": step, "seed_steps": int(seed_steps[i]),
-                  "epoch": int(epoch[i]), "type": t, "accuracy": float(acc[i]),
-                  "n_examples": int((data.test_types == t).sum()),
-                  "train_loss": float(train_loss[i]), "diverged": bool(diverged[i]),
-                  "stop_reason": reason[i] if not now[i] else ""}
-                 for i, seed in enumerate(seeds) for t, acc in accuracy.items()]
-        bar.set_postfix_str(" ".join(f"{t}={np.mean(a):.3f}" for t, a in accuracy.items()))
-        if not (now & ~diverged).any():
-            break
+        done = step
+        running = np.asarray(state["active"]) & ~np.asarray(state["diverged"])
+        if step % config.eval_period == 0 or step == total or not running.any():
+            per_example = evaluate_types(trainer, state["params"], data.test,
+                                         config.eval_batch_size)
+            accuracy = type_accuracy(per_example, data.test["loss_mask"], data.test_types)
+            seed_steps = np.asarray(state["step"])
+            epoch = seed_steps // steps_per_epoch
+            train_loss = np.asarray(losses.mean(axis=1))
+            diverged = np.asarray(state["diverged"])
+            now = np.asarray(state["active"]).copy()
+            for i in np.flatnonzero(now):
+                if "type_0" in accuracy and accuracy["type_0"][i] >= config.stop_threshold:
+                    now[i], reason[i] = False, "type_0"
+                elif "train_inferred" in accuracy:
+                    if (patience_from[i] < 0
+                            and accuracy["train_inferred"][i] >= config.stop_threshold):
+                        patience_from[i] = epoch[i]
+                    if (patience_from[i] >= 0
+                            and epoch[i] - patience_from[i] > config.patience_epochs):
+                        now[i], reason[i] = False, "patience"
+                if not now[i] or diverged[i]:
+                    stop_step[i] = seed_steps[i]
+            state["active"] = jnp.asarray(now)
+            rows += [{"dataset": data.name, "num_tokens": data.num_tokens, "n_train": n_train,
+                      "seed": seed, "step": step, "seed_steps": int(seed_steps[i]),
+                      "epoch": int(epoch[i]), "type": t, "accuracy": float(acc[i]),
+                      "n_examples": int((data.test_types == t).sum()),
+                      "train_loss": float(train_loss[i]), "diverged": bool(diverged[i]),
+                      "stop_reason": reason[i] if not now[i] else ""}
+                     for i, seed in enumerate(seeds) for t, acc in accuracy.items()]
+            bar.set_postfix_str(" ".join(f"{t}={np.mean(a):.3f}" for t, a in accuracy.items()))
+        if checkpointer is not None and config.checkpoint_due(step):
+            _save_progress(checkpointer, model_dir, step, state, rows, seeds, data.name,
+                           patience_from, reason, stop_step)
     bar.close()
+    if per_example is None:
+        per_example = evaluate_types(trainer, state["params"], data.test, config.eval_batch_size)
+    stop_step = np.where(stop_step < 0, np.asarray(state["step"]), stop_step)
     stops = pd.DataFrame({"dataset": data.name, "num_tokens": data.num_tokens, "n_train": n_train,
                           "seed": seeds, "stop_step": stop_step, "stop_reason": reason,
                           "diverged": np.asarray(state["diverged"])})
-    examples = pd.DataFrame({
-        "index": np.tile(np.arange(per_example.shape[1]), len(seeds)),
-        "seed": np.repeat(seeds, per_example.shape[1]),
-        "type": np.tile(data.test_types, len(seeds)),
-        "input": np.tile(np.array(data.test_inputs), len(seeds)),
-        "accuracy": per_example.reshape(-1)})
-    result = CellResult(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)), examples, stops, state)
-    if model_dir is not None:
-        save_cell(result, model_dir, seeds, data.name)
+    result = CellResult(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)),
+                        per_example_frame(data, per_example, seeds), stops, state)
+    if checkpointer is not None:
+        _save_progress(checkpointer, model_dir, done, state, rows, seeds, data.name,
+                       patience_from, reason, stop_step)
+        checkpointer.close()
+        write_text(model_dir / "per_example.csv", result.per_example.to_csv(index=False))
+        write_text(model_dir / "stops.csv", result.stops.to_csv(index=False))
     return result
 
 
-def save_cell(result: CellResult, model_dir: Path, seeds: Sequence[int], dataset: str) -> None:
-    """results.csv, per_example.csv, stops.csv and the final stacked state (orbax)."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    write_text(model_dir / "results.csv", result.rows.to_csv(index=False))
-    write_text(model_dir / "per_example.csv", result.per_example.to_csv(index=False))
-    write_text(model_dir / "stops.csv", result.stops.to_csv(index=False))
-    checkpointer = CellCheckpointer(model_dir, NO_CHECKPOINTS)
-    step = int(result.rows["step"].max()) if len(result.rows) else 0
-    checkpointer.save(step, result.state, {"seeds": list(seeds), "dataset": dataset})
+def _check_meta(meta: dict[str, Any], model_dir: Path, seeds: Sequence[int],
+                dataset: str) -> None:
+    """A checkpoint belongs to this cell: same seeds and dataset."""
+    if list(meta["seeds"]) != list(seeds) or meta["dataset"] != dataset:
+        raise ValueError(f"{model_dir}: checkpoint is of seeds {meta['seeds']} on "
+                         f"{meta['dataset']}, not seeds {list(seeds)} on {dataset}")
+
+
+def _save_progress(checkpointer: CellCheckpointer, model_dir: Path, step: int, state: State,
+                   rows: list[dict[str, Any]], seeds: Sequence[int], dataset: str,
+                   patience_from: np.ndarray, reason: np.ndarray, stop_step: np.ndarray) -> None:
+    """checkpoint_<step> (state + early-stopping bookkeeping) and results.csv up to step."""
+    if checkpointer.manager.latest_step() == step:
+        return
+    checkpointer.save(step, state, {
+        "seeds": list(seeds), "dataset": dataset, "patience_from": patience_from.tolist(),
+        "stop_reason": reason.tolist(), "stop_step": stop_step.tolist()})
+    write_text(model_dir / "results.csv",
+               pd.DataFrame(rows, columns=list(RESULT_COLUMNS)).to_csv(index=False))
+
+
+def restore_params(model_dir: Path, trainer: MultiSeedTrainer, seeds: Sequence[int],
+                   step: int | None = None) -> Any:
+    """The stacked params [S, ...] of a cell's checkpoint_<step> (default: the newest)."""
+    checkpointer = CellCheckpointer(model_dir, ALL_CHECKPOINTS)
+    restored = checkpointer.restore(trainer.init(jnp.asarray(seeds)), step)
     checkpointer.close()
-
-
-def restore_params(model_dir: Path, trainer: MultiSeedTrainer, seeds: Sequence[int]) -> Any:
-    """The stacked final params [S, ...] a cell saved into model_dir."""
-    restored = CellCheckpointer(model_dir, NO_CHECKPOINTS).restore_latest(
-        trainer.init(jnp.asarray(seeds)))
     if restored is None:
-        raise FileNotFoundError(f"{model_dir}: no checkpoint_<step> to analyse")
+        raise FileNotFoundError(f"{model_dir}: no checkpoint_"
+                                f"{'<step>' if step is None else step} to analyse; saved: "
+                                f"{sorted(checkpointer.manager.all_steps())}")
     _, state, meta = restored
-    if list(meta["seeds"]) != list(seeds):
-        raise ValueError(f"{model_dir}: checkpoint has seeds {meta['seeds']}, expected {seeds}")
+    _check_meta(meta, model_dir, seeds, meta["dataset"])
     return state["params"]
 
 
@@ -302,6 +370,15 @@ def cell_setup(
     trainer = build_trainer(model_config, optimizer_config, batch, train_config.steps_per_call,
                             data)
     return CellSetup(Path(model_dir), Path(dataset_dir), data, trainer, train_config)
+
+
+def checkpoint_per_example(setup: CellSetup, step: int) -> pd.DataFrame:
+    """Per-example teacher-forced accuracy of every seed at a saved checkpoint_<step>."""
+    seeds = setup.train_config.seeds
+    params = restore_params(setup.model_dir, setup.trainer, seeds, step)
+    accuracy = evaluate_types(setup.trainer, params, setup.data.test,
+                              setup.train_config.eval_batch_size)
+    return per_example_frame(setup.data, accuracy, seeds).assign(step=step)
 
 
 def train_synthetic(setup: CellSetup | None = None) -> CellResult:

@@ -232,7 +232,7 @@ def train_cell(
     hashes = [m.hash for m in manifests]
     checkpointer = CellCheckpointer(model_dir, checkpoint_config)
     start, rows = 0, []
-    restored = checkpointer.restore_latest(state)
+    restored = checkpointer.restore(state)
     if restored is not None:
         start, state, meta = restored
         if meta["seeds"] != seeds or meta["manifest_hashes"] != hashes:

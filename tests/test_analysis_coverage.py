@@ -214,3 +214,24 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"test.json:1: malformed JSON"):
         cv.kcoverage_table(tmp_path / "bad")
     assert main(["coverage", str(tmp_path / "missing")]) == 2
+
+
+def test_prior_baseline_hand_worked(hand_dir: Path) -> None:
+    """Targets by x2 in TRAIN: 0 -> {1: 3}, 1 -> {2: 3}, 2 -> {3: 1, 0: 1}, 3 -> {4: 1, 5: 1};
+    x2 = 5 never seen, so all 7 vocabulary ids tie. Ties split the hit."""
+    prior = cv.prior_baseline(cv.load_dataset(hand_dir), position=2)
+    assert prior["type_0"] == pytest.approx((0.5 + 1 + 1 + 0.5 + 1 + 1) / 6)
+    assert prior["train_inferred"] == 1.0 and prior["type_1"] == pytest.approx(1 / 7)
+
+
+def test_covered_accuracy_splits_type0_by_threshold() -> None:
+    kcov = pd.DataFrame({"index": [0, 1, 2, 3], "max_k": [0, 2, 5, 0],
+                         "type": ["type_0", "type_0", "type_0", "type_1"]})
+    per_example = pd.DataFrame({"index": [0, 1, 2, 3] * 2, "seed": [0] * 4 + [1] * 4,
+                                "type": ["type_0", "type_0", "type_0", "type_1"] * 2,
+                                "accuracy": [0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0]})
+    table = cv.covered_accuracy(per_example, kcov, [3]).set_index(["type", "covered"])
+    assert table.loc[("type_0", True), "accuracy"] == 1.0  # item 2, both seeds
+    assert table.loc[("type_0", False), "accuracy"] == pytest.approx(1 / 4)  # items 0, 1
+    assert table.loc[("type_0", False), "seed_accuracies"] == "0.500 0.000"
+    assert table.loc[("type_1", False), "n_items"] == 1

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from conftest import run_analysis_cli
 
 from analysis.scaling import fit_power_law, plot_power_law
 
@@ -53,3 +56,21 @@ def test_plot(tmp_path: Path) -> None:
     n_req = 2.0 * SIZES**2.2
     fit = fit_power_law(SIZES, n_req, n_boot=50)
     assert plot_power_law(SIZES, n_req, fit, tmp_path / "p.png").stat().st_size > 0
+
+
+def test_cli_fits_the_reached_sizes_and_reports_the_rest(tmp_path: Path) -> None:
+    """`python -m analysis scaling` on a sweep table: NaN sizes are left out and named."""
+    table = pd.DataFrame({"num_tokens": [10, 14, 20, 30, 40],
+                          "n_required": [2.0 * 10**2.5, 2.0 * 14**2.5, 2.0 * 20**2.5,
+                                         2.0 * 30**2.5, np.nan],
+                          "n_max_tried": [1, 1, 1, 1, 9]})
+    table.to_csv(tmp_path / "n_required.csv", index=False)
+    done = run_analysis_cli("scaling", str(tmp_path / "n_required.csv"), "--n_boot", "100")
+    assert done.returncode == 0, done.stderr
+    assert "|X|^2.50" in done.stdout and "no N_req reached at |X| = [40]" in done.stdout
+    fit = json.loads((tmp_path / "power_law.json").read_text())
+    assert fit["sizes"] == [10, 14, 20, 30] and fit["exponent"] == pytest.approx(2.5)
+    assert (tmp_path / "power_law.png").stat().st_size > 0
+    table.drop(columns="n_required").to_csv(tmp_path / "bad.csv", index=False)
+    bad = run_analysis_cli("scaling", str(tmp_path / "bad.csv"))
+    assert bad.returncode == 2 and "lacks column(s) ['n_required']" in bad.stderr

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +21,7 @@ from compgen_jax.synthetic import (
     load_coverage_data,
     n_required_table,
     order_window,
+    restore_params,
     scaling_sweep,
     train_coverage_cell,
     type_accuracy,
@@ -124,3 +126,39 @@ def test_scaling_sweep_stops_at_the_first_sufficient_size(tmp_path: Path) -> Non
                                          "n_max_tried": 192}]
     assert not (tmp_path / "d" / "twohop.8.256.diff-f12.inf").exists()
     assert pd.read_csv(tmp_path / "m" / "n_required.csv")["n_required"].tolist() == [192.0]
+
+
+def test_checkpoint_cadence_follows_upstream() -> None:
+    config = SyntheticTrainConfig()
+    due = [s for s in range(25, 12_501, 25) if config.checkpoint_due(s)]
+    assert due[:3] == [250, 500, 750] and 5000 in due and 5250 not in due
+    assert due[-3:] == [7500, 10_000, 12_500]
+    with pytest.raises(ValueError, match="checkpoint_period=30 must be 0"):
+        SyntheticTrainConfig(steps_per_call=25, checkpoint_period=30).validate()
+
+
+def test_periodic_checkpoints_and_resume_equal_an_uninterrupted_run(
+        tmp_path: Path, twohop: Path) -> None:
+    """Stopping after a checkpoint and rerunning continues bit-for-bit (state and bookkeeping)."""
+    data = load_coverage_data(twohop)
+    config = SyntheticTrainConfig(num_seeds=2, max_steps=30, batch_size=64, steps_per_call=5,
+                                  eval_period=5, eval_batch_size=128, stop_threshold=1.01,
+                                  checkpoint_dense_period=10, checkpoint_dense_until=20,
+                                  checkpoint_period=15)
+    trainer = build_trainer(TINY, OPT, 64, 5, data)
+    whole = train_coverage_cell(data, trainer, config, tmp_path / "whole")
+    assert sorted(int(p.name.split("_")[1]) for p in (tmp_path / "whole").glob("checkpoint_*")) \
+        == [10, 20, 30, 35]
+    part = train_coverage_cell(data, trainer, dataclasses.replace(config, max_steps=12),
+                               tmp_path / "part")
+    assert part.rows["step"].max() == 20  # 12 // 4 + 1 = 4 epochs x 4 steps, rounded up to 5s
+    resumed = train_coverage_cell(data, trainer, config, tmp_path / "part")
+    pd.testing.assert_frame_equal(resumed.rows, whole.rows)
+    pd.testing.assert_frame_equal(resumed.stops, whole.stops)
+    np.testing.assert_allclose(resumed.per_example["accuracy"], whole.per_example["accuracy"])
+    at_20 = restore_params(tmp_path / "whole", trainer, config.seeds, step=20)
+    again = restore_params(tmp_path / "part", trainer, config.seeds, step=20)
+    for a, b in zip(jax.tree.leaves(at_20), jax.tree.leaves(again), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(FileNotFoundError, match="no checkpoint_25"):
+        restore_params(tmp_path / "whole", trainer, config.seeds, step=25)

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 from compgen_jax.commands.train import gin_flags
 
@@ -57,6 +52,14 @@ def run_scaling(args: argparse.Namespace) -> None:
     write_operative_config(model_dir)
     print(table.to_string(index=False))
     print(f"table: {model_dir / 'n_required.csv'}")
+    reached = table["n_required"].notna().sum()
+    if reached < 3:
+        print(f"no power-law fit: N_req reached at {reached} of {len(table)} sizes (needs 3)")
+        return
+    from analysis.scaling import fit_n_required, format_fit
+
+    print(format_fit(fit_n_required(table, model_dir)))
+    print(f"fit: {model_dir / 'power_law.json'}, {model_dir / 'power_law.png'}")
 
 
 def run_circuits(args: argparse.Namespace) -> None:
@@ -66,41 +69,44 @@ def run_circuits(args: argparse.Namespace) -> None:
     _configure(args)
     setup = cell_setup()
     seeds = setup.train_config.seeds
-    params = restore_params(setup.model_dir, setup.trainer, seeds)
+    params = restore_params(setup.model_dir, setup.trainer, seeds, args.step)
     for path in analyse(setup.model_dir, setup.trainer, params, seeds, setup.data,
-                        setup.dataset_dir, args.atomic_idx):
+                        setup.dataset_dir, grouping=args.grouping,
+                        coverage_groups=args.coverage_groups, parity=args.parity,
+                        step=args.step):
         print(path)
-
-
-def covered_accuracy(per_example: pd.DataFrame, kcov: pd.DataFrame,
-                     ks: Sequence[int]) -> pd.DataFrame:
-    """Mean final accuracy per (type, k, covered at k = max_k >= k), seeds pooled and per seed."""
-    import pandas as pd
-
-    joined = per_example.merge(kcov[["index", "max_k"]], on="index", validate="many_to_one")
-    rows = []
-    for k in ks:
-        g = joined.assign(k=k, covered=joined["max_k"] >= k).groupby(["type", "k", "covered"])
-        table = g["accuracy"].agg(accuracy="mean", n_rows="size")
-        table["n_items"] = g["index"].nunique()
-        table["seed_accuracies"] = g.apply(
-            lambda d: " ".join(f"{a:.3f}" for a in d.groupby("seed")["accuracy"].mean()),
-            include_groups=False)
-        rows.append(table.reset_index())
-    return pd.concat(rows, ignore_index=True)
 
 
 def run_covered(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from analysis.coverage import kcoverage_table
+    from analysis.coverage import (
+        covered_accuracy,
+        kcoverage_table,
+        load_dataset,
+        plot_coverage_accuracy,
+        prior_baseline,
+    )
+    from compgen_jax.synthetic import cell_setup, checkpoint_per_example
     from tasks.atomic import write_text
 
-    model_dir = Path(args.model_dir)
-    kcov = kcoverage_table(args.dataset_dir, args.k_max, parity=args.parity)
-    table = covered_accuracy(pd.read_csv(model_dir / "per_example.csv"), kcov, args.k or [1])
-    write_text(model_dir / "covered_accuracy.csv", table.to_csv(index=False))
+    _configure(args)
+    setup = cell_setup()
+    kcov = kcoverage_table(setup.dataset_dir, args.k_max, parity=args.parity)
+    if args.step:
+        per_example = pd.concat([checkpoint_per_example(setup, s) for s in args.step])
+    else:
+        per_example = pd.read_csv(setup.model_dir / "per_example.csv").assign(step="final")
+    prior = prior_baseline(load_dataset(setup.dataset_dir))
+    table = covered_accuracy(per_example, kcov, args.k or [1]).merge(
+        prior, left_on="type", right_index=True, how="left")
+    stem = "covered_accuracy" + "".join(f"_{s}" for s in args.step or [])
+    write_text(setup.model_dir / f"{stem}.csv", table.to_csv(index=False))
     print(table.to_string(index=False))
+    curves = {f"step {s}": g.groupby("index")["accuracy"].mean()
+              for s, g in per_example.groupby("step", sort=False)}
+    plot = setup.model_dir / f"{stem.replace('covered_accuracy', 'coverage_accuracy')}.png"
+    print(plot_coverage_accuracy(kcov, curves, plot))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -125,10 +131,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_parser("scaling", parents=[flags],
                    help="data-requirement sweep -> MODEL_DIR/n_required.csv"
                    ).set_defaults(run=run_scaling)
-    cov = sub.add_parser("covered", help="final accuracy of covered vs uncovered type_0 items "
-                         "(analysis.coverage) -> MODEL_DIR/covered_accuracy.csv")
-    cov.add_argument("--model_dir", required=True, help="a trained cell's MODEL_DIR")
-    cov.add_argument("--dataset_dir", required=True, help="the cell's 2-hop dataset dir")
+    cov = sub.add_parser("covered", parents=[flags],
+                         help="accuracy of covered vs uncovered type_0 items by k, with the "
+                         "x3-prior baseline (same gin flags as train) -> MODEL_DIR/"
+                         "covered_accuracy[_<steps>].csv, coverage_accuracy[_<steps>].png")
+    cov.add_argument("--step", type=int, action="append", default=None,
+                     help="evaluate checkpoint_<step> (repeatable; default: the final "
+                     "per_example.csv)")
     cov.add_argument("--k", type=int, action="append", default=None,
                      help="coverage threshold(s) k (repeatable; default 1)")
     cov.add_argument("--k_max", type=int, default=20)
@@ -137,6 +146,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     circ = sub.add_parser("circuits", parents=[flags],
                           help="collapse/IICG, causal tracing, logit lens + plots of a trained "
                           "cell (same gin flags as train) -> MODEL_DIR/circuits/")
-    circ.add_argument("--atomic_idx", type=int, default=1, choices=(1, 2, 4),
-                      help="collapse grouping: 1 bridge b, 2 target t, 4 (b, x2)")
+    circ.add_argument("--grouping", default=None,
+                      help="collapse grouping: twohop b | t | b,x2 (upstream atomic_idx 1 | 2 "
+                      "| 4); threehop b1 | b2 | t | b2,x4 | b2,x3 | b1,b2; parallel2hop b1 | "
+                      "b2 | t | b1,b2; nontree b | t | x2 | b,x2 | b,x1 (default: b, or b1)")
+    circ.add_argument("--coverage_groups", default=None,
+                      help="split type_0 by coverage threshold (test_annotated.json, else "
+                      "analysis.coverage): low_mid_high | split3 | per_k (twohop, nontree)")
+    circ.add_argument("--parity", action="store_true",
+                      help="upstream quirks Q24 (double ln_f in the logit lens) and Q25 (CoT "
+                      "tracing ranks t/t' where b is predicted)")
+    circ.add_argument("--step", type=int, default=None,
+                      help="analyse checkpoint_<step> (default: the newest, each seed's stop)")
     circ.set_defaults(run=run_circuits)

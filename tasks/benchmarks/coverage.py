@@ -95,6 +95,11 @@ def _evaluate(s: Structure, fns: Sequence[dict], xs: Sequence[int]) -> list[int]
     return hs
 
 
+def chain_values(task: str, fns: Sequence[dict], xs: Sequence[int]) -> list[int]:
+    """Bridges then target [h0, ..., t] of input tuple xs under a task's functions f1, f2, ..."""
+    return _evaluate(STRUCTURES[task], fns, xs)
+
+
 def _chains(
     s: Structure, n: int, fns: Sequence[dict], allowed: Sequence[set] | None,
     skip: float, rng: random.Random | None,
