@@ -120,12 +120,28 @@ def test_scaling_sweep_stops_at_the_first_sufficient_size(tmp_path: Path) -> Non
     config = SyntheticTrainConfig(num_seeds=2, max_steps=10, batch_size=64, steps_per_call=5,
                                   eval_period=5, stop_threshold=0.0)
     table = scaling_sweep(model_dir=str(tmp_path / "m"), data_root=str(tmp_path / "d"),
-                          sweep=ScalingSweep(num_tokens=(8,), size_factors=(3.0, 4.0)),
+                          sweep=ScalingSweep(num_tokens=(8,), size_factors=(3.0, 4.0),
+                                             min_type0_items=1),
                           model_config=TINY, optimizer_config=OPT, train_config=config)
     assert table.to_dict("records") == [{"num_tokens": 8, "n_required": 192.0,
                                          "n_max_tried": 192}]
     assert not (tmp_path / "d" / "twohop.8.256.diff-f12.inf").exists()
     assert pd.read_csv(tmp_path / "m" / "n_required.csv")["n_required"].tolist() == [192.0]
+
+
+def test_scaling_sweep_ends_a_size_series_when_type0_runs_out(tmp_path: Path) -> None:
+    """|X| = 8, seed 42: 160 training chains leave 32 type_0 items, 192 leave 22."""
+    config = SyntheticTrainConfig(num_seeds=1, max_steps=5, batch_size=64, steps_per_call=5,
+                                  eval_period=5, stop_threshold=1.01)
+    kwargs = {"model_dir": str(tmp_path / "m"), "data_root": str(tmp_path / "d"),
+              "model_config": TINY, "optimizer_config": OPT, "train_config": config}
+    table = scaling_sweep(sweep=ScalingSweep(num_tokens=(8,), size_factors=(2.5, 3.0, 4.0),
+                                             min_type0_items=30), **kwargs)
+    assert table["n_required"].isna().all() and table["n_max_tried"].tolist() == [160]
+    assert not (tmp_path / "m" / "twohop.8.192.diff-f12.inf").exists()
+    with pytest.raises(ValueError, match="trained no cell"):
+        scaling_sweep(sweep=ScalingSweep(num_tokens=(8,), size_factors=(3.0,),
+                                         min_type0_items=30), **kwargs)
 
 
 def test_checkpoint_cadence_follows_upstream() -> None:
