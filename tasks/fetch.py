@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from tasks.atomic import write_text
+from tasks.jsonstream import read_json_file
 
 CHECKSUMS = "checksums.json"
 DOWNLOADS = "downloads"
@@ -93,10 +94,7 @@ def read_checksums(root: Path) -> dict[str, dict[str, object]]:
     path = root / CHECKSUMS
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: malformed checksums file: {err.msg}") from None
+    data = read_json_file(path, "checksums file")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object {{url: {{sha256, bytes, file}}}}")
     return data

@@ -18,6 +18,16 @@ _DECODER = json.JSONDecoder()
 _WHITESPACE = " \t\n\r"
 
 
+def read_json_file(path: str | os.PathLike[str], what: str,
+                   error: type[ValueError] = ValueError, **loads_kwargs: Any) -> Any:
+    """A whole (small) JSON file; malformed content raises `error` naming path:line and `what`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.loads(f.read(), **loads_kwargs)
+    except json.JSONDecodeError as err:
+        raise error(f"{path}:{err.lineno}: malformed {what}: {err.msg}") from None
+
+
 class JsonStream:
     """A buffered reader over one JSON file that decodes values one at a time."""
 

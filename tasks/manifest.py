@@ -8,12 +8,12 @@ import json
 import os
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tasks.atomic import write_text
+from tasks.jsonstream import read_json_file
 
 FIELDS = ("pool", "pool_size", "ids", "counts", "strategy", "seed", "targets", "stats", "hash")
 
@@ -200,10 +200,7 @@ def load(path: str | os.PathLike[str]) -> Manifest:
     def reject(constant: str) -> None:
         raise ManifestError(f"{path}: non-finite number {constant} in manifest JSON")
 
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=reject)
-    except json.JSONDecodeError as err:
-        raise ManifestError(f"{path}:{err.lineno}: malformed manifest JSON ({err.msg})") from None
+    data = read_json_file(path, "manifest JSON", ManifestError, parse_constant=reject)
     if not isinstance(data, dict) or set(data) != set(FIELDS):
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise ManifestError(f"{path}: manifest must be an object with keys {FIELDS}; got {keys}")

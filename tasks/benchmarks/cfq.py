@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import string
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 from tasks.data_dir import benchmark_file
 from tasks.example import Example
-from tasks.jsonstream import iter_array
+from tasks.jsonstream import iter_array, read_json_file
 from tasks.metrics import token_exact_match
 
 BENCHMARK = "cfq"
@@ -132,10 +131,7 @@ def out_len(query: str) -> int:
 
 def read_split_file(path: str | os.PathLike[str]) -> dict[str, list[int]]:
     """A split file {trainIdxs, devIdxs, testIdxs}: lists of non-negative ints (checked)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: malformed split file: {err.msg}") from None
+    data = read_json_file(path, "split file")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object with {tuple(SUBSETS.values())}")
     out = {}

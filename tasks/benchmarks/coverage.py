@@ -23,6 +23,7 @@ from typing import Any
 
 from tasks.atomic import write_text
 from tasks.example import Example
+from tasks.jsonstream import read_json_file
 from tasks.metrics import token_exact_match
 
 BENCHMARK = "coverage"
@@ -261,10 +262,7 @@ def parse_name(name: str) -> tuple[str, int, int, bool, str]:
 
 def _read_items(path: Path) -> list[dict[str, Any]]:
     """A JSON list of {input_text, target_text[, type]} items, checked."""
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: malformed JSON: {err.msg}") from None
+    items = read_json_file(path, "JSON")
     if not isinstance(items, list):
         raise ValueError(f"{path}: expected a JSON list of items")
     for i, item in enumerate(items):
