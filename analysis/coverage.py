@@ -308,17 +308,18 @@ def coverage_matrix(
 
 
 def kcoverage_table(
-    dataset_dir: str | os.PathLike[str],
+    dataset: str | os.PathLike[str] | CoverageData,
     k_max: int = 20,
     parity: bool = False,
     ground_truth: bool = False,
 ) -> pd.DataFrame:
     """One row per test.json item: index, type, input, target, max_k (largest covered k; 0 never).
 
-    `input`/`target` are the item's input_text/target_text. attrs hold the dataset name, the
-    options, `k_sweep` {k: [n_covered_type0, percent]} and `covered_at` {k: covered indices}.
+    `dataset` is a dataset directory or its load_dataset result. `input`/`target` are the item's
+    input_text/target_text. attrs hold the dataset name, the options, `k_sweep`
+    {k: [n_covered_type0, percent]} and `covered_at` {k: covered indices}.
     """
-    data = load_dataset(dataset_dir)
+    data = dataset if isinstance(dataset, CoverageData) else load_dataset(dataset)
     types = [str(item.get("type")) for item in data.test_items]
     t0 = np.flatnonzero(np.array([t == "type_0" for t in types], dtype=bool))
     covered = coverage_matrix(data.train_x, data.train_y, data.test_x[t0], data.test_y[t0],

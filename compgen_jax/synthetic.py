@@ -201,6 +201,56 @@ class CellResult:
     state: State
 
 
+@dataclasses.dataclass
+class SeedStops:
+    """Per-seed early-stopping bookkeeping (saved with each checkpoint): the epoch train_inferred
+    first reached the threshold (-1: not yet), the stop reason, and the stop step (-1: running)."""
+
+    patience_from: np.ndarray
+    reason: np.ndarray
+    stop_step: np.ndarray
+
+    @classmethod
+    def fresh(cls, num_seeds: int) -> SeedStops:
+        return cls(np.full(num_seeds, -1, np.int64),
+                   np.array(["max_steps"] * num_seeds, dtype=object),
+                   np.full(num_seeds, -1, np.int64))
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> SeedStops:
+        return cls(np.asarray(meta["patience_from"], np.int64),
+                   np.asarray(meta["stop_reason"], dtype=object),
+                   np.asarray(meta["stop_step"], np.int64))
+
+    def meta(self) -> dict[str, list]:
+        return {"patience_from": self.patience_from.tolist(), "stop_reason": self.reason.tolist(),
+                "stop_step": self.stop_step.tolist()}
+
+    def update(self, config: SyntheticTrainConfig, accuracy: dict[str, np.ndarray],
+               epoch: np.ndarray, seed_steps: np.ndarray, active: np.ndarray,
+               diverged: np.ndarray) -> np.ndarray:
+        """Apply rules (i) and (ii) to the active seeds; return the new active mask."""
+        now = active.copy()
+        for i in np.flatnonzero(now):
+            if "type_0" in accuracy and accuracy["type_0"][i] >= config.stop_threshold:
+                now[i], self.reason[i] = False, "type_0"
+            elif "train_inferred" in accuracy:
+                reached = accuracy["train_inferred"][i] >= config.stop_threshold
+                if self.patience_from[i] < 0 and reached:
+                    self.patience_from[i] = epoch[i]
+                waited = epoch[i] - self.patience_from[i]
+                if self.patience_from[i] >= 0 and waited > config.patience_epochs:
+                    now[i], self.reason[i] = False, "patience"
+            if not now[i] or diverged[i]:
+                self.stop_step[i] = seed_steps[i]
+        return now
+
+
+def _running(state: State) -> np.ndarray:
+    """Seeds still training: active and not diverged [S]."""
+    return np.asarray(state["active"]) & ~np.asarray(state["diverged"])
+
+
 def _result_rows(model_dir: Path | None, upto: int) -> list[dict[str, Any]]:
     """Rows of a resumed cell's results.csv up to its checkpoint step."""
     path = None if model_dir is None else model_dir / "results.csv"
@@ -229,25 +279,20 @@ def train_coverage_cell(
     total = -(-epochs * steps_per_epoch // config.steps_per_call) * config.steps_per_call
     pool = {k: jnp.asarray(v) for k, v in data.train.items()}
     state = trainer.init(jnp.asarray(seeds))
-    patience_from = np.full(len(seeds), -1, np.int64)
-    reason = np.array(["max_steps"] * len(seeds), dtype=object)
-    stop_step = np.full(len(seeds), -1, np.int64)
+    stops = SeedStops.fresh(len(seeds))
     checkpointer = None if model_dir is None else CellCheckpointer(model_dir, ALL_CHECKPOINTS)
     start, rows = 0, []
     restored = None if checkpointer is None else checkpointer.restore(state)
     if restored is not None:
         start, state, meta = restored
         _check_meta(meta, model_dir, seeds, data.name)
-        patience_from = np.asarray(meta["patience_from"], np.int64)
-        reason = np.asarray(meta["stop_reason"], dtype=object)
-        stop_step = np.asarray(meta["stop_step"], np.int64)
-        rows = _result_rows(model_dir, start)
+        stops, rows = SeedStops.from_meta(meta), _result_rows(model_dir, start)
     window = config.steps_per_call * batch
     bar = tqdm(total=total, initial=start, unit="step", desc=data.name, disable=not progress)
     per_example = None
     done = start
     for step in range(start + config.steps_per_call, total + 1, config.steps_per_call):
-        if not (np.asarray(state["active"]) & ~np.asarray(state["diverged"])).any():
+        if not _running(state).any():
             break
         # Ring buffer of each seed's next `window` stream positions (MultiSeedTrainer.train_one).
         positions = np.asarray(state["step"]).astype(np.int64) * batch
@@ -256,8 +301,7 @@ def train_coverage_cell(
         state, losses = trainer.train(state, jnp.asarray(orders), pool)
         bar.update(config.steps_per_call)
         done = step
-        running = np.asarray(state["active"]) & ~np.asarray(state["diverged"])
-        if step % config.eval_period == 0 or step == total or not running.any():
+        if step % config.eval_period == 0 or step == total or not _running(state).any():
             per_example = evaluate_types(trainer, state["params"], data.test,
                                          config.eval_batch_size)
             accuracy = type_accuracy(per_example, data.test["loss_mask"], data.test_types)
@@ -265,43 +309,31 @@ def train_coverage_cell(
             epoch = seed_steps // steps_per_epoch
             train_loss = np.asarray(losses.mean(axis=1))
             diverged = np.asarray(state["diverged"])
-            now = np.asarray(state["active"]).copy()
-            for i in np.flatnonzero(now):
-                if "type_0" in accuracy and accuracy["type_0"][i] >= config.stop_threshold:
-                    now[i], reason[i] = False, "type_0"
-                elif "train_inferred" in accuracy:
-                    if (patience_from[i] < 0
-                            and accuracy["train_inferred"][i] >= config.stop_threshold):
-                        patience_from[i] = epoch[i]
-                    if (patience_from[i] >= 0
-                            and epoch[i] - patience_from[i] > config.patience_epochs):
-                        now[i], reason[i] = False, "patience"
-                if not now[i] or diverged[i]:
-                    stop_step[i] = seed_steps[i]
+            now = stops.update(config, accuracy, epoch, seed_steps, np.asarray(state["active"]),
+                               diverged)
             state["active"] = jnp.asarray(now)
             rows += [{"dataset": data.name, "num_tokens": data.num_tokens, "n_train": n_train,
                       "seed": seed, "step": step, "seed_steps": int(seed_steps[i]),
                       "epoch": int(epoch[i]), "type": t, "accuracy": float(acc[i]),
                       "n_examples": int((data.test_types == t).sum()),
                       "train_loss": float(train_loss[i]), "diverged": bool(diverged[i]),
-                      "stop_reason": reason[i] if not now[i] else ""}
+                      "stop_reason": stops.reason[i] if not now[i] else ""}
                      for i, seed in enumerate(seeds) for t, acc in accuracy.items()]
             bar.set_postfix_str(" ".join(f"{t}={np.mean(a):.3f}" for t, a in accuracy.items()))
         if checkpointer is not None and config.checkpoint_due(step):
-            _save_progress(checkpointer, model_dir, step, state, rows, seeds, data.name,
-                           patience_from, reason, stop_step)
+            _save_progress(checkpointer, model_dir, step, state, rows, seeds, data.name, stops)
     bar.close()
     if per_example is None:
         per_example = evaluate_types(trainer, state["params"], data.test, config.eval_batch_size)
-    stop_step = np.where(stop_step < 0, np.asarray(state["step"]), stop_step)
-    stops = pd.DataFrame({"dataset": data.name, "num_tokens": data.num_tokens, "n_train": n_train,
-                          "seed": seeds, "stop_step": stop_step, "stop_reason": reason,
-                          "diverged": np.asarray(state["diverged"])})
+    stop_step = np.where(stops.stop_step < 0, np.asarray(state["step"]), stops.stop_step)
+    stop_table = pd.DataFrame({
+        "dataset": data.name, "num_tokens": data.num_tokens, "n_train": n_train, "seed": seeds,
+        "stop_step": stop_step, "stop_reason": stops.reason,
+        "diverged": np.asarray(state["diverged"])})
     result = CellResult(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)),
-                        per_example_frame(data, per_example, seeds), stops, state)
+                        per_example_frame(data, per_example, seeds), stop_table, state)
     if checkpointer is not None:
-        _save_progress(checkpointer, model_dir, done, state, rows, seeds, data.name,
-                       patience_from, reason, stop_step)
+        _save_progress(checkpointer, model_dir, done, state, rows, seeds, data.name, stops)
         checkpointer.close()
         write_text(model_dir / "per_example.csv", result.per_example.to_csv(index=False))
         write_text(model_dir / "stops.csv", result.stops.to_csv(index=False))
@@ -309,39 +341,37 @@ def train_coverage_cell(
 
 
 def _check_meta(meta: dict[str, Any], model_dir: Path, seeds: Sequence[int],
-                dataset: str) -> None:
-    """A checkpoint belongs to this cell: same seeds and dataset."""
-    if list(meta["seeds"]) != list(seeds) or meta["dataset"] != dataset:
+                dataset: str | None) -> None:
+    """A checkpoint belongs to this cell: same seeds (and dataset, when given)."""
+    if list(meta["seeds"]) != list(seeds) or dataset not in (None, meta["dataset"]):
         raise ValueError(f"{model_dir}: checkpoint is of seeds {meta['seeds']} on "
                          f"{meta['dataset']}, not seeds {list(seeds)} on {dataset}")
 
 
 def _save_progress(checkpointer: CellCheckpointer, model_dir: Path, step: int, state: State,
                    rows: list[dict[str, Any]], seeds: Sequence[int], dataset: str,
-                   patience_from: np.ndarray, reason: np.ndarray, stop_step: np.ndarray) -> None:
+                   stops: SeedStops) -> None:
     """checkpoint_<step> (state + early-stopping bookkeeping) and results.csv up to step."""
     if checkpointer.manager.latest_step() == step:
         return
-    checkpointer.save(step, state, {
-        "seeds": list(seeds), "dataset": dataset, "patience_from": patience_from.tolist(),
-        "stop_reason": reason.tolist(), "stop_step": stop_step.tolist()})
+    checkpointer.save(step, state, {"seeds": list(seeds), "dataset": dataset, **stops.meta()})
     write_text(model_dir / "results.csv",
                pd.DataFrame(rows, columns=list(RESULT_COLUMNS)).to_csv(index=False))
 
 
 def restore_params(model_dir: Path, trainer: MultiSeedTrainer, seeds: Sequence[int],
-                   step: int | None = None) -> Any:
-    """The stacked params [S, ...] of a cell's checkpoint_<step> (default: the newest)."""
+                   step: int | None = None, dataset: str | None = None) -> Any:
+    """The stacked params [S, ...] of a cell's checkpoint_<step> (default: the newest), checked
+    to be of these seeds (and this dataset, when given)."""
     checkpointer = CellCheckpointer(model_dir, ALL_CHECKPOINTS)
     restored = checkpointer.restore(trainer.init(jnp.asarray(seeds)), step)
+    saved = sorted(checkpointer.manager.all_steps())
     checkpointer.close()
     if restored is None:
         raise FileNotFoundError(f"{model_dir}: no checkpoint_"
-                                f"{'<step>' if step is None else step} to analyse; saved: "
-                                f"{sorted(checkpointer.manager.all_steps())}")
-    _, state, meta = restored
-    _check_meta(meta, model_dir, seeds, meta["dataset"])
-    return state["params"]
+                                f"{'<step>' if step is None else step} to analyse; saved: {saved}")
+    _check_meta(restored[2], model_dir, seeds, dataset)
+    return restored[1]["params"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,7 +405,7 @@ def cell_setup(
 def checkpoint_per_example(setup: CellSetup, step: int) -> pd.DataFrame:
     """Per-example teacher-forced accuracy of every seed at a saved checkpoint_<step>."""
     seeds = setup.train_config.seeds
-    params = restore_params(setup.model_dir, setup.trainer, seeds, step)
+    params = restore_params(setup.model_dir, setup.trainer, seeds, step, setup.data.name)
     accuracy = evaluate_types(setup.trainer, params, setup.data.test,
                               setup.train_config.eval_batch_size)
     return per_example_frame(setup.data, accuracy, seeds).assign(step=step)
@@ -445,19 +475,20 @@ def scaling_sweep(
                 except ValueError as err:
                     print(f"skipping {name}: {err}")
                     break
-            n_type0 = sum(ex.category == "type_0" for ex in coverage.load(directory, "test"))
-            if n_type0 < sweep.min_type0_items:
-                print(f"skipping {name} and larger: {n_type0} type_0 items < "
-                      f"ScalingSweep.min_type0_items={sweep.min_type0_items}")
-                break
             cell_dir = out / name
             stops_path = cell_dir / "stops.csv"
             if stops_path.is_file():
                 stops = pd.read_csv(stops_path)
             else:
-                stops = train_synthetic(cell_setup(
+                setup = cell_setup(
                     model_dir=str(cell_dir), dataset_dir=str(directory), model_config=model_config,
-                    optimizer_config=optimizer_config, train_config=train_config)).stops
+                    optimizer_config=optimizer_config, train_config=train_config)
+                n_type0 = int((setup.data.test_types == "type_0").sum())
+                if n_type0 < sweep.min_type0_items:
+                    print(f"skipping {name} and larger: {n_type0} type_0 items < "
+                          f"ScalingSweep.min_type0_items={sweep.min_type0_items}")
+                    break
+                stops = train_synthetic(setup).stops
             all_stops.append(stops)
             if (stops["stop_reason"] == "type_0").mean() >= sweep.success_fraction:
                 break

@@ -69,7 +69,8 @@ def run_circuits(args: argparse.Namespace) -> None:
     _configure(args)
     setup = cell_setup()
     seeds = setup.train_config.seeds
-    params = restore_params(setup.model_dir, setup.trainer, seeds, args.step)
+    params = restore_params(setup.model_dir, setup.trainer, seeds, args.step,
+                            setup.data.name)
     for path in analyse(setup.model_dir, setup.trainer, params, seeds, setup.data,
                         setup.dataset_dir, grouping=args.grouping,
                         coverage_groups=args.coverage_groups, parity=args.parity,
@@ -92,12 +93,13 @@ def run_covered(args: argparse.Namespace) -> None:
 
     _configure(args)
     setup = cell_setup()
-    kcov = kcoverage_table(setup.dataset_dir, args.k_max, parity=args.parity)
+    dataset = load_dataset(setup.dataset_dir)
+    kcov = kcoverage_table(dataset, args.k_max, parity=args.parity)
     if args.step:
         per_example = pd.concat([checkpoint_per_example(setup, s) for s in args.step])
     else:
         per_example = pd.read_csv(setup.model_dir / "per_example.csv").assign(step="final")
-    prior = prior_baseline(load_dataset(setup.dataset_dir))
+    prior = prior_baseline(dataset)
     table = covered_accuracy(per_example, kcov, args.k or [1]).merge(
         prior, left_on="type", right_index=True, how="left")
     stem = "covered_accuracy" + "".join(f"_{s}" for s in args.step or [])
