@@ -145,13 +145,6 @@ class Manifest:
         """Passes per unique example over a run: steps * batch_size / n_unique."""
         return steps * batch_size / self.n_unique
 
-    def steps_for_exposure(self, exposure: float, batch_size: int) -> int:
-        """Training steps (rounded up) that give each unique example `exposure` passes."""
-        if exposure <= 0 or batch_size < 1:
-            raise ManifestError(f"exposure={exposure} must be > 0 and batch_size={batch_size} "
-                                ">= 1")
-        return -(-round(exposure * self.n_unique) // batch_size)
-
     def with_stats(self, measured: dict[str, Any]) -> Manifest:
         """A copy whose stats also hold `measured` (coverage, typicality, ...), rehashed."""
         return dataclasses.replace(self, stats={**self.stats, **measured}, hash="")
