@@ -307,7 +307,7 @@ def train_coverage_cell(
             accuracy = type_accuracy(per_example, data.test["loss_mask"], data.test_types)
             seed_steps = np.asarray(state["step"])
             epoch = seed_steps // steps_per_epoch
-            train_loss = np.asarray(losses.mean(axis=1))
+            train_loss = np.asarray(losses).astype(np.float64).mean(axis=1)
             diverged = np.asarray(state["diverged"])
             now = stops.update(config, accuracy, epoch, seed_steps, np.asarray(state["active"]),
                                diverged)

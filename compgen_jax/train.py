@@ -251,7 +251,9 @@ def train_cell(
     for step in range(start + train_config.steps_per_call, train_config.total_steps + 1,
                       train_config.steps_per_call):
         state, losses = trainer.train(state, orders, pool)
-        chunk_loss = host_array(losses.mean(axis=1))[:len(seeds)]
+        # Mean on the host in float64: a device reduction's order depends on the per-device
+        # shape, so it would differ between sharding layouts (and CPUs) in the last bits.
+        chunk_loss = host_array(losses)[:len(seeds)].astype(np.float64).mean(axis=1)
         writer.write_scalars(step, {f"seed_{s}/train_loss": float(v)
                                     for s, v in zip(seeds, chunk_loss, strict=True)})
         if progress is not None:
