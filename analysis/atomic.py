@@ -1,4 +1,8 @@
-"""Atomic file writes (temp file beside the target + rename): readers never see half a file."""
+"""Atomic file writes (temp file beside the target + rename): readers never see half a file.
+
+The one atomic writer of the project (tasks and compgen_jax write through it too); it depends on
+the standard library only, so the analysis package stays free of ML frameworks.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename it onto `path` on success, delete it on error."""
+    """Yield a temp path beside `path`; rename it onto `path` on success, delete it on error.
+
+    The file gets the mode a plain `open(path, "w")` would give (0666 less the umask), not
+    mkstemp's private 0600, so collaborators on a shared disk can read results.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -19,6 +40,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` (parents created) so readers see the old file or the whole new one."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())

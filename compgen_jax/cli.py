@@ -37,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from compgen_jax.gin_utils import rewrite_gin_args
 
-    args = build_parser().parse_args(rewrite_gin_args(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:  # the analysis package parses its own flags, --help included
+        from analysis.__main__ import main as analysis_main
+
+        return analysis_main(argv)
+    args = build_parser().parse_args(rewrite_gin_args(argv))
     try:
         args.run(args)
     except (ValueError, FileNotFoundError) as err:

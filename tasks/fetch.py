@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from tasks.atomic import write_text
+from tasks.atomic import atomic_path, write_text
 from tasks.jsonstream import read_json_file
 
 CHECKSUMS = "checksums.json"
@@ -102,19 +102,13 @@ def read_checksums(root: Path) -> dict[str, dict[str, object]]:
 
 def download(url: str, target: Path) -> tuple[str, int]:
     """Stream `url` to `target` atomically; return (sha256, bytes)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     digest, size = hashlib.sha256(), 0
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            while chunk := response.read(CHUNK_BYTES):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with (atomic_path(target) as tmp, open(tmp, "wb") as out,
+          urllib.request.urlopen(url, timeout=60) as response):
+        while chunk := response.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
     return digest.hexdigest(), size
 
 

@@ -8,12 +8,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+# isort: off
+from tasks.tf_env import tf  # TensorFlow loads quietly here, before seqio imports it
 import seqio
+# isort: on
 
 from tasks.benchmarks import cfq, cogs, coverage, gscan, recogs, scan
 from tasks.data_dir import data_dir as resolve_data_dir
 from tasks.example import Example
-from tasks.tf_env import tf
 from tasks.vocab import WordVocabulary
 
 TOKEN_FEATURES = ("inputs", "targets")

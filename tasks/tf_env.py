@@ -1,11 +1,36 @@
-"""TensorFlow for the seqio layer, with accelerators hidden so TF never claims JAX's GPU."""
+"""TensorFlow for the seqio layer: loaded quietly, with accelerators hidden so TF never claims
+JAX's GPU. Every module that imports seqio or TensorFlow imports this module first."""
 
 from __future__ import annotations
 
-import tensorflow as tf
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 
 
-def _hide_accelerators() -> None:
+@contextlib.contextmanager
+def _native_stderr_held() -> Iterator[None]:
+    """Hold what C++ code writes to fd 2 (TF's oneDNN/CUDA start-up notices, printed before any
+    log level applies); replay it only if the block fails, so real load errors stay visible."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _hide_accelerators(tf) -> None:
     """Make TF CPU-only (as t5x does); tolerate a TF runtime already started without GPUs."""
     try:
         tf.config.experimental.set_visible_devices([], "GPU")
@@ -14,6 +39,10 @@ def _hide_accelerators() -> None:
             raise
 
 
-_hide_accelerators()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+with _native_stderr_held():
+    import tensorflow as tf
+
+    _hide_accelerators(tf)
 
 __all__ = ["tf"]

@@ -6,10 +6,12 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+# isort: off
+from tasks.tf_env import tf  # TensorFlow loads quietly here, before seqio imports it
 import seqio
+# isort: on
 
 from tasks.atomic import write_text
-from tasks.tf_env import tf
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 SPECIALS = (PAD, EOS, UNK)
