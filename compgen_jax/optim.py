@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import gin
+import jax
 import optax
 
 
@@ -37,13 +39,24 @@ def learning_rate_schedule(cfg: OptimizerConfig) -> optax.Schedule:
     return optax.join_schedules([warmup, after], [max(cfg.warmup_steps, 1)])
 
 
+def weight_decay_mask(params: Any) -> Any:
+    """True for matrices (kernels, embeddings), False for vectors (biases, LayerNorm scales).
+
+    The rule of GPT-2-style training (nanoGPT's `configure_optimizers`, the coverage-principle
+    setup): only parameters with two or more dimensions decay. Applied per seed, inside vmap.
+    """
+    return jax.tree.map(lambda leaf: leaf.ndim >= 2, params)
+
+
 def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
     """The configured optimizer after per-seed global-norm clipping (per seed under vmap)."""
     schedule = learning_rate_schedule(cfg)
     if cfg.name == "adamw":
-        core = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
+        core = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay,
+                           mask=weight_decay_mask)
     elif cfg.name == "adafactor":
-        core = optax.adafactor(schedule, weight_decay_rate=cfg.weight_decay or None)
+        core = optax.adafactor(schedule, weight_decay_rate=cfg.weight_decay or None,
+                               weight_decay_mask=weight_decay_mask)
     else:
         raise ValueError(f"OptimizerConfig.name={cfg.name!r}: expected 'adamw' or 'adafactor'")
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), core)

@@ -19,10 +19,10 @@ from compgen_jax.models.decoder_only import (
     DecoderConfig,
     answer_loss,
     teacher_forced_accuracy,
-    weight_decay_mask,
 )
 from compgen_jax.models.transformer import EncoderDecoder, TransformerConfig, shift_right
 from compgen_jax.multiseed import MultiSeedTrainer
+from compgen_jax.optim import weight_decay_mask
 
 VOCAB = 12
 FAST_COMPILE = {"xla_backend_optimization_level": 0}  # CPU compile ~3x faster; same in both runs
@@ -65,7 +65,7 @@ def test_seed_inside_vmapped_run_equals_seed_alone(config, pool: Callable):
     # turn its float round-off (which differs between batched and single kernels) into lr-sized
     # steps of random sign.
     tx = optax.adamw(3e-3, eps=1e-4, weight_decay=0.1,
-                     mask=weight_decay_mask if isinstance(config, DecoderConfig) else None)
+                     mask=weight_decay_mask)
     trainer = MultiSeedTrainer(config, tx, batch, steps)
     orders = jnp.asarray(np.stack([np.random.default_rng(s).integers(0, 24, steps * batch)
                                    for s in seeds]), jnp.int32)

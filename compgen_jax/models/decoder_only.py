@@ -158,13 +158,3 @@ def teacher_forced_accuracy(
     weights = loss_mask[:, 1:].astype(jnp.float32)
     correct = (jnp.argmax(logits[:, :-1], axis=-1) == tokens[:, 1:]).astype(jnp.float32)
     return jnp.sum(correct * weights) / jnp.maximum(jnp.sum(weights), 1.0)
-
-
-def weight_decay_mask(params: nnx.State) -> nnx.State:
-    """True where upstream decays: kernels and wte/wpe; not biases or LayerNorm parameters."""
-
-    def decayed(path: tuple, _leaf: jax.Array) -> bool:
-        names = [str(getattr(p, "key", getattr(p, "name", p))) for p in path]
-        return not any(n == "bias" or n.startswith("ln") for n in names)
-
-    return jax.tree_util.tree_map_with_path(decayed, params)
