@@ -54,7 +54,7 @@ def test_parity_writes_upstream_bytes(tmp_path: Path, args: tuple) -> None:
     task, n, max_train, same, mode, seed, test_size = args
     out = coverage.generate(task, tmp_path, n, max_train, same=same, mode=mode, seed=seed,
                             test_size=test_size, parity=True)  # fmt: skip
-    assert _digest(out) == UPSTREAM[args], f"compare with: python -m analysis coverage compare {out}"
+    assert _digest(out) == UPSTREAM[args], f"see: python -m analysis coverage compare {out} ..."
 
 
 def test_parity_rules_read_from_upstream(tmp_path: Path) -> None:
