@@ -17,7 +17,13 @@ Quirks: Q1 default fix puts S in the bucket key; `parity=True` omits it and repr
 union-find root choice (union by size, ties to the earlier subsequence, pairs in first-seen
 order), which is a sequential Python loop and slower. Q2 fixed (any threshold), Q3 fixed
 (directory basename), Q4/Q6/Q8 reproduced (types other than type_0 are never nodes; ground-truth
-test labels are used; type_0 items are duplicated as `covered_{k}` in test_annotated*.json).
+test labels are used; type_0 items are duplicated as `covered_{k}` in test_annotated*.json),
+Q36 the single-k ground-truth file is test_annotated_ground-truth_full.json (upstream writes it
+under the k-sweep file's name). In both modes, as upstream: k-sweep percent = c / n * 100 (0 when
+there is no type_0 item), and the single-k `coverage` flag is true for every item whose input is
+a covered node, training inputs (train_inferred) included. With `parity=True` the k-sweep JSON,
+test_annotated.json and test_annotated_full.json are upstream's bytes. `compare` diffs two
+dataset or annotation directories item by item (`python -m analysis coverage compare A B`).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ DEVIATIONS = {
     "Q3": "k-sweep file named from the directory basename (no trailing slash needed)",
     "Q4": "types other than type_0 are not evaluated (max_k = 0)",
     "Q9": "evidence computed once for all k (identical results)",
+    "Q36": "single-k ground-truth file named test_annotated_ground-truth_full.json",
 }
 _TOKEN = re.compile(r"<[^<>]+>")
 _CHUNK_BYTES = 1 << 25

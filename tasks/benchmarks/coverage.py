@@ -2,13 +2,38 @@
 
 Generators for twohop, threehop, parallel2hop and nontree (COVERAGE_PRINCIPLE.md s.1) write the
 upstream directory layout and JSON files (train.json, test.json, atomic_facts_f*.json,
-vocab.json, indent=2), so datasets made by either implementation load in the other. Sampling
-uses CPython `random` in the upstream call order, but candidate orders are sorted here, so
-samples match upstream in distribution, not identity (Q27). Quirk decisions (s.8): Q10 fixed by
-default (`parity=True` reproduces), Q11 omitted by default (`parity=True` writes `type` on the
-aliased train items), Q12 and Q13 reproduced.
-"""
+vocab.json, indent=2), so datasets made by either implementation load in the other. Both modes
+draw from CPython `random` seeded like upstream. `parity=True` writes the bytes upstream's
+scripts write for the same arguments (checked for every task and variant against
+kaistAI/coverage-principle at 49d368b); the default mode keeps cleaner rules, numbered below
+(the numbering continues COVERAGE_PRINCIPLE.md s.8). Q12 and Q13 are reproduced in both modes.
 
+Default mode vs upstream (= `parity=True`):
+- Q10: threehop/parallel2hop test candidates exclude training chains (upstream does not).
+- Q11: no `type` key on the train items in the train_inferred slice (upstream aliases them).
+- Q27: all-seen candidates are sampled from a sorted list; upstream samples from the iteration
+  order of its set of (inputs..., target) int tuples, built per seen f1 key through a worker
+  pool (each partial set pickled, i.e. re-added in iteration order) and unioned (parallel2hop:
+  one set updated from lists). Int tuples hash independently of PYTHONHASHSEED, so upstream
+  and parity mode are deterministic across processes; the order is CPython's set layout
+  (verified on CPython 3.11).
+- Q28: a skip draw tests random() < p; upstream tests random() > 1 - p (same probability,
+  different draws).
+- Q29: train.json keeps the sample order; upstream iterates its set of the sample (this also
+  changes which items the train_inferred slice takes).
+- Q30: test reservoirs are emitted type_0, type_1, ...; upstream in first-seen type order.
+- Q31: nontree (skip p = 0) draws nothing; upstream still draws random() per f1 key and per
+  candidate chain.
+- Q32: the train_inferred slice is a sample of min(2000, max_train); upstream's is
+  test_size_for_type items (3000 for threehop/parallel2hop), and every train item without a
+  draw when max_train <= test_size_for_type.
+- Q33: include-atomic without same functions is refused before anything is written (both
+  modes); upstream asserts after writing vocab.json.
+- Q34: include-atomic shuffles the f1 facts into train.json; upstream appends them after the
+  shuffle, in key order.
+- Q35: nontree same-f12: an f2 key (b, e1, e2) is a seen candidate iff (b, e1) is one for f1;
+  upstream shuffles f2's N^3 keys again and takes a fresh 70%.
+"""
 from __future__ import annotations
 
 import dataclasses
