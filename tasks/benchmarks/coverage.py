@@ -34,6 +34,7 @@ Default mode vs upstream (= `parity=True`):
 - Q35: nontree same-f12: an f2 key (b, e1, e2) is a seen candidate iff (b, e1) is one for f1;
   upstream shuffles f2's N^3 keys again and takes a fresh 70%.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -186,7 +187,9 @@ def _chains(
     yield from walk(0, [None] * s.n_inputs, [])
 
 
-def _upstream_candidates(s: Structure, fns: Sequence[dict], seen: Sequence[list]) -> set:
+def _upstream_candidates(
+    s: Structure, fns: Sequence[dict], seen: Sequence[list]
+) -> set[tuple[int, ...]]:
     """All-seen chains as upstream's set of (inputs..., target) int tuples, built as upstream
     builds it, so that its iteration order is upstream's (Q27).
 
@@ -219,7 +222,7 @@ def _upstream_candidates(s: Structure, fns: Sequence[dict], seen: Sequence[list]
     f0, args0 = s.hops[0]
     roots = [{**dict(zip(args0, key, strict=True)), "h0": fns[f0][key]} for key in seen[f0]]
     if s.name == "parallel2hop":
-        pool: set = set()
+        pool: set[tuple[int, ...]] = set()
         for xs in roots:
             pool.update(list(grow(1, xs)))
         return pool
