@@ -1,4 +1,5 @@
-"""Command line: `python -m analysis summary|report|coverage|scaling ...` (see `--help`)."""
+"""Command line: `python -m analysis summary|report|coverage|scaling ...` (see `--help`);
+`python -m analysis coverage compare DIR_A DIR_B` compares two dataset/annotation directories."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.coverage import kcoverage_table, sweep_frame, write_upstream_outputs
+from analysis.coverage import compare, kcoverage_table, sweep_frame, write_upstream_outputs
 from analysis.dose_response import (
     diversity_summary,
     diversity_trend,
@@ -39,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--model-dir", help="where <cell>/manifests/ live (default: RESULTS)")
     report.add_argument("--n-perm", type=int, default=10000, help="permutations per test")
     report.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
-    cov = sub.add_parser("coverage", help="k-coverage of a coverage-principle dataset (k sweep)")
+    cov = sub.add_parser("coverage", help="k-coverage of a coverage-principle dataset (k sweep); "
+                         "`coverage compare DIR_A DIR_B` diffs two dataset/annotation dirs")
     cov.add_argument("dataset_dir", help="upstream-layout dataset directory (train/test/vocab)")
     cov.add_argument("--k_max", type=int, default=20, help="sweep k = 1..K_MAX (default 20)")
     cov.add_argument("--parity", action="store_true", help="upstream bucket key (quirk Q1)")
@@ -55,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; bad input gives a one-line error and exit status 2."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["coverage", "compare"]:
+        return compare_main(argv[2:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "report":
@@ -87,6 +92,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     return 0
+
+
+def compare_main(argv: list[str]) -> int:
+    """`coverage compare DIR_A DIR_B`: exit 0 when identical, 1 when different, 2 on bad input."""
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis coverage compare",
+        description="item-level differences between the JSON files of two coverage dataset or "
+        "annotation directories (e.g. ours vs upstream's)")
+    parser.add_argument("dir_a")
+    parser.add_argument("dir_b")
+    parser.add_argument("--examples", type=int, default=3, help="examples shown per kind")
+    args = parser.parse_args(argv)
+    try:
+        identical, lines = compare(args.dir_a, args.dir_b, args.examples)
+    except (ValueError, OSError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0 if identical else 1
 
 
 if __name__ == "__main__":

@@ -17,7 +17,13 @@ Quirks: Q1 default fix puts S in the bucket key; `parity=True` omits it and repr
 union-find root choice (union by size, ties to the earlier subsequence, pairs in first-seen
 order), which is a sequential Python loop and slower. Q2 fixed (any threshold), Q3 fixed
 (directory basename), Q4/Q6/Q8 reproduced (types other than type_0 are never nodes; ground-truth
-test labels are used; type_0 items are duplicated as `covered_{k}` in test_annotated*.json).
+test labels are used; type_0 items are duplicated as `covered_{k}` in test_annotated*.json),
+Q36 the single-k ground-truth file is test_annotated_ground-truth_full.json (upstream writes it
+under the k-sweep file's name). In both modes, as upstream: k-sweep percent = c / n * 100 (0 when
+there is no type_0 item), and the single-k `coverage` flag is true for every item whose input is
+a covered node, training inputs (train_inferred) included. With `parity=True` the k-sweep JSON,
+test_annotated.json and test_annotated_full.json are upstream's bytes. `compare` diffs two
+dataset or annotation directories item by item (`python -m analysis coverage compare A B`).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ DEVIATIONS = {
     "Q3": "k-sweep file named from the directory basename (no trailing slash needed)",
     "Q4": "types other than type_0 are not evaluated (max_k = 0)",
     "Q9": "evidence computed once for all k (identical results)",
+    "Q36": "single-k ground-truth file named test_annotated_ground-truth_full.json",
 }
 _TOKEN = re.compile(r"<[^<>]+>")
 _CHUNK_BYTES = 1 << 25
@@ -317,7 +324,9 @@ def kcoverage_table(
 
     `dataset` is a dataset directory or its load_dataset result. `input`/`target` are the item's
     input_text/target_text. attrs hold the dataset name, the options, `k_sweep`
-    {k: [n_covered_type0, percent]} and `covered_at` {k: covered indices}.
+    {k: [n_covered_type0, percent]} (percent = n / n_type0 * 100, upstream's arithmetic),
+    `covered_at` {k: covered type_0 indices} and `covered_items` {k: indices of the items whose
+    input is a covered node, training inputs included (upstream's single-k `coverage` flag)}.
     """
     data = dataset if isinstance(dataset, CoverageData) else load_dataset(dataset)
     types = [str(item.get("type")) for item in data.test_items]
@@ -326,6 +335,8 @@ def kcoverage_table(
                               data.n_tokens, k_max, parity,
                               GROUND_TRUTH_SUBSETS if ground_truth else SUBSETS)  # fmt: skip
     ks = np.arange(1, k_max + 1)
+    codes = _encode(data.test_x, (0, 1, 2), data.n_tokens)
+    in_train = np.isin(codes, _encode(data.train_x, (0, 1, 2), data.n_tokens))
     max_k = np.zeros(len(types), dtype=np.int64)
     max_k[t0] = (covered * ks).max(axis=1, initial=0)
     table = pd.DataFrame({
@@ -340,9 +351,13 @@ def kcoverage_table(
         "dataset": data.name, "k_max": k_max, "parity": parity, "ground_truth": ground_truth,
         "n_type0": len(t0),
         "deviations": {q: v for q, v in DEVIATIONS.items() if not (parity and q == "Q1")},
-        "k_sweep": {int(k): [int(c), 100.0 * int(c) / len(t0) if len(t0) else 0.0]
+        "k_sweep": {int(k): [int(c), int(c) / len(t0) * 100 if len(t0) else 0]
                     for k, c in zip(ks, counts, strict=True)},
         "covered_at": {int(k): t0[covered[:, k - 1]].tolist() for k in ks},
+        "covered_items": {
+            int(k): np.flatnonzero(in_train | np.isin(codes, codes[t0[covered[:, k - 1]]])).tolist()
+            for k in ks
+        },
     })  # fmt: skip
     return table
 
@@ -365,8 +380,9 @@ def write_upstream_outputs(
     Layout as upstream with `out_dir` in place of both the data directory and the working
     directory: test_annotated[_ground-truth].json (type_0 duplicated as covered_{max_k}),
     `k_sweep_results/<dataset>[_ground-truth].json` (str(k) -> [n, percent]) and the single-k
-    file with a `coverage` flag: test_annotated_full.json, or test_annotated_ground-truth_full.json
-    (upstream gives that one the sweep file's name; renamed here so both can coexist).
+    file with a `coverage` flag (true for train_inferred items too, as upstream: a training input
+    is a node of a component holding a training input): test_annotated_full.json, or
+    test_annotated_ground-truth_full.json (Q36). Upstream-byte-identical in both modes, up to Q1.
     """
     test = _read_json(Path(dataset_dir) / "test.json")
     if len(test) != len(table):
@@ -378,7 +394,7 @@ def write_upstream_outputs(
     out = Path(out_dir)
     type0 = table.loc[table["type"] == "type_0", ["index", "max_k"]].itertuples(index=False)
     sweep = test + [{**test[i], "type": f"covered_{k}"} for i, k in type0]
-    covered = set(attrs["covered_at"][min_evidence])
+    covered = set(attrs["covered_items"][min_evidence])
     single = [{**item, "coverage": i in covered} for i, item in enumerate(test)]
     table_path = out / f"coverage{suffix}.csv"
     with atomic_path(table_path) as tmp:
@@ -530,3 +546,88 @@ def reference_coverage(
         for qi, q in enumerate(queries):
             result[qi][k - 1] = q in covered
     return result
+
+
+def _json_files(root: Path) -> dict[str, Path]:
+    """{relative path: path} of the JSON files under a directory (recursively)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory")
+    files = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*.json"))}
+    if not files:
+        raise ValueError(f"{root}: no .json files (expected a dataset or annotation directory)")
+    return files
+
+
+def _canon(value: Any) -> str:
+    """Compact, key-sorted JSON of a value (identity for comparisons and examples)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _item_key(item: Any) -> str:
+    """An item's identity across files: its input_text, else the whole item."""
+    if isinstance(item, dict) and isinstance(item.get("input_text"), str):
+        return item["input_text"]
+    return _canon(item)
+
+
+def _diff_values(a: Any, b: Any, examples: int) -> list[str]:
+    """Lines describing how two different JSON values of one file differ, item by item."""
+    if isinstance(a, list) and isinstance(b, list):
+        groups: list[dict[str, list[str]]] = [defaultdict(list), defaultdict(list)]
+        for group, items in zip(groups, (a, b), strict=True):
+            for item in items:
+                group[_item_key(item)].append(_canon(item))
+        ga, gb = groups
+        missing = [k for k in ga if k not in gb]
+        added = [k for k in gb if k not in ga]
+        changed = [k for k in ga if k in gb and sorted(ga[k]) != sorted(gb[k])]
+        lines = [f"{len(a)} vs {len(b)} items: {len(missing)} keys only in A, {len(added)} only "
+                 f"in B, {len(changed)} changed (items keyed by input_text)"]  # fmt: skip
+        lines += [f"only in A: {' '.join(ga[k])}" for k in missing[:examples]]
+        lines += [f"only in B: {' '.join(gb[k])}" for k in added[:examples]]
+        lines += [f"changed {k}: A {' '.join(ga[k])} | B {' '.join(gb[k])}"
+                  for k in changed[:examples]]  # fmt: skip
+        if not (missing or added or changed):
+            first = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+            lines = [f"{len(a)} items, the same ones in a different order (first at item {first})"]
+        return lines
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = list(dict.fromkeys([*a, *b]))
+        diff = [k for k in keys if a.get(k, ...) != b.get(k, ...)]
+        return [f"{len(diff)} of {len(keys)} keys differ"] + [
+            f"{k}: A {_canon(a[k]) if k in a else '(absent)'} | "
+            f"B {_canon(b[k]) if k in b else '(absent)'}" for k in diff[:examples]
+        ]  # fmt: skip
+    return [f"A {type(a).__name__} {_canon(a)[:200]} | B {type(b).__name__} {_canon(b)[:200]}"]
+
+
+def compare(
+    dir_a: str | os.PathLike[str], dir_b: str | os.PathLike[str], examples: int = 3
+) -> tuple[bool, list[str]]:
+    """(identical, report lines) of two dataset or annotation directories' JSON files.
+
+    Files are matched by relative path; those in one directory only are listed. Files with
+    equal bytes are identical; otherwise the report says whether only the formatting differs,
+    only the order, or which items (keyed by input_text) are only in A, only in B or changed,
+    with up to `examples` of each. For migrating results between this and the upstream code.
+    """
+    a, b = Path(dir_a), Path(dir_b)
+    files_a, files_b = _json_files(a), _json_files(b)
+    lines = [f"A: {a}", f"B: {b}"]
+    same = 0
+    for name in dict.fromkeys([*files_a, *files_b]):
+        if name not in files_b or name not in files_a:
+            lines.append(f"{name}: only in {'A' if name in files_a else 'B'}")
+            continue
+        raw_a, raw_b = files_a[name].read_bytes(), files_b[name].read_bytes()
+        if raw_a == raw_b:
+            same += 1
+            continue
+        va, vb = _read_json(files_a[name]), _read_json(files_b[name])
+        detail = (["same JSON content, different bytes (formatting)"] if va == vb
+                  else _diff_values(va, vb, examples))  # fmt: skip
+        lines += [f"{name}: {detail[0]}"] + [f"  {line}" for line in detail[1:]]
+    identical = len(lines) == 2
+    lines.append(f"{same} of {len(set(files_a) | set(files_b))} files byte-identical"
+                 + ("" if identical else "; directories differ"))  # fmt: skip
+    return identical, lines

@@ -96,7 +96,9 @@ def test_hand_worked_evidence_contradiction_and_chain(hand_dir: Path) -> None:
     t0 = table[table["type"] == "type_0"]
     assert t0["max_k"].tolist() == [q[2] for q in QUERIES]
     assert (table.loc[table["type"] != "type_0", "max_k"] == 0).all()
-    assert table.attrs["k_sweep"] == {1: [4, 400 / 6], 2: [1, 100 / 6], 3: [0, 0.0], 4: [0, 0.0]}
+    # upstream's arithmetic (determine_coverage.py l. 362): c / n * 100, not 100 * c / n
+    assert table.attrs["k_sweep"] == {1: [4, 4 / 6 * 100], 2: [1, 1 / 6 * 100], 3: [0, 0.0],
+                                      4: [0, 0.0]}  # fmt: skip
     queries = [(x, t) for x, t, _ in QUERIES]
     ref = _reference(TRAIN, queries, 4, False, cv.GROUND_TRUTH_SUBSETS)
     assert (ref * np.arange(1, 5)).max(1).tolist() == [q[2] for q in QUERIES]
@@ -160,7 +162,8 @@ def test_table_outputs_and_cli(hand_dir: Path, tmp_path: Path) -> None:
         f"covered_{k}" for k in table.loc[table["type"] == "type_0", "max_k"]
     ]
     full = json.loads((out / "test_annotated_full.json").read_text())
-    assert [it["coverage"] for it in full] == (table["max_k"] >= 2).tolist()
+    in_train = table["type"] == "train_inferred"  # a training input is a covered node
+    assert [it["coverage"] for it in full] == ((table["max_k"] >= 2) | in_train).tolist()
     ksweep = json.loads((out / "k_sweep_results" / f"{hand_dir.name}.json").read_text())
     assert list(ksweep) == ["1", "2", "3"] and ksweep["1"][0] == table.attrs["k_sweep"][1][0]
     assert pd.read_csv(out / "coverage.csv")["max_k"].tolist() == table["max_k"].tolist()
@@ -235,3 +238,84 @@ def test_covered_accuracy_splits_type0_by_threshold() -> None:
     assert table.loc[("type_0", False), "accuracy"] == pytest.approx(1 / 4)  # items 0, 1
     assert table.loc[("type_0", False), "seed_accuracies"] == "0.500 0.000"
     assert table.loc[("type_1", False), "n_items"] == 1
+
+
+def test_upstream_output_bytes_hand_derived(hand_dir: Path, tmp_path: Path) -> None:
+    """Bytes upstream's determine_coverage.py writes, derived from its code: the k-sweep JSON is
+    json.dump({k: (covered, covered / total * 100)}, indent=2) (l. 362-371), so 1 of 6 is
+    16.666666666666664 (100 * 1 / 6 would be ...68); the single-k file marks every test item
+    whose input is a covered node, so train_inferred is true (l. 420), types 1-3 false."""
+    table = cv.kcoverage_table(hand_dir, k_max=4, ground_truth=True, parity=True)
+    cv.write_upstream_outputs(table, hand_dir, tmp_path, min_evidence=1)
+    sweep = (tmp_path / "k_sweep_results" / f"{hand_dir.name}_ground-truth.json").read_text()
+    assert sweep == (
+        '{\n  "1": [\n    4,\n    66.66666666666666\n  ],\n  "2": [\n    1,\n'
+        '    16.666666666666664\n  ],\n  "3": [\n    0,\n    0.0\n  ],\n  "4": [\n    0,\n'
+        '    0.0\n  ]\n}'
+    )
+    full = (tmp_path / "test_annotated_ground-truth_full.json").read_text()
+    test = json.loads((hand_dir / "test.json").read_text())
+    flags = [True, True, True, True, True, False, False, False]  # max_k >= 1; train_inferred
+    assert full == json.dumps([{**it, "coverage": f} for it, f in zip(test, flags, strict=True)],
+                              indent=2)  # fmt: skip
+    no_type0 = _write(tmp_path / "none", [_item(*r) for r in TRAIN],
+                      [_item((5, 5, 5), 0, "type_1")])  # fmt: skip
+    table = cv.kcoverage_table(no_type0, k_max=1)
+    cv.write_upstream_outputs(table, no_type0, tmp_path / "none_out")
+    assert (tmp_path / "none_out" / "k_sweep_results" / "none.json").read_text() == (
+        '{\n  "1": [\n    0,\n    0\n  ]\n}')  # upstream's `else 0`: an int
+
+
+def test_compare_reports_item_differences_and_exit_codes(
+    hand_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(hand_dir, copy)
+    assert cv.compare(hand_dir, copy) == (
+        True, [f"A: {hand_dir}", f"B: {copy}", "3 of 3 files byte-identical"])
+    assert main(["coverage", "compare", str(hand_dir), str(copy)]) == 0
+    test = json.loads((copy / "test.json").read_text())
+    test[0]["target_text"] = test[0]["target_text"].replace("<t_3></a>", "<t_4></a>")
+    del test[1]
+    test.append(_item((5, 4, 3), 2, "type_2"))
+    (copy / "test.json").write_text(json.dumps(test, indent=2))
+    (copy / "vocab.json").write_text(json.dumps(VOCAB))  # same content, other formatting
+    (copy / "train.json").write_text(json.dumps([_item(*r) for r in reversed(TRAIN)], indent=2))
+    (copy / "extra").mkdir()
+    (copy / "extra" / "k.json").write_text("{}")
+    identical, lines = cv.compare(hand_dir, copy, examples=2)
+    assert not identical
+    assert lines[2:] == [
+        "test.json: 8 vs 8 items: 1 keys only in A, 1 only in B, 1 changed (items keyed by "
+        "input_text)",
+        '  only in A: {"input_text":"<t_1><t_1><t_0>","target_text":"<t_1><t_1><t_0><t_1></a>",'
+        '"type":"type_0"}',
+        '  only in B: {"input_text":"<t_5><t_4><t_3>","target_text":"<t_5><t_4><t_3><t_2></a>",'
+        '"type":"type_2"}',
+        '  changed <t_0><t_1><t_2>: A {"input_text":"<t_0><t_1><t_2>","target_text":'
+        '"<t_0><t_1><t_2><t_3></a>","type":"type_0"} | B {"input_text":"<t_0><t_1><t_2>",'
+        '"target_text":"<t_0><t_1><t_2><t_4></a>","type":"type_0"}',
+        "train.json: 10 items, the same ones in a different order (first at item 0)",
+        "vocab.json: same JSON content, different bytes (formatting)",
+        "extra/k.json: only in B",
+        "0 of 4 files byte-identical; directories differ",
+    ]
+    assert main(["coverage", "compare", str(hand_dir), str(copy)]) == 1
+    assert "extra/k.json: only in B" in capsys.readouterr().out
+    sweep_a, sweep_b = tmp_path / "sa", tmp_path / "sb"
+    for root, pct in ((sweep_a, 2.95), (sweep_b, 59 / 2000 * 100)):  # 100 * c / n vs c / n * 100
+        (root / "k_sweep_results").mkdir(parents=True)
+        (root / "k_sweep_results" / "d.json").write_text(json.dumps({"1": [59, pct]}, indent=2))
+    assert cv.compare(sweep_a, sweep_b)[1][2:] == [
+        "k_sweep_results/d.json: 1 of 1 keys differ",
+        "  1: A [59,2.95] | B [59,2.9499999999999997]",
+        "0 of 1 files byte-identical; directories differ",
+    ]
+    assert main(["coverage", "compare", str(hand_dir), str(tmp_path / "nowhere")]) == 2
+    (copy / "test.json").write_text("[{")
+    assert main(["coverage", "compare", str(hand_dir), str(copy)]) == 2
+    assert "test.json:1: malformed JSON" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["coverage", "compare", str(tmp_path / "empty"), str(copy)]) == 2

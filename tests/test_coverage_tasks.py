@@ -24,8 +24,10 @@ def _facts(path: Path) -> dict[tuple[str, ...], str]:
     return out
 
 
-def test_twohop_layout_formats_and_invariants(tmp_path: Path) -> None:
-    out = coverage.generate("twohop", tmp_path, n=8, max_train=100, mode="cot", test_size=40)
+@pytest.mark.parametrize("parity", [False, True])
+def test_twohop_layout_formats_and_invariants(tmp_path: Path, parity: bool) -> None:
+    out = coverage.generate("twohop", tmp_path, n=8, max_train=100, mode="cot", test_size=40,
+                            parity=parity)  # fmt: skip
     assert out.name == "twohop.8.100.diff-f12.cot"
     assert sorted(p.name for p in out.iterdir()) == [
         "atomic_facts_f1.json", "atomic_facts_f2.json", "test.json", "train.json", "vocab.json"
@@ -36,7 +38,9 @@ def test_twohop_layout_formats_and_invariants(tmp_path: Path) -> None:
     assert len(f1) == len(f2) == 64
     train = json.loads((out / "train.json").read_text())
     test = json.loads((out / "test.json").read_text())
-    assert len(train) == 100 and all(set(item) == {"input_text", "target_text"} for item in train)
+    keys = [set(item) - {"input_text", "target_text"} for item in train]
+    assert len(train) == 100 and sum(k == {"type"} for k in keys) == 40 * parity  # Q11
+    assert all(k <= {"type"} for k in keys)
     seen1, seen2, train_inputs = set(), set(), set()
     for item in train:
         x1, x2, x3, b, t, end = TOKEN.findall(item["target_text"])
@@ -55,7 +59,7 @@ def test_twohop_layout_formats_and_invariants(tmp_path: Path) -> None:
         assert item["input_text"] not in train_inputs  # type_0 disjoint from training
         code = 2 * ((x1, x2) in seen1) + ((b, x3) in seen2)
         assert item["type"] == f"type_{0 if code == 3 else code + 1}"
-    assert sum(item["type"] == "train_inferred" for item in test) == 100
+    assert sum(item["type"] == "train_inferred" for item in test) == (40 if parity else 100)  # Q32
     assert all(sum(i["type"] == k for i in test) <= 40 for k in kinds - {"train_inferred"})
 
 

@@ -26,7 +26,8 @@ def run_generate(args: argparse.Namespace) -> None:
     from tasks.benchmarks import coverage
 
     out = coverage.generate(args.task, args.out, args.num_tokens, args.max_train,
-                            same=args.same, mode=args.mode, seed=args.seed, parity=args.parity)
+                            same=args.same, mode=args.mode, seed=args.seed,
+                            test_size=args.test_size, parity=args.parity)
     print(out)
 
 
@@ -123,7 +124,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--mode", default="inf", help="inf | cot | fakebridge | include-atomic")
     gen.add_argument("--same", action="store_true", help="same functions at every hop")
     gen.add_argument("--seed", type=int, default=42)
-    gen.add_argument("--parity", action="store_true", help="reproduce upstream quirks Q10/Q11")
+    gen.add_argument("--test_size", type=int, default=None,
+                     help="per-type test cap (upstream --test_size_for_type; default 2000, "
+                     "threehop/parallel2hop 3000)")
+    gen.add_argument("--parity", action="store_true",
+                     help="write upstream's bytes for the same arguments (quirks Q10, Q11, "
+                     "Q27-Q35)")
     gen.add_argument("--out", required=True, help="data root; the dataset dir goes inside")
     gen.set_defaults(run=run_generate)
     flags = gin_flags()

@@ -2,11 +2,37 @@
 
 Generators for twohop, threehop, parallel2hop and nontree (COVERAGE_PRINCIPLE.md s.1) write the
 upstream directory layout and JSON files (train.json, test.json, atomic_facts_f*.json,
-vocab.json, indent=2), so datasets made by either implementation load in the other. Sampling
-uses CPython `random` in the upstream call order, but candidate orders are sorted here, so
-samples match upstream in distribution, not identity (Q27). Quirk decisions (s.8): Q10 fixed by
-default (`parity=True` reproduces), Q11 omitted by default (`parity=True` writes `type` on the
-aliased train items), Q12 and Q13 reproduced.
+vocab.json, indent=2), so datasets made by either implementation load in the other. Both modes
+draw from CPython `random` seeded like upstream. `parity=True` writes the bytes upstream's
+scripts write for the same arguments (checked for every task and variant against
+kaistAI/coverage-principle at 49d368b); the default mode keeps cleaner rules, numbered below
+(the numbering continues COVERAGE_PRINCIPLE.md s.8). Q12 and Q13 are reproduced in both modes.
+
+Default mode vs upstream (= `parity=True`):
+- Q10: threehop/parallel2hop test candidates exclude training chains (upstream does not).
+- Q11: no `type` key on the train items in the train_inferred slice (upstream aliases them).
+- Q27: all-seen candidates are sampled from a sorted list; upstream samples from the iteration
+  order of its set of (inputs..., target) int tuples, built per seen f1 key through a worker
+  pool (each partial set pickled, i.e. re-added in iteration order) and unioned (parallel2hop:
+  one set updated from lists). Int tuples hash independently of PYTHONHASHSEED, so upstream
+  and parity mode are deterministic across processes; the order is CPython's set layout
+  (verified on CPython 3.11).
+- Q28: a skip draw tests random() < p; upstream tests random() > 1 - p (same probability,
+  different draws).
+- Q29: train.json keeps the sample order; upstream iterates its set of the sample (this also
+  changes which items the train_inferred slice takes).
+- Q30: test reservoirs are emitted type_0, type_1, ...; upstream in first-seen type order.
+- Q31: nontree (skip p = 0) draws nothing; upstream still draws random() per f1 key and per
+  candidate chain.
+- Q32: the train_inferred slice is a sample of min(2000, max_train); upstream's is
+  test_size_for_type items (3000 for threehop/parallel2hop), and every train item without a
+  draw when max_train <= test_size_for_type.
+- Q33: include-atomic without same functions is refused before anything is written (both
+  modes); upstream asserts after writing vocab.json.
+- Q34: include-atomic shuffles the f1 facts into train.json; upstream appends them after the
+  shuffle, in key order.
+- Q35: nontree same-f12: an f2 key (b, e1, e2) is a seen candidate iff (b, e1) is one for f1;
+  upstream shuffles f2's N^3 keys again and takes a fresh 70%.
 """
 
 from __future__ import annotations
@@ -31,6 +57,7 @@ END = "</a>"
 FAKE_BRIDGE = "</b>"
 RHO = 0.7
 SKIP_P = 0.4
+TRAIN_INFERRED = 2000
 PAIR_CONSTRUCT = "positional pairs of input tokens: (i:<t_a>, j:<t_b>) for input positions i < j"
 _TOKEN = re.compile(r"<[^<>]+>")
 
@@ -56,7 +83,7 @@ STRUCTURES = {
                           "f123", 3000, SKIP_P, ("inf", "cot", "fakebridge")),
     "parallel2hop": Structure("parallel2hop", 4,
                               ((0, ("x0", "x1")), (1, ("x2", "x3")), (2, ("h0", "h1"))),
-                              "f123", 2000, SKIP_P, ("inf", "include-atomic")),
+                              "f123", 3000, SKIP_P, ("inf", "include-atomic")),
     "nontree": Structure("nontree", 3, ((0, ("x0", "x1")), (1, ("h0", "x1", "x2"))), "f12",
                          2000, 0.0, ("inf", "cot")),
 }
@@ -82,6 +109,31 @@ def _make_function(n: int, arity: int, rng: random.Random) -> tuple[dict, list]:
     return fn, order
 
 
+def _functions(
+    s: Structure, n: int, same: bool, rng: random.Random, parity: bool
+) -> tuple[list[dict], list[list]]:
+    """Each function and its candidate seen keys, in upstream's (shuffled) order."""
+    fns: list[dict] = []
+    seen: list[list] = []
+    for f in range(1 + max(f for f, _ in s.hops)):
+        if not (same and f > 0):
+            fn, order = _make_function(n, _arity(s, f), rng)
+            fns.append(fn)
+            seen.append(order[: round(RHO * len(order))])
+            continue
+        fns.append(_same_function(fns[0], _arity(s, f)))
+        if _arity(s, f) == 2:
+            seen.append(list(seen[0]))
+        elif parity:  # nontree: a fresh 70% of f2's N^3 keys (Q35)
+            order = list(fns[f])
+            rng.shuffle(order)
+            seen.append(order[: round(RHO * len(order))])
+        else:
+            first = set(seen[0])
+            seen.append([k for k in fns[f] if k[:2] in first])
+    return fns, seen
+
+
 def _arity(s: Structure, f: int) -> int:
     """Number of arguments of function f."""
     return next(len(args) for fi, args in s.hops if fi == f)
@@ -101,9 +153,16 @@ def chain_values(task: str, fns: Sequence[dict], xs: Sequence[int]) -> list[int]
     return _evaluate(STRUCTURES[task], fns, xs)
 
 
+def _skip(rng: random.Random, p: float, parity: bool) -> bool:
+    """One skip draw: upstream tests random() > 1 - p, and draws even when p = 0 (Q28, Q31)."""
+    if parity:
+        return rng.random() > 1 - p
+    return bool(p) and rng.random() < p
+
+
 def _chains(
     s: Structure, n: int, fns: Sequence[dict], allowed: Sequence[set] | None,
-    skip: float, rng: random.Random | None,
+    skip: float, rng: random.Random | None, parity: bool = False,
 ) -> Iterator[tuple[int, ...]]:
     """Input tuples in product order whose hop keys are allowed (None: full domain), skipping."""
 
@@ -121,11 +180,59 @@ def _chains(
             if allowed is not None and key not in allowed[f]:
                 continue
             last = hop == len(s.hops) - 1
-            if rng is not None and skip and not last and free and rng.random() < skip:
+            if rng is not None and not last and free and _skip(rng, skip, parity):
                 continue
             yield from walk(hop + 1, bound, [*hs, fns[f][key]])
 
     yield from walk(0, [None] * s.n_inputs, [])
+
+
+def _upstream_candidates(
+    s: Structure, fns: Sequence[dict], seen: Sequence[list]
+) -> set[tuple[int, ...]]:
+    """All-seen chains as upstream's set of (inputs..., target) int tuples, built as upstream
+    builds it, so that its iteration order is upstream's (Q27).
+
+    Chains grow from each seen f1 key in seen order, through the seen keys of the next hops
+    (in their seen order) that agree with the values bound so far. twohop, threehop and nontree
+    collect one set per f1 key in a worker pool, which pickles it (re-adding its elements in
+    iteration order), then union them; parallel2hop updates one set from per-key lists.
+    """
+    index: list[dict[tuple, list]] = []
+    bound_at: list[list[int]] = []
+    known: set[str] = set()
+    for f, args in s.hops:
+        bound = [i for i, a in enumerate(args) if a in known or a[0] == "h"]
+        known |= set(args) | {f"h{len(bound_at)}"}
+        groups: dict[tuple, list] = {}
+        for key in seen[f]:
+            groups.setdefault(tuple(key[i] for i in bound), []).append(key)
+        index.append(groups)
+        bound_at.append(bound)
+
+    def grow(hop: int, xs: dict[str, int]) -> Iterator[tuple[int, ...]]:
+        if hop == len(s.hops):
+            yield (*(xs[f"x{i}"] for i in range(s.n_inputs)), xs[f"h{hop - 1}"])
+            return
+        f, args = s.hops[hop]
+        for key in index[hop].get(tuple(xs[args[i]] for i in bound_at[hop]), ()):
+            yield from grow(hop + 1, {**xs, **dict(zip(args, key, strict=True)),
+                                      f"h{hop}": fns[f][key]})  # fmt: skip
+
+    f0, args0 = s.hops[0]
+    roots = [{**dict(zip(args0, key, strict=True)), "h0": fns[f0][key]} for key in seen[f0]]
+    if s.name == "parallel2hop":
+        pool: set[tuple[int, ...]] = set()
+        for xs in roots:
+            pool.update(list(grow(1, xs)))
+        return pool
+    parts = []
+    for xs in roots:
+        part = set()
+        for chain in grow(1, xs):
+            part.add(chain)
+        parts.append(set(list(part)))
+    return set().union(*parts)
 
 
 def _keys(s: Structure, fns: Sequence[dict], xs: Sequence[int]) -> list[tuple[int, ...]]:
@@ -159,7 +266,11 @@ def generate(
     test_size: int | None = None,
     parity: bool = False,
 ) -> Path:
-    """Write `<out_root>/<dataset_name>/` in the upstream format; return the directory."""
+    """Write `<out_root>/<dataset_name>/` in the upstream format; return the directory.
+
+    `parity=True` writes the bytes upstream's generator writes for the same arguments
+    (`test_size` = its --test_size_for_type); the default keeps the rules of Q10, Q11, Q27-Q35.
+    """
     if task not in STRUCTURES:
         raise ValueError(f"unknown coverage task {task!r}; expected one of {tuple(STRUCTURES)}")
     s = STRUCTURES[task]
@@ -169,36 +280,32 @@ def generate(
         raise ValueError(f"{task}: include-atomic requires same functions (--same_{s.same_tag})")
     cap = s.test_size if test_size is None else test_size
     rng = random.Random(seed)
-    n_fns = 1 + max(f for f, _ in s.hops)
-    fns: list[dict] = []
-    seen: list[set] = []
-    for f in range(n_fns):
-        if same and f > 0:
-            fns.append(_same_function(fns[0], _arity(s, f)))
-            seen.append({k for k in fns[f] if k[:2] in seen[0]})
-            continue
-        fn, order = _make_function(n, _arity(s, f), rng)
-        fns.append(fn)
-        seen.append(set(order[: round(RHO * len(order))]))
-    candidates = sorted(_chains(s, n, fns, seen, 0.0, None))
-    if len(candidates) <= max_train:
+    fns, seen = _functions(s, n, same, rng, parity)
+    if parity:
+        pool = list(_upstream_candidates(s, fns, seen))
+    else:
+        pool = sorted(_chains(s, n, fns, [set(keys) for keys in seen], 0.0, None))
+    if len(pool) <= max_train:
         raise ValueError(
-            f"{task}: only {len(candidates)} all-seen compositions at N={n}; max_train={max_train} "
+            f"{task}: only {len(pool)} all-seen compositions at N={n}; max_train={max_train} "
             "must be smaller (upstream raises here too, Q13)"
         )
-    train = rng.sample(candidates, max_train)
+    if parity:  # upstream keeps the sample as a set and iterates it (Q29)
+        train = [chain[:-1] for chain in set(rng.sample(pool, max_train))]
+    else:
+        train = rng.sample(pool, max_train)
     train_set = set(train)
-    used: list[set] = [set() for _ in range(n_fns)]
+    used: list[set] = [set() for _ in fns]
     for xs in train:
         for (f, _), key in zip(s.hops, _keys(s, fns, xs), strict=True):
             used[f].add(key)
     exclude = task in ("twohop", "nontree") or not parity
     reservoirs: dict[int, list] = {}
     counts: dict[int, int] = {}
-    for xs in _chains(s, n, fns, None, s.skip_p, rng):
+    for xs in _chains(s, n, fns, None, s.skip_p, rng, parity):
         if exclude and xs in train_set:
             continue
-        if s.skip_p and rng.random() < s.skip_p:
+        if _skip(rng, s.skip_p, parity):
             continue
         flags = [key in used[f] for (f, _), key in zip(s.hops, _keys(s, fns, xs), strict=True)]
         code = sum(int(b) << (len(flags) - 1 - i) for i, b in enumerate(flags))
@@ -212,24 +319,31 @@ def generate(
             if j < cap:
                 box[j] = xs
     train_items = [_texts(s, xs, _evaluate(s, fns, xs), mode) for xs in train]
-    inferred = rng.sample(range(len(train)), min(2000, len(train)))
+    if not parity:
+        inferred = rng.sample(range(len(train)), min(TRAIN_INFERRED, len(train)))
+    elif cap >= len(train):  # upstream's choose(): everything, no draw (Q32)
+        inferred = range(len(train))
+    else:
+        inferred = rng.sample(range(len(train)), cap)
     test_items = [{**train_items[i], "type": "train_inferred"} for i in inferred]
     if parity:
         for i in inferred:
             train_items[i]["type"] = "train_inferred"
-    for kind in sorted(reservoirs):
+    for kind in reservoirs if parity else sorted(reservoirs):  # first-seen order (Q30)
         test_items += [{**_texts(s, xs, _evaluate(s, fns, xs), mode), "type": f"type_{kind}"}
                        for xs in reservoirs[kind]]
-    if mode == "include-atomic":
+    if mode == "include-atomic" and not parity:
         train_items += _atomic_facts(fns[0])
     rng.shuffle(train_items)
     rng.shuffle(test_items)
+    if mode == "include-atomic" and parity:  # appended after the shuffle (Q34)
+        train_items += _atomic_facts(fns[0])
     out = Path(out_root) / dataset_name(task, n, max_train, same, mode)
     vocab = [token(i) for i in range(n)] + ([FAKE_BRIDGE] if mode == "fakebridge" else [])
     files: dict[str, Any] = {"train.json": train_items, "test.json": test_items,
                              "vocab.json": vocab + [END]}
-    for f in range(n_fns):
-        files[f"atomic_facts_f{f + 1}.json"] = _atomic_facts(fns[f])
+    for f, fn in enumerate(fns):
+        files[f"atomic_facts_f{f + 1}.json"] = _atomic_facts(fn)
     for name, content in files.items():
         write_text(out / name, json.dumps(content, indent=2))
     return out
