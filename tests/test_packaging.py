@@ -4,6 +4,7 @@ console, file permissions."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -96,9 +97,11 @@ def test_written_files_honour_the_umask(tmp_path: Path):
 def test_wheel_installs_and_trains_a_cpu_config_outside_the_repo(tmp_path: Path):
     """Build the wheel, install it (no deps) into a fresh venv that borrows this venv's
     dependencies but not the project, and train a micro cell from a directory outside the repo."""
-    dist = tmp_path / "dist"
+    source, dist = tmp_path / "source", tmp_path / "dist"  # build a copy: no build/ in the repo
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", "runs", ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(dist), str(REPO)], check=True, capture_output=True)
+                    "-q", "-w", str(dist), str(source)], check=True, capture_output=True)
     wheel = next(dist.glob("*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "compgen_jax/py.typed" in names
