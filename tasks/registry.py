@@ -124,9 +124,9 @@ def register_cogs_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[
     """Register COGS (lf, variable_free: train/dev/test/gen) and ReCOGS tasks (idempotent).
 
     `data_dir` None falls back to $COMPGEN_DATA_DIR; "" or no setting registers nothing. A
-    dataset is registered when its directory exists (`cogs/`, `cogs_variable_free/`,
-    `recogs/<version>/`); a COGS directory missing a split file raises FileNotFoundError naming
-    it. ReCOGS registers the splits present (dev/test locally) and raises if it has none. Each
+    dataset is registered when its directory exists (`cogs/`, `cogs_variable_free/`); a COGS
+    directory missing a split file raises FileNotFoundError naming it. A ReCOGS version registers
+    each split whose real file exists or that can be derived from COGS (recogs.load). Each
     task gets its own joint word vocabulary built from all of its splits; example ids are the
     0-based line numbers of the split files.
     """
@@ -141,11 +141,10 @@ def register_cogs_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[
         _register(name, examples, joint_vocabulary(examples), cogs.metric)
         names.append(name)
     for name, version in RECOGS_VERSIONS.items():
-        folder = root / "recogs" / version
-        if not folder.is_dir():
+        present = [s for s in recogs.SPLITS if recogs.available(s, root, version)]
+        if not present:
             continue
-        present = [s for s in recogs.SPLITS if (folder / f"{s}.tsv").is_file()]
-        examples = {s: recogs.load(s, root, version) for s in present or recogs.LOCAL_SPLITS}
+        examples = {s: recogs.load(s, root, version) for s in present}
         _register(name, examples, joint_vocabulary(examples), recogs.metric)
         names.append(name)
     return names
