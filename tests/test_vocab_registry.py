@@ -323,3 +323,18 @@ def test_foreign_seqio_task_and_vocabulary_mismatch() -> None:
         seqio.MixtureRegistry.remove("abc_and_cba")
         for name in ("foreign_abc", "foreign_cba"):
             seqio.TaskRegistry.remove(name)
+
+
+@pytest.mark.slow
+def test_train_cell_on_seqio_mixture(scan_mixture: str, tmp_path: Path) -> None:
+    import csv
+
+    from compgen_jax import cli
+
+    out = tmp_path / "mix"
+    assert cli.main(["train", "--gin_file=experiments/scan_simple_cell_cpu.gin",
+                     f"--gin.MODEL_DIR='{out}'", f"--gin.MIXTURE_OR_TASK_NAME='{scan_mixture}'",
+                     "--gin.N_UNIQUE=200", "--gin.NUM_SEEDS=2", "--gin.TRAIN_STEPS=50"]) == 0
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert {r["task"] for r in rows} == {scan_mixture} and {r["seed"] for r in rows} == {"0", "1"}
+    assert all(r["diverged"] == "False" and int(r["n_examples"]) > 0 for r in rows)
