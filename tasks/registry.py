@@ -344,6 +344,21 @@ def get_vocabulary(task_name: str) -> seqio.Vocabulary:
     return vocabs[0]
 
 
+def get_metric_fns(task_name: str) -> list[Callable[..., dict[str, float]]]:
+    """The benchmark metric(s) of a task: our adapter's for our tasks; a Mixture's members'
+    when they all share them (ValueError otherwise); another seqio Task's metric_fns."""
+    if task_name in _SPECS:
+        return [_SPECS[task_name].metric]
+    provider = _provider(task_name)
+    if not isinstance(provider, seqio.Mixture):
+        return list(provider.metric_fns)
+    fns = [get_metric_fns(t.name) for t in provider.tasks]
+    if any(f != fns[0] for f in fns[1:]):
+        raise ValueError(f"mixture {task_name!r}: its tasks {[t.name for t in provider.tasks]} "
+                         "are scored by different metrics")
+    return fns[0]
+
+
 @tf.autograph.experimental.do_not_convert
 def _pool_features(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     """The features a pool keeps: token ids and example_id where the task has one."""

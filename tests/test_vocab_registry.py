@@ -287,6 +287,7 @@ def test_mixture_examples_vocabulary_and_pool(scan_mixture: str, vocab: WordVoca
     assert {e.meta["task"] for e in exs[:3_920]} == {"scan_length"}
     assert exs[3_920].meta["task_id"] == 0 and exs[0].pairs == length[0].pairs
     assert registry.get_vocabulary(scan_mixture) == vocab
+    assert registry.get_metric_fns(scan_mixture) == [scan.metric]
     pool = registry.tokenized_pool(scan_mixture, "test")
     part = registry.tokenized_pool("scan_simple", "test")
     assert pool["inputs"].shape[0] == 8_102 and pool["example_id"].tolist() == list(range(8_102))
@@ -317,6 +318,7 @@ def test_foreign_seqio_task_and_vocabulary_mismatch() -> None:
         pool = registry.tokenized_pool("foreign_abc", "train")
         np.testing.assert_array_equal(pool["targets"], [[4, 1, 0, 0], [5, 3, 3, 1]])
         assert len(registry.get_examples("abc_and_cba", "train")) == 4
+        assert registry.get_metric_fns("foreign_abc") == []
         with pytest.raises(ValueError, match="different vocabularies"):
             registry.get_vocabulary("abc_and_cba")
     finally:
