@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from tasks.atomic import atomic_path, write_text
+from tasks.benchmarks import recogs
 from tasks.jsonstream import read_json_file
 
 CHECKSUMS = "checksums.json"
@@ -49,6 +50,7 @@ class Source:
 
 _COGS = "https://raw.githubusercontent.com/najoungkim/COGS/main/data/"
 _GSCAN = "https://raw.githubusercontent.com/LauraRuis/groundedSCAN/master/data/"
+_RECOGS = "https://raw.githubusercontent.com/frankaging/ReCOGS/main/"
 SOURCES: dict[str, tuple[Source, ...]] = {
     "scan": (Source("https://github.com/brendenlake/SCAN/archive/master.zip", "SCAN-master.zip",
                     "scan", "SCAN-master/"),),
@@ -59,6 +61,9 @@ SOURCES: dict[str, tuple[Source, ...]] = {
                    for name in ("compositional_splits", "target_length_split")),
     "cfq": (Source("https://storage.googleapis.com/cfq_dataset/cfq1.1.tar.gz", "cfq1.1.tar.gz",
                    "cfq", "cfq/"),),
+    "recogs": tuple(Source(_RECOGS + f"{version}/{split}.tsv", f"recogs-{version}-{split}.tsv",
+                           f"recogs/{version}")
+                    for version in recogs.VERSIONS for split in recogs.SPLITS),
 }
 # Files an adapter needs for the benchmark to count as complete (relative to the data dir).
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -71,7 +76,21 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "gscan": ("gscan/compositional_splits/dataset.txt",),
     "cfq": ("cfq/dataset.json", "cfq/splits/mcd1.json", "cfq/splits/mcd2.json",
             "cfq/splits/mcd3.json"),
+    "recogs": tuple(f"recogs/{version}/{split}.tsv"
+                    for version in recogs.VERSIONS for split in recogs.SPLITS),
 }
+
+
+def derived_from(rel: str, root: Path) -> str | None:
+    """The local file a missing required file is derived from offline (None: not derivable).
+
+    A ReCOGS split is derived from the COGS file of the same split (tasks.benchmarks.recogs).
+    """
+    parts = PurePosixPath(rel).parts
+    if len(parts) == 3 and parts[0] == "recogs":
+        cogs_file = f"cogs/{PurePosixPath(rel).name}"
+        return cogs_file if (root / cogs_file).is_file() else None
+    return None
 
 
 def _check_benchmark(benchmark: str) -> None:
@@ -209,6 +228,7 @@ class Status:
     present: tuple[str, ...]
     missing: tuple[str, ...]
     archives: dict[str, str]  # url -> "ok" | "absent" | "MISMATCH" | "unrecorded"
+    derived: tuple[str, ...] = ()  # missing files that loaders derive offline from other files
 
     @property
     def complete(self) -> bool:
@@ -233,7 +253,8 @@ def status(benchmark: str, data_dir: str | os.PathLike[str]) -> Status:
             archives[source.url] = "unrecorded"
         else:
             archives[source.url] = "ok" if sha256(archive) == recorded else "MISMATCH"
-    return Status(benchmark, root / benchmark, present, missing, archives)
+    derived = tuple(p for p in missing if derived_from(p, root) is not None)
+    return Status(benchmark, root / benchmark, present, missing, archives, derived)
 
 
 def describe(st: Status) -> str:
@@ -245,8 +266,12 @@ def describe(st: Status) -> str:
     else:
         state = "absent"
     line = f"{st.benchmark:6s} {state:8s} {st.path}"
-    if st.missing and st.path.is_dir():
-        line += f"  missing: {', '.join(st.missing)}"
+    absent = [p for p in st.missing if p not in st.derived]
+    if absent and st.path.is_dir():
+        line += f"  missing: {', '.join(absent)}"
+    if st.derived:
+        line += (f"  DERIVED from cogs/ (not the released files; `compgen-jax data fetch "
+                 f"{st.benchmark}` gets them): {', '.join(st.derived)}")
     bad = [url for url, s in st.archives.items() if s == "MISMATCH"]
     if bad:
         line += f"  checksum MISMATCH: {', '.join(bad)}"

@@ -1,10 +1,18 @@
-"""seqio Task registration (SCAN, COGS, ReCOGS, ...) and tokenized pools: the one path to ids."""
+"""seqio Task registration (SCAN, COGS, ReCOGS, ...) and tokenized pools: the one path to ids.
+
+Importing this module registers every task we know by name with seqio, reading no data (the
+t5x `MIXTURE_OR_TASK_MODULE = "tasks.registry"` pattern): a split is read when first requested,
+and a task's word vocabulary is built from its data on first use. get_examples, get_vocabulary
+and tokenized_pool accept any registered seqio Task or Mixture.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +23,7 @@ import seqio
 # isort: on
 
 from tasks.benchmarks import cfq, cogs, coverage, gscan, recogs, scan
+from tasks.data_dir import benchmark_file
 from tasks.data_dir import data_dir as resolve_data_dir
 from tasks.example import Example
 from tasks.vocab import WordVocabulary
@@ -38,12 +47,60 @@ RECOGS_VERSIONS = {
 # with seqio.get_dataset also add "example_id": 1 to task_feature_lengths (STACK.md s.2.5).
 EXAMPLE_ID_PASSTHROUGH = {"example_id": seqio.FeatureConverter.FeatureSpec(dtype=tf.int32)}
 
-_EXAMPLES: dict[str, dict[str, list[Example]]] = {}
+Loader = Callable[[str], list[Example]]  # split -> its examples (reads the files)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    """One of our tasks: its splits, how a split is read, its metric and vocabulary."""
+
+    splits: tuple[str, ...]
+    load: Loader
+    metric: Callable[..., dict[str, float]]
+    vocabulary: WordVocabulary
+
+
+_SPECS: dict[str, _Spec] = {}
+_EXAMPLES: dict[str, dict[str, list[Example]]] = {}  # what has been read so far, per task
+_EXPLICIT: set[str] = set()  # registered by a register_* call (data dir fixed, files checked)
+_FOREIGN: dict[tuple[str, str], list[Example]] = {}  # examples of other seqio tasks/mixtures
 
 
 def scan_vocabulary() -> WordVocabulary:
     """The joint SCAN vocabulary: every command and action word of the grammar."""
     return WordVocabulary.from_texts(text for pair in scan.generate() for text in pair)
+
+
+class LazyWordVocabulary(WordVocabulary):
+    """A WordVocabulary whose words are computed on first use: a task's word vocabulary is
+    built from its data, which is read only when the vocabulary is really needed."""
+
+    def __init__(self, texts: Callable[[], Iterable[str]]):
+        self._texts: Callable[[], Iterable[str]] | None = texts
+        self._built: WordVocabulary | None = None
+        self._tf_tables = None
+        seqio.Vocabulary.__init__(self, extra_ids=0)
+
+    def _vocab(self) -> WordVocabulary:
+        if self._built is None:
+            assert self._texts is not None
+            self._built = WordVocabulary.from_texts(self._texts())
+        return self._built
+
+    @property
+    def _tokens(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self._vocab().tokens
+
+    @property
+    def _ids(self) -> dict[str, int]:  # type: ignore[override]
+        return self._vocab()._ids
+
+    def __getstate__(self) -> dict:
+        """Pickle the built vocabulary, not the (unpicklable) data reader."""
+        return {**self.__dict__, "_built": self._vocab(), "_texts": None, "_tf_tables": None}
+
+    def __hash__(self) -> int:
+        return hash(self._tokens)
 
 
 def _output_features(vocab: WordVocabulary) -> dict[str, seqio.Feature]:
@@ -57,63 +114,113 @@ def _output_features(vocab: WordVocabulary) -> dict[str, seqio.Feature]:
     }
 
 
+class _LazySource(seqio.FunctionDataSource):
+    """A FunctionDataSource whose example counts are read (lazily) from the task's data."""
+
+    def __init__(self, name: str, splits: Sequence[str]):
+        def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None
+                       ) -> tf.data.Dataset:
+            """Examples of `split` in id order; shuffle/seed are moot for in-memory data."""
+            exs = _split_examples(name, split)
+            return tf.data.Dataset.from_tensor_slices({
+                "inputs": [ex.input for ex in exs],
+                "targets": [ex.target for ex in exs],
+                "example_id": np.array([ex.id for ex in exs], dtype=np.int32)[:, None],
+            })
+
+        self._task_name = name
+        super().__init__(dataset_fn, splits=list(splits))
+
+    def num_input_examples(self, split: str) -> int:  # type: ignore[override]
+        return len(_split_examples(self._task_name, split))
+
+
 def _register(
     name: str,
-    examples: Mapping[str, list[Example]],
-    vocab: WordVocabulary,
+    splits: Sequence[str],
+    load: Loader,
     metric_fn: Callable[..., dict[str, float]],
+    vocab: WordVocabulary | None = None,
+    explicit: bool = True,
 ) -> None:
-    """(Re-)register a deterministic in-memory Task over `examples` (split -> records)."""
-    empty = [split for split, exs in examples.items() if not exs]
-    if empty:
-        raise ValueError(f"task {name!r}: splits {empty} have no examples")
-    slices = {
-        split: {
-            "inputs": [ex.input for ex in exs],
-            "targets": [ex.target for ex in exs],
-            "example_id": np.array([ex.id for ex in exs], dtype=np.int32)[:, None],
-        }
-        for split, exs in examples.items()
-    }
+    """(Re-)register a deterministic Task whose splits are read by `load` on first use.
 
-    def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
-        """Examples of `split` in id order; shuffle/seed are moot for in-memory data."""
-        return tf.data.Dataset.from_tensor_slices(slices[split])
-
+    `vocab` None: the joint word vocabulary of all splits, built (lazily) from the data.
+    """
+    vocabulary = vocab or LazyWordVocabulary(lambda: (
+        text for split in splits for ex in _split_examples(name, split)
+        for text in (ex.input, ex.target)))
+    _SPECS[name] = _Spec(tuple(splits), load, metric_fn, vocabulary)
+    _EXAMPLES.pop(name, None)
+    (_EXPLICIT.add if explicit else _EXPLICIT.discard)(name)
     seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name,
-        source=seqio.FunctionDataSource(
-            dataset_fn,
-            splits=list(examples),
-            num_input_examples={split: len(exs) for split, exs in examples.items()},
-        ),
-        output_features=_output_features(vocab),
+        source=_LazySource(name, splits),
+        output_features=_output_features(vocabulary),
         preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
         metric_fns=[metric_fn],
         shuffle_buffer_size=None,  # order is fixed; per-seed shuffling happens in JAX
     )
+
+
+def _register_loaded(name: str, examples: Mapping[str, list[Example]],
+                     metric_fn: Callable[..., dict[str, float]],
+                     vocab: WordVocabulary | None = None) -> None:
+    """Register a task over examples already in memory (empty splits are an error)."""
+    empty = [split for split, exs in examples.items() if not exs]
+    if empty:
+        raise ValueError(f"task {name!r}: splits {empty} have no examples")
+    _register(name, list(examples), examples.__getitem__, metric_fn, vocab)
     _EXAMPLES[name] = dict(examples)
+
+
+def _split_examples(name: str, split: str) -> list[Example]:
+    """One of our tasks' split, read on first request and kept."""
+    spec = _SPECS[name]
+    if split not in spec.splits:
+        raise ValueError(f"task {name!r} has no split {split!r}; splits: {sorted(spec.splits)}")
+    cache = _EXAMPLES.setdefault(name, {})
+    if split not in cache:
+        exs = spec.load(split)
+        if not exs:
+            raise ValueError(f"task {name!r}: split {split!r} has no examples")
+        cache[split] = exs
+    return cache[split]
+
+
+def _per_task(read: Callable[[], Mapping[str, list[Example]]]) -> Loader:
+    """A split loader over a reader that reads all splits at once (one file): read once."""
+    cached = functools.cache(read)
+    return lambda split: cached()[split]
 
 
 def register_scan_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
     """Register the SCAN tasks (idempotent); file-backed ones too when a data dir is set.
 
     `data_dir` None falls back to $COMPGEN_DATA_DIR; "" means no data dir (generated tasks only).
-    With a data dir, a missing split file raises FileNotFoundError naming it.
+    With a data dir, a missing split file raises FileNotFoundError naming it; files are read
+    when a split is first requested.
     """
     vocab = scan_vocabulary()
     names = []
     for name, split in SCAN_GENERATED.items():
-        _register(name, {s: scan.generated(split, s) for s in scan.SUBSETS}, vocab, scan.metric)
+        _register(name, scan.SUBSETS, functools.partial(scan.generated, split), scan.metric, vocab)
         names.append(name)
     root = resolve_data_dir(data_dir)
     if root is not None:
         for name, split in SCAN_FILES.items():
-            examples = {s: scan.load(split, s, root) for s in scan.SUBSETS}
-            _register(name, examples, vocab, scan.metric)
+            for subset in scan.SUBSETS:
+                benchmark_file(root, f"scan/{scan.FILES[(split, subset)]}",
+                               f"SCAN {split} split, {subset} subset")
+            _register(name, scan.SUBSETS, _scan_file_loader(split, root), scan.metric, vocab)
             names.append(name)
     return names
+
+
+def _scan_file_loader(split: str, root: Path | None) -> Loader:
+    """Reads one subset of a SCAN file split under `root` (None: $COMPGEN_DATA_DIR at read)."""
+    return lambda subset: scan.load(split, subset, root)
 
 
 def joint_vocabulary(examples: Mapping[str, list[Example]]) -> WordVocabulary:
@@ -127,11 +234,11 @@ def register_cogs_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[
     """Register COGS (lf, variable_free: train/dev/test/gen) and ReCOGS tasks (idempotent).
 
     `data_dir` None falls back to $COMPGEN_DATA_DIR; "" or no setting registers nothing. A
-    dataset is registered when its directory exists (`cogs/`, `cogs_variable_free/`,
-    `recogs/<version>/`); a COGS directory missing a split file raises FileNotFoundError naming
-    it. ReCOGS registers the splits present (dev/test locally) and raises if it has none. Each
+    dataset is registered when its directory exists (`cogs/`, `cogs_variable_free/`); a COGS
+    directory missing a split file raises FileNotFoundError naming it. A ReCOGS version registers
+    each split whose real file exists or that can be derived from COGS (recogs.load). Each
     task gets its own joint word vocabulary built from all of its splits; example ids are the
-    0-based line numbers of the split files.
+    0-based line numbers of the split files. Files are read when a split is first requested.
     """
     root = resolve_data_dir(data_dir)
     if root is None:
@@ -140,49 +247,142 @@ def register_cogs_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[
     for name, fmt in COGS_FORMATS.items():
         if not (root / cogs.FORMAT_DIRS[fmt]).is_dir():
             continue
-        examples = {split: cogs.load(split, root, fmt) for split in cogs.SPLITS}
-        _register(name, examples, joint_vocabulary(examples), cogs.metric)
+        for split in cogs.SPLITS:
+            cogs.split_path(split, root, fmt)
+        _register(name, cogs.SPLITS, _cogs_loader(root, fmt), cogs.metric)
         names.append(name)
     for name, version in RECOGS_VERSIONS.items():
-        folder = root / "recogs" / version
-        if not folder.is_dir():
+        present = [s for s in recogs.SPLITS if recogs.available(s, root, version)]
+        if not present:
             continue
-        present = [s for s in recogs.SPLITS if (folder / f"{s}.tsv").is_file()]
-        examples = {s: recogs.load(s, root, version) for s in present or recogs.LOCAL_SPLITS}
-        _register(name, examples, joint_vocabulary(examples), recogs.metric)
+        _register(name, present, _recogs_loader(root, version), recogs.metric)
         names.append(name)
     return names
 
 
-def _task(task_name: str) -> seqio.Task:
-    """A task registered through this module; ValueError naming the registered ones otherwise."""
-    if task_name not in _EXAMPLES:
+def _cogs_loader(root: Path | None, fmt: str) -> Loader:
+    return lambda split: cogs.load(split, root, fmt)
+
+
+def _recogs_loader(root: Path | None, version: str) -> Loader:
+    return lambda split: recogs.load(split, root, version)
+
+
+def _seqio_lookup(name: str) -> seqio.Task | seqio.Mixture | None:
+    """The seqio Task or Mixture registered as `name`, or None."""
+    try:
+        return seqio.get_mixture_or_task(name)
+    except ValueError:
+        return None
+
+
+def _provider(name: str) -> seqio.Task | seqio.Mixture:
+    """A registered seqio Task or Mixture; ValueError naming ours when it is neither."""
+    provider = _seqio_lookup(name)
+    if provider is None:
         raise ValueError(
-            f"task {task_name!r} is not registered here; registered: {sorted(_EXAMPLES)} "
-            "(call tasks.registry.register_scan_tasks first)"
+            f"task {name!r} is not registered (ours: {sorted(_SPECS)}; or register a seqio "
+            "Task/Mixture by that name, e.g. in a module named by MIXTURE_OR_TASK_MODULE)"
         )
-    return seqio.get_mixture_or_task(task_name)
+    return provider
 
 
 def get_examples(task_name: str, split: str) -> list[Example]:
-    """The Example records behind a registered task's split, in example-id order."""
-    _task(task_name)
-    if split not in _EXAMPLES[task_name]:
-        raise ValueError(
-            f"task {task_name!r} has no split {split!r}; splits: {sorted(_EXAMPLES[task_name])}"
-        )
-    return _EXAMPLES[task_name][split]
+    """The Example records behind a task's split, in example-id order.
+
+    Our tasks read their files on the first request. A seqio Mixture gives its member tasks'
+    examples one after another (meta["task"], meta["task_id"]), renumbered 0..N-1; its rates
+    are not applied (the trainer samples the pool). Another seqio Task gives records built from
+    its pretokenized text (no atoms/pairs: depth 0), benchmark = its name.
+    """
+    if task_name in _SPECS:
+        return _split_examples(task_name, split)
+    provider = _provider(task_name)
+    key = (task_name, split)
+    if key not in _FOREIGN:
+        if isinstance(provider, seqio.Mixture):
+            members = [t.name for t in provider.tasks if split in t.splits]
+            if not members:
+                raise ValueError(f"mixture {task_name!r}: no member task has split {split!r}")
+            records = [
+                dataclasses.replace(ex, meta={**ex.meta, "task": member, "task_id": ex.id})
+                for member in members for ex in get_examples(member, split)
+            ]
+            _FOREIGN[key] = [dataclasses.replace(ex, id=i) for i, ex in enumerate(records)]
+        else:
+            _FOREIGN[key] = _seqio_task_examples(provider, split)
+    return _FOREIGN[key]
 
 
-def get_vocabulary(task_name: str) -> WordVocabulary:
-    """The (joint) word vocabulary of a registered task."""
-    return _task(task_name).output_features["inputs"].vocabulary
+def _seqio_task_examples(task: seqio.Task, split: str) -> list[Example]:
+    """Records of another seqio Task's split, from its (pretokenized or decoded) text."""
+    if split not in task.splits:
+        raise ValueError(f"task {task.name!r} has no split {split!r}; splits: {task.splits}")
+    vocab = task.output_features["inputs"].vocabulary
+    out = []
+    ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1)
+    for i, ex in enumerate(ds.as_numpy_iterator()):
+        text = {}
+        for feature in TOKEN_FEATURES:
+            raw = ex.get(f"{feature}_pretokenized")
+            text[feature] = raw.decode() if raw is not None else vocab.decode(ex[feature].tolist())
+        out.append(Example(
+            benchmark=task.name, split=split, id=i, input=text["inputs"],
+            target=text["targets"], atoms=frozenset(), pairs=frozenset(), depth=0,
+            out_len=len(text["targets"].split()), meta={"task": task.name},
+        ))
+    return out
+
+
+def get_vocabulary(task_name: str) -> seqio.Vocabulary:
+    """The (joint) word vocabulary of a task; a Mixture's members must share one."""
+    if task_name in _SPECS:
+        return _SPECS[task_name].vocabulary
+    provider = _provider(task_name)
+    tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+    vocabs = [t.output_features["inputs"].vocabulary for t in tasks]
+    if any(v != vocabs[0] for v in vocabs[1:]):
+        raise ValueError(f"mixture {task_name!r}: its tasks {[t.name for t in tasks]} have "
+                         "different vocabularies; a trainable mixture needs one shared vocabulary")
+    return vocabs[0]
+
+
+def get_metric_fns(task_name: str) -> list[Callable[..., dict[str, float]]]:
+    """The benchmark metric(s) of a task: our adapter's for our tasks; a Mixture's members'
+    when they all share them (ValueError otherwise); another seqio Task's metric_fns."""
+    if task_name in _SPECS:
+        return [_SPECS[task_name].metric]
+    provider = _provider(task_name)
+    if not isinstance(provider, seqio.Mixture):
+        return list(provider.metric_fns)
+    fns = [get_metric_fns(t.name) for t in provider.tasks]
+    if any(f != fns[0] for f in fns[1:]):
+        raise ValueError(f"mixture {task_name!r}: its tasks {[t.name for t in provider.tasks]} "
+                         "are scored by different metrics")
+    return fns[0]
 
 
 @tf.autograph.experimental.do_not_convert
 def _pool_features(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """The features a pool keeps: token ids and example_id (drops the pretokenized strings)."""
-    return {k: ex[k] for k in (*TOKEN_FEATURES, "example_id")}
+    """The features a pool keeps: token ids and example_id where the task has one."""
+    return {k: ex[k] for k in (*TOKEN_FEATURES, "example_id") if k in ex}
+
+
+def _dataset_tokens(task: seqio.Task, split: str) -> dict[str, np.ndarray]:
+    """inputs/targets ids of a seqio Task's split (shuffle off), 0-padded to the longest."""
+    ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1)
+    batches = list(ds.map(_pool_features).padded_batch(4096).as_numpy_iterator())
+    if not batches:
+        raise ValueError(f"{task.name}:{split}: no examples")
+    out = {}
+    if "example_id" in batches[0]:
+        out["example_id"] = np.concatenate([b["example_id"][:, 0] for b in batches])
+    for feature in TOKEN_FEATURES:
+        width = max(b[feature].shape[1] for b in batches)
+        out[feature] = np.concatenate(
+            [np.pad(b[feature], ((0, 0), (0, width - b[feature].shape[1]))) for b in batches]
+        ).astype(np.int32)
+    return out
 
 
 def tokenized_pool(
@@ -190,32 +390,37 @@ def tokenized_pool(
 ) -> dict[str, np.ndarray]:
     """inputs [N, Li], targets [N, Lt] (EOS, 0-padded) and example_id [N] int32, in id order.
 
-    Built through the seqio task's dataset (shuffle off). Lengths default to the longest
-    sequence plus EOS; a given length that would truncate any example raises ValueError.
+    Built through the seqio task's dataset (shuffle off); a Mixture's pool is its members'
+    pools one after another (as get_examples). Lengths default to the longest sequence plus
+    EOS; a given length that would truncate any example raises ValueError.
     """
-    n = len(get_examples(task_name, split))
     unknown = sorted(set(feature_lengths or {}) - set(TOKEN_FEATURES))
     if unknown:
         raise ValueError(f"feature_lengths: unknown features {unknown}; expected {TOKEN_FEATURES}")
-    ds = _task(task_name).get_dataset(
-        sequence_length=None, split=split, shuffle=False, num_epochs=1
-    )
-    ds = ds.map(_pool_features)
-    batch = next(ds.padded_batch(n).as_numpy_iterator())
-    ids = batch["example_id"][:, 0].astype(np.int32)
-    if not np.array_equal(ids, np.arange(n)):
+    n = len(get_examples(task_name, split))
+    provider = seqio.get_mixture_or_task(task_name)
+    if isinstance(provider, seqio.Mixture):
+        get_vocabulary(task_name)  # the members must share one vocabulary
+        members = [t.name for t in provider.tasks if split in t.splits]
+        parts = [tokenized_pool(member, split) for member in members]
+        tokens = {f: np.concatenate([np.pad(p[f], ((0, 0), (0, max(q[f].shape[1] for q in parts)
+                                                             - p[f].shape[1]))) for p in parts])
+                  for f in TOKEN_FEATURES}
+    else:
+        tokens = _dataset_tokens(provider, split)
+    pool = {"example_id": np.arange(n, dtype=np.int32)}
+    if tokens["inputs"].shape[0] != n or not np.array_equal(
+            tokens.get("example_id", pool["example_id"]), pool["example_id"]):
         raise RuntimeError(f"{task_name}:{split}: dataset order is not example-id order")
-    pool = {"example_id": ids}
     for feature in TOKEN_FEATURES:
-        tokens = batch[feature].astype(np.int32)
-        needed = int((tokens != 0).sum(axis=1).max())
+        needed = int((tokens[feature] != 0).sum(axis=1).max())
         length = (feature_lengths or {}).get(feature, needed)
         if needed > length:
             raise ValueError(
                 f"{task_name}:{split}: feature {feature!r} needs length {needed} (EOS included) "
                 f"but feature_lengths gives {length}; that would truncate examples"
             )
-        pool[feature] = np.pad(tokens[:, :needed], ((0, 0), (0, length - needed)))
+        pool[feature] = np.pad(tokens[feature][:, :needed], ((0, 0), (0, length - needed)))
     return pool
 
 
@@ -231,7 +436,8 @@ def register_gscan_tasks(
     `data_dir` None falls back to $COMPGEN_DATA_DIR; "" or no setting registers nothing. With
     k > 0 the compositional task applies the adverb_1 k-shot construction and is named
     `gscan_compositional_k{k}_seed{seed}`. Inputs/targets are word-level (multiword gSCAN tokens
-    joined by `_`); the grid of each example is in meta (see `gscan_situation_pool`).
+    joined by `_`); the grid of each example is in meta (see `gscan_situation_pool`). The file is
+    read here: which splits are non-empty depends on it.
     """
     root = resolve_data_dir(data_dir)
     if root is None:
@@ -242,9 +448,9 @@ def register_gscan_tasks(
             continue
         shots = k if dataset == "compositional_splits" else 0
         loaded = gscan.load_all(root, dataset, shots, seed)
-        examples = {split: exs for split, exs in loaded.items() if exs}
         task = f"{name}_k{shots}_seed{seed}" if shots else name
-        _register(task, examples, joint_vocabulary(examples), gscan.metric)
+        _register_loaded(task, {split: exs for split, exs in loaded.items() if exs},
+                         gscan.metric)
         names.append(task)
     return names
 
@@ -257,24 +463,26 @@ def gscan_situation_pool(task_name: str, split: str) -> np.ndarray:
 def register_cfq_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
     """Register `cfq_<split>` for each split file under cfq/splits (and `cfq_example_data`).
 
-    `data_dir` None falls back to $COMPGEN_DATA_DIR; "" or no setting registers nothing. Every
-    split streams cfq/dataset.json once; ids are positions in the split file's index lists and
-    meta["index"] the dataset index. Each task gets its own joint word vocabulary.
+    `data_dir` None falls back to $COMPGEN_DATA_DIR; "" or no setting registers nothing. A
+    split streams cfq/dataset.json once, when first requested; ids are positions in the split
+    file's index lists and meta["index"] the dataset index. Each task gets its own joint word
+    vocabulary. Split files without dataset.json raise FileNotFoundError naming it.
     """
     root = resolve_data_dir(data_dir)
     if root is None:
         return []
-    loaded = {}
+    names = []
     if (root / "cfq" / "example_data").is_dir():
-        loaded["cfq_example_data"] = cfq.load_example_data(root)
-    splits_dir = root / "cfq" / "splits"
+        _register("cfq_example_data", tuple(cfq.SUBSETS),
+                  _per_task(functools.partial(cfq.load_example_data, root)), cfq.metric)
+        names.append("cfq_example_data")
     for split in cfq.SPLITS:
-        if (splits_dir / f"{split}.json").is_file():
-            loaded[f"cfq_{split}"] = cfq.load(split, root)
-    for name, examples in loaded.items():
-        present = {subset: exs for subset, exs in examples.items() if exs}
-        _register(name, present, joint_vocabulary(present), cfq.metric)
-    return list(loaded)
+        if (root / "cfq" / "splits" / f"{split}.json").is_file():
+            cfq.load_paths(split, root)  # dataset.json must exist too
+            _register(f"cfq_{split}", tuple(cfq.SUBSETS),
+                      _per_task(functools.partial(cfq.load, split, root)), cfq.metric)
+            names.append(f"cfq_{split}")
+    return names
 
 
 def register_coverage_tasks(directories: Sequence[str | os.PathLike[str]]) -> list[str]:
@@ -284,9 +492,9 @@ def register_coverage_tasks(directories: Sequence[str | os.PathLike[str]]) -> li
     """
     names = []
     for directory in directories:
-        examples = {split: coverage.load(directory, split) for split in ("train", "test")}
         name = f"coverage_{Path(directory).name.replace('-', '_')}"
-        _register(name, examples, joint_vocabulary(examples), coverage.metric)
+        _register(name, ("train", "test"), functools.partial(coverage.load, directory),
+                  coverage.metric)
         names.append(name)
     return names
 
@@ -305,8 +513,8 @@ def register_scan_optional_tasks(data_dir: str | os.PathLike[str] | None = None)
     names = []
     for name, split in SCAN_OPTIONAL_FILES.items():
         if all((root / "scan" / scan.FILE_ONLY[(split, s)]).is_file() for s in scan.SUBSETS):
-            examples = {s: scan.load(split, s, root) for s in scan.SUBSETS}
-            _register(name, examples, scan_vocabulary(), scan.metric)
+            _register(name, scan.SUBSETS, _scan_file_loader(split, root), scan.metric,
+                      scan_vocabulary())
             names.append(name)
     return names
 
@@ -315,12 +523,15 @@ _GSCAN_KSHOT = re.compile(r"gscan_compositional_k(\d+)_seed(\d+)")
 
 
 def ensure_registered(task_name: str, data_dir: str | os.PathLike[str] | None = None) -> None:
-    """Register the task family `task_name` belongs to (if not yet), from generators or files.
+    """Make `task_name` trainable: register its family from `data_dir` (files checked, read
+    lazily), or accept any other registered seqio Task or Mixture.
 
     Generated SCAN tasks need no data dir; every other family reads `data_dir` (None falls back to
-    $COMPGEN_DATA_DIR). ValueError names the task when its family is unknown or its files absent.
+    $COMPGEN_DATA_DIR). A missing CFQ split file raises FileNotFoundError naming it and the
+    fetch command; otherwise ValueError names the task when its family is unknown or its files
+    absent.
     """
-    if task_name in _EXAMPLES:
+    if task_name in _EXPLICIT:
         return
     kshot = _GSCAN_KSHOT.fullmatch(task_name)
     if task_name in SCAN_GENERATED:
@@ -336,11 +547,48 @@ def ensure_registered(task_name: str, data_dir: str | os.PathLike[str] | None = 
     elif task_name in GSCAN_TASKS:
         register_gscan_tasks(data_dir)
     elif task_name.startswith("cfq_"):
+        if task_name.removeprefix("cfq_") in cfq.SPLITS:
+            cfq.load_paths(task_name.removeprefix("cfq_"), data_dir)  # names a missing file
         register_cfq_tasks(data_dir)
-    if task_name not in _EXAMPLES:
+    elif task_name not in _SPECS and _seqio_lookup(task_name) is not None:
+        return  # a seqio Task or Mixture registered elsewhere
+    if task_name not in _EXPLICIT:
         raise ValueError(
             f"task {task_name!r} could not be registered: unknown task name or its files are not "
             f"under the data dir ({resolve_data_dir(data_dir)}); generated tasks: "
             f"{sorted(SCAN_GENERATED)}, file tasks: scan_*_files, cogs, cogs_variable_free, "
-            f"recogs_*, gscan_compositional[_k<k>_seed<s>], gscan_target_length, cfq_<split>"
+            f"recogs_*, gscan_compositional[_k<k>_seed<s>], gscan_target_length, cfq_<split>, "
+            "or any seqio Task/Mixture registered by name"
         )
+
+
+def _register_on_import() -> None:
+    """Register every task we know by name, reading nothing (t5x MIXTURE_OR_TASK_MODULE).
+
+    File-backed tasks resolve $COMPGEN_DATA_DIR when a split is first read; a missing file
+    then raises FileNotFoundError naming it. `ensure_registered` / register_* re-register a
+    family from an explicit data dir, checking its files first.
+    """
+    vocab = scan_vocabulary()
+    for name, split in SCAN_GENERATED.items():
+        _register(name, scan.SUBSETS, functools.partial(scan.generated, split), scan.metric,
+                  vocab, explicit=False)
+    for name, split in {**SCAN_FILES, **SCAN_OPTIONAL_FILES}.items():
+        _register(name, scan.SUBSETS, _scan_file_loader(split, None), scan.metric, vocab,
+                  explicit=False)
+    for name, fmt in COGS_FORMATS.items():
+        _register(name, cogs.SPLITS, _cogs_loader(None, fmt), cogs.metric, explicit=False)
+    for name, version in RECOGS_VERSIONS.items():
+        _register(name, recogs.SPLITS, _recogs_loader(None, version), recogs.metric,
+                  explicit=False)
+    for name, dataset in GSCAN_TASKS.items():
+        _register(name, gscan.DATASETS[dataset],
+                  _per_task(functools.partial(gscan.load_all, None, dataset)), gscan.metric,
+                  explicit=False)
+    for split in cfq.SPLITS:
+        _register(f"cfq_{split}", tuple(cfq.SUBSETS),
+                  _per_task(functools.partial(cfq.load, split, None)), cfq.metric,
+                  explicit=False)
+
+
+_register_on_import()

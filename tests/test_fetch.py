@@ -147,3 +147,34 @@ def test_check_reports_tampered_archive(tmp_path: Path, gscan_zip: Path) -> None
 def test_real_shared_data_status(shared_data: Path) -> None:
     assert fetch.status("scan", shared_data).complete
     assert fetch.status("cogs", shared_data).complete
+
+
+def test_recogs_derived_then_fetched_files_take_precedence(tmp_path: Path) -> None:
+    from tasks.benchmarks import recogs
+
+    root = tmp_path / "data"
+    (root / "cogs").mkdir(parents=True)
+    cogs_line = "A cat ran .\tcat ( x _ 1 ) AND run . agent ( x _ 2 , x _ 1 )\tin_distribution\n"
+    for split in ("train", "gen"):
+        (root / "cogs" / f"{split}.tsv").write_text(cogs_line, encoding="utf-8")
+    st = fetch.status("recogs", root)
+    assert st.derived == ("recogs/recogs_v1/train.tsv", "recogs/recogs_v1/gen.tsv",
+                          "recogs/recogs_v2/train.tsv", "recogs/recogs_v2/gen.tsv",
+                          "recogs/recogs_positional_index/train.tsv",
+                          "recogs/recogs_positional_index/gen.tsv")
+    assert "DERIVED from cogs/" in fetch.describe(st) and not st.complete
+    assert recogs.load("gen", root, "recogs_positional_index")[0].target == (
+        "cat ( 1 ) ; run ( 2 ) AND agent ( 2 , 1 )")
+    # the released file, fetched (here from a file:// URL), replaces the derived split
+    upstream = tmp_path / "gen.tsv"
+    upstream.write_text("A cat ran .\tcat ( 7 ) ; run ( 3 ) AND agent ( 3 , 7 )\t"
+                        "in_distribution\n", encoding="utf-8")
+    sources = {"recogs": (fetch.Source(upstream.as_uri(), "recogs-recogs_positional_index-gen"
+                                       ".tsv", "recogs/recogs_positional_index"),)}
+    fetch.fetch("recogs", root, sources=sources)
+    gen = recogs.load("gen", root, "recogs_positional_index")
+    assert gen[0].target == "cat ( 7 ) ; run ( 3 ) AND agent ( 3 , 7 )"
+    assert not gen[0].meta["derived"]
+    assert "recogs/recogs_positional_index/gen.tsv" not in fetch.status("recogs", root).derived
+    assert all(s.url.startswith("https://raw.githubusercontent.com/frankaging/ReCOGS/main/")
+               for s in fetch.SOURCES["recogs"]) and len(fetch.SOURCES["recogs"]) == 12

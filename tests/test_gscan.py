@@ -177,3 +177,29 @@ def test_sample_kshot(shared_data: Path, sample: dict[str, list]) -> None:
     shot = gscan.load_all(shared_data, k=1, seed=0, splits=["train", "dev", "adverb_1"])
     assert len(shot["train"]) == 1201 and len(shot["adverb_1"]) == 199
     assert "cautiously" in shot["train"][-1].atoms and shot["train"][-1].meta["kshot"]
+
+
+@pytest.mark.parametrize("empty", ["delete", None, {}])
+def test_example_without_situation_names_file_and_index(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], empty: object
+) -> None:
+    from compgen_jax import cli
+
+    data = json.loads((FIXTURES / "gscan" / "compositional_splits" / "dataset.txt").read_text())
+    for split in data["examples"].values():
+        for example in split:
+            if empty == "delete":
+                del example["situation"]
+            else:
+                example["situation"] = empty
+    root = _copy_fixture(tmp_path, json.dumps(data, indent=4))
+    path = root / "gscan" / "compositional_splits" / "dataset.txt"
+    with pytest.raises(ValueError, match=rf"{path}:\d+: examples\['train'\]\[0\]: example has no "
+                                         "situation"):
+        gscan.load("train", root)
+    out = tmp_path / "out"
+    assert cli.main(["data", "measures", "gscan_compositional", "--data_dir", str(root),
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{path}:" in err[0] and "no situation" in err[0]
+    assert not out.exists()

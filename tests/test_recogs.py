@@ -154,3 +154,131 @@ def test_registered_recogs_tasks_tokenize(shared_data: Path, tmp_path: Path) -> 
             assert not (pool["targets"] == registry.get_vocabulary(name).unk_id).any()
     pool = registry.tokenized_pool("recogs_pos", "dev")
     assert pool["targets"].shape[1] == 119  # longest dev LF (118 tokens) + EOS
+
+
+# ---------------------------------------------------------------------------------------------
+# ReCOGS derived from COGS (s.3.1, s.3.2): dev/test against the real files, train augmentation.
+
+
+@pytest.fixture(scope="module")
+def cogs_only(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding COGS but no ReCOGS: every ReCOGS split is derived."""
+    root = tmp_path_factory.mktemp("cogs_only")
+    (root / "cogs").symlink_to(shared_data / "cogs", target_is_directory=True)
+    return root
+
+
+@pytest.mark.parametrize("version", LOCAL_VERSIONS)
+@pytest.mark.parametrize("split", recogs.LOCAL_SPLITS)
+def test_derived_dev_test_equal_real(loaded: dict, cogs_only: Path, version: str,
+                                     split: str) -> None:
+    derived = recogs.load(split, cogs_only, version)
+    real = loaded[version, split]
+    assert len(derived) == len(real) == 3_000
+    assert all(e.meta["derived"] for e in derived) and not any(e.meta["derived"] for e in real)
+    assert [e.input for e in derived] == [e.input for e in real]
+    assert [e.category for e in derived] == [e.category for e in real]
+    # every line equal under the ReCOGS metric (renaming- and conjunct-order-invariant) ...
+    assert all(recogs.recogs_match(r.target, d.target) for d, r in zip(derived, real, strict=True))
+    # ... and in the same conjunct order; positional_index is even byte-identical, while v1's
+    # variables are random draws from the pool, so its strings differ
+    order = [[p for p, _ in recogs.conjuncts(e.target)] for e in (*derived, *real)]
+    assert order[:3_000] == order[3_000:]
+    same = sum(d.target == r.target for d, r in zip(derived, real, strict=True))
+    assert same == 3_000 if version == "recogs_positional_index" else same < 30
+    # the renaming is consistent: shifting the derived v1 variables breaks the match
+    if version == "recogs_v1":
+        wrong = derived[0].target.replace(" AND agent ( ", " AND agent ( 1", 1)
+        assert not recogs.recogs_match(real[0].target, wrong)
+
+
+def test_real_file_takes_precedence(shared_data: Path, tmp_path: Path) -> None:
+    (tmp_path / "cogs").symlink_to(shared_data / "cogs", target_is_directory=True)
+    real = tmp_path / "recogs" / "recogs_v1" / "dev.tsv"
+    real.parent.mkdir(parents=True)
+    line = "A cat ran .\tcat ( 4 ) ; run ( 7 ) AND agent ( 7 , 4 )\tin_distribution\n"
+    real.write_text(line * 2, encoding="utf-8")
+    dev = recogs.load("dev", tmp_path, "recogs_v1")
+    assert len(dev) == 2 and not dev[0].meta["derived"] and dev[0].meta["source"] == str(real)
+    test = recogs.load("test", tmp_path, "recogs_v1")
+    assert len(test) == 3_000 and test[0].meta["derived"]
+    assert test[0].meta["source"] == str(tmp_path / "cogs" / "test.tsv")
+    assert recogs.source("gen", tmp_path, "recogs_v2") == ("derived", tmp_path / "cogs" / "gen.tsv")
+    with pytest.raises(FileNotFoundError, match=r"recogs_v1/train\.tsv.*cogs/train\.tsv"):
+        recogs.load("train", tmp_path / "nowhere", "recogs_v1")
+
+
+def test_derived_pos_train_indices_and_concatenations(cogs_only: Path, shared_data: Path) -> None:
+    train = recogs.load("train", cogs_only, "recogs_positional_index")
+    cogs_train = cogs.load("train", shared_data)
+    by_category: dict[str, int] = {}
+    for e in train:
+        by_category[e.category] = by_category.get(e.category, 0) + 1
+    # one copy of COGS train (24,155) + 3,072 concatenations, none duplicated
+    assert len(train) == 24_155 + recogs.CONCATENATIONS
+    assert by_category["concat"] == 3_072 and by_category["primitive"] == 143
+    assert [e.input for e in train[:24_155]] == [e.input for e in cogs_train]
+    # independent truth: a declared noun/name index points at that very word of the sentence
+    for e in train:
+        if e.meta["lexicon"]:
+            continue
+        words = e.input.lower().split()
+        for decl in e.target.split(" ; ")[:-1]:  # `[*] noun ( i )` / `Name ( i )`
+            tokens = decl.split()
+            assert words[int(tokens[-2])] == tokens[-4].lower(), (e.input, decl)
+    # a concatenation means its three sentences: its pairs/atoms are the union of theirs
+    by_sentence = {e.input: e for e in cogs_train}
+    longest = sorted(cogs_train, key=lambda e: len(e.input), reverse=True)
+    first = train[24_155]
+    parts = longest[:3]
+    assert first.input.split()[0] == parts[0].input.split()[0]
+    assert first.pairs == frozenset().union(*(by_sentence[p.input].pairs for p in parts))
+    assert first.atoms == frozenset().union(*(p.atoms for p in parts))
+    assert len(first.input.split()) == sum(len(p.input.split()) for p in parts) - 2
+
+
+def test_derived_v1_train_renamed_copies(cogs_only: Path) -> None:
+    train = recogs.load("train", cogs_only, "recogs_v1")
+    pos = {(e.input, e.category): e.target
+           for e in recogs.load("train", cogs_only, "recogs_positional_index")}
+    length_ood = [e for e in train if e.category == "length_ood"]
+    assert len(length_ood) == recogs.TRAIN_COPIES * recogs.CONCATENATIONS
+    copies: dict[str, list[str]] = {}
+    for e in train:
+        if e.category not in ("length_ood", "primitive"):
+            copies.setdefault(e.input, []).append(e.target)
+    # five renamings of each sentence (fewer only where two draws coincide and were deduplicated)
+    assert max(map(len, copies.values())) == recogs.TRAIN_COPIES
+    assert sum(map(len, copies.values())) > 0.99 * recogs.TRAIN_COPIES * 24_012
+    for sentence, targets in list(copies.items())[::40]:
+        reference = pos[sentence, "in_distribution"] if (sentence, "in_distribution") in pos \
+            else next(t for (s, _), t in pos.items() if s == sentence)
+        assert all(recogs.recogs_match(reference, t) for t in targets)
+    numbers = {t for e in length_ood for t in e.target.split() if t.isdigit()}
+    assert numbers <= set(recogs.VARIABLE_POOL)
+
+
+def test_lexicon_entries() -> None:
+    touch = "LAMBDA a . LAMBDA b . LAMBDA e . touch . agent ( e , b ) AND touch . theme ( e , a )"
+    assert recogs.rewrite("touch", touch) == (
+        "LAMBDA a . LAMBDA b . LAMBDA e . touch ( e ) AND agent ( e , b ) AND theme ( e , a )"
+    )
+    assert recogs.rewrite("ball", "LAMBDA a . ball ( a )") == "LAMBDA a . ball ( a )"
+    assert recogs.rewrite("Emma", "Emma") == "LAMBDA a . Emma ( a )"
+    graph, lexicon = recogs.parse(recogs.rewrite("touch", touch))
+    assert lexicon and recogs.atoms(recogs.rewrite("touch", touch)) == {"touch"}
+
+
+def test_rewrite_hand_built() -> None:
+    sentence = "The girl offered the weapon beside a machine to a chicken ."
+    lf = ("* girl ( x _ 1 ) ; * weapon ( x _ 4 ) ; offer . agent ( x _ 2 , x _ 1 ) AND "
+          "offer . theme ( x _ 2 , x _ 4 ) AND offer . recipient ( x _ 2 , x _ 10 ) AND "
+          "weapon . nmod . beside ( x _ 4 , x _ 7 ) AND machine ( x _ 7 ) AND chicken ( x _ 10 )")
+    decls = "* girl ( 1 ) ; * weapon ( 4 ) ; machine ( 7 ) ; chicken ( 10 ) ; "
+    verb = "offer ( 2 ) AND agent ( 2 , 1 ) AND theme ( 2 , 4 ) AND recipient ( 2 , 10 )"
+    nmod = "nmod . beside ( 4 , 7 )"
+    assert recogs.rewrite(sentence, lf) == decls + verb + " AND " + nmod
+    assert recogs.rewrite(sentence, lf, "recogs_v1") == decls + nmod + " AND " + verb
+    with pytest.raises(ValueError, match="'Emma' occurs 2 times"):
+        recogs.rewrite("Emma saw Emma .", "see . agent ( x _ 1 , Emma ) AND see . theme "
+                       "( x _ 1 , Emma )")

@@ -189,3 +189,154 @@ def test_unknown_task_or_split(generated_tasks: list[str]) -> None:
         registry.get_examples("scan_nope", "train")
     with pytest.raises(ValueError, match="no split 'dev'"):
         registry.tokenized_pool("scan_length", "dev")
+
+
+# ---------------------------------------------------------------------------------------------
+# Registered on import, read lazily; any seqio Task or Mixture by name (t5x pattern).
+
+
+def test_plain_seqio_lookup_after_one_import(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = ("import seqio, tasks.registry\n"
+            "t = seqio.get_mixture_or_task('scan_length')\n"
+            "print(t.num_input_examples('test'), sorted(t.splits))\n"
+            "c = seqio.get_mixture_or_task('cfq_mcd1')\n"
+            "print(c.name, sorted(c.splits))\n"
+            "try:\n    c.get_dataset(split='train', shuffle=False)\n"
+            "except FileNotFoundError as err:\n    print('read:', err)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "COMPGEN_DATA_DIR": str(tmp_path)}  # an empty data dir: registering reads nothing
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout.splitlines()
+    assert out[0] == "3920 ['test', 'train']"
+    assert out[1] == "cfq_mcd1 ['dev', 'test', 'train']"
+    assert out[2].startswith("read: CFQ split mcd1: expected file ")
+    assert str(tmp_path / "cfq" / "splits" / "mcd1.json") in out[2]
+    assert "compgen-jax data fetch cfq" in out[2]
+
+
+@pytest.fixture()
+def reset_import_registration():
+    """Tests that re-register our tasks leave them as a fresh import would."""
+    yield
+    registry._register_on_import()
+
+
+def test_registration_and_vocabulary_are_lazy(monkeypatch: pytest.MonkeyPatch,
+                                              reset_import_registration: None) -> None:
+    from tasks.benchmarks import cogs
+    from tasks.example import Example
+
+    reads: list[str] = []
+
+    def fake_load(split: str, data_dir: object = None, fmt: str = "lf") -> list[Example]:
+        reads.append(split)
+        return [Example("cogs", split, 0, f"a {split} cat", "cat ( x _ 2 )", frozenset(),
+                        frozenset(), 0, 3)]
+
+    monkeypatch.setattr(cogs, "load", fake_load)
+    registry._register_on_import()
+    task = seqio.get_mixture_or_task("cogs")
+    vocab = registry.get_vocabulary("cogs")
+    assert task.splits == cogs.SPLITS and reads == []  # registered, nothing read
+    assert [e.input for e in registry.get_examples("cogs", "dev")] == ["a dev cat"]
+    assert reads == ["dev"]  # only the requested split
+    # a, cat, the 4 split names, ( x _ 2 ): the joint vocabulary reads every split, once
+    assert vocab.vocab_size == 3 + 11
+    assert sorted(reads) == sorted(cogs.SPLITS)
+    assert vocab.encode("a gen cat") == [vocab.tokens.index(w) for w in ("a", "gen", "cat")]
+    pool = registry.tokenized_pool("cogs", "gen")
+    assert vocab.decode(pool["inputs"][0].tolist()) == "a gen cat"
+    assert sorted(reads) == sorted(cogs.SPLITS)
+    import pickle
+
+    assert pickle.loads(pickle.dumps(vocab)) == vocab
+
+
+def test_missing_cfq_split_is_one_clear_error(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from compgen_jax import cli
+
+    missing = tmp_path / "cfq" / "splits" / "mcd1.json"
+    with pytest.raises(FileNotFoundError, match=f"{missing}.*compgen-jax data fetch cfq"):
+        registry.ensure_registered("cfq_mcd1", tmp_path)
+    assert cli.main(["data", "measures", "cfq_mcd1", "--data_dir", str(tmp_path),
+                     "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0] and "data fetch cfq" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture()
+def scan_mixture(generated_tasks: list[str]):
+    seqio.MixtureRegistry.add("scan_length_simple_mix", ["scan_length", "scan_simple"],
+                              default_rate=1.0)
+    yield "scan_length_simple_mix"
+    seqio.MixtureRegistry.remove("scan_length_simple_mix")
+
+
+def test_mixture_examples_vocabulary_and_pool(scan_mixture: str, vocab: WordVocabulary) -> None:
+    registry.ensure_registered(scan_mixture)  # accepted: a registered seqio Mixture
+    exs = registry.get_examples(scan_mixture, "test")
+    length, simple = (registry.get_examples(t, "test") for t in ("scan_length", "scan_simple"))
+    assert len(exs) == 3_920 + 4_182 and [e.id for e in exs] == list(range(len(exs)))
+    assert [e.input for e in exs] == [e.input for e in (*length, *simple)]
+    assert {e.meta["task"] for e in exs[:3_920]} == {"scan_length"}
+    assert exs[3_920].meta["task_id"] == 0 and exs[0].pairs == length[0].pairs
+    assert registry.get_vocabulary(scan_mixture) == vocab
+    assert registry.get_metric_fns(scan_mixture) == [scan.metric]
+    pool = registry.tokenized_pool(scan_mixture, "test")
+    part = registry.tokenized_pool("scan_simple", "test")
+    assert pool["inputs"].shape[0] == 8_102 and pool["example_id"].tolist() == list(range(8_102))
+    np.testing.assert_array_equal(pool["targets"][3_920:, : part["targets"].shape[1]],
+                                  part["targets"])
+    assert vocab.decode(pool["targets"][-1].tolist()) == simple[-1].target
+
+
+def test_foreign_seqio_task_and_vocabulary_mismatch() -> None:
+    def add(name: str, words: WordVocabulary) -> None:
+        def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None
+                       ) -> tf.data.Dataset:
+            return tf.data.Dataset.from_tensor_slices({"inputs": ["a b", "c"],
+                                                       "targets": ["b", "c a a"]})
+
+        seqio.TaskRegistry.add(
+            name, source=seqio.FunctionDataSource(dataset_fn, splits=["train"]),
+            output_features={k: seqio.Feature(words, add_eos=True) for k in ("inputs", "targets")},
+            preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos])
+
+    add("foreign_abc", WordVocabulary(["a", "b", "c"]))
+    add("foreign_cba", WordVocabulary(["c", "b", "a"]))
+    seqio.MixtureRegistry.add("abc_and_cba", ["foreign_abc", "foreign_cba"], default_rate=1.0)
+    try:
+        registry.ensure_registered("foreign_abc")
+        exs = registry.get_examples("foreign_abc", "train")
+        assert [(e.input, e.target, e.out_len) for e in exs] == [("a b", "b", 1), ("c", "c a a", 3)]
+        pool = registry.tokenized_pool("foreign_abc", "train")
+        np.testing.assert_array_equal(pool["targets"], [[4, 1, 0, 0], [5, 3, 3, 1]])
+        assert len(registry.get_examples("abc_and_cba", "train")) == 4
+        assert registry.get_metric_fns("foreign_abc") == []
+        with pytest.raises(ValueError, match="different vocabularies"):
+            registry.get_vocabulary("abc_and_cba")
+    finally:
+        seqio.MixtureRegistry.remove("abc_and_cba")
+        for name in ("foreign_abc", "foreign_cba"):
+            seqio.TaskRegistry.remove(name)
+
+
+@pytest.mark.slow
+def test_train_cell_on_seqio_mixture(scan_mixture: str, tmp_path: Path) -> None:
+    import csv
+
+    from compgen_jax import cli
+
+    out = tmp_path / "mix"
+    assert cli.main(["train", "--gin_file=experiments/scan_simple_cell_cpu.gin",
+                     f"--gin.MODEL_DIR='{out}'", f"--gin.MIXTURE_OR_TASK_NAME='{scan_mixture}'",
+                     "--gin.N_UNIQUE=200", "--gin.NUM_SEEDS=2", "--gin.TRAIN_STEPS=50"]) == 0
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert {r["task"] for r in rows} == {scan_mixture} and {r["seed"] for r in rows} == {"0", "1"}
+    assert all(r["diverged"] == "False" and int(r["n_examples"]) > 0 for r in rows)

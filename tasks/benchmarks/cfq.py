@@ -151,7 +151,16 @@ def split_path(split: str, data_dir: str | os.PathLike[str] | None) -> Path:
         raise ValueError(
             f"unknown CFQ split {split!r}; expected one of {SPLITS} or {DIVERGENCE_PREFIX}<name>"
         )
-    return benchmark_file(data_dir, f"cfq/splits/{split}.json", f"CFQ split {split}")
+    return _require(data_dir, f"cfq/splits/{split}.json", f"CFQ split {split}")
+
+
+def _require(data_dir: str | os.PathLike[str] | None, relpath: str, what: str) -> Path:
+    """`<data_dir>/<relpath>`; FileNotFoundError naming it and `compgen-jax data fetch cfq`."""
+    try:
+        return benchmark_file(data_dir, relpath, what)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err}; run `compgen-jax data fetch cfq` to download CFQ "
+                                "(cfq1.1.tar.gz)") from None
 
 
 def load_files(
@@ -206,10 +215,16 @@ def load_files(
     }
 
 
+def load_paths(split: str, data_dir: str | os.PathLike[str] | None) -> tuple[Path, Path]:
+    """(dataset.json, split file) of a canonical split; FileNotFoundError naming a missing one
+    and `compgen-jax data fetch cfq`."""
+    path = split_path(split, data_dir)
+    return _require(data_dir, "cfq/dataset.json", "CFQ dataset"), path
+
+
 def load(split: str, data_dir: str | os.PathLike[str] | None = None) -> dict[str, list[Example]]:
     """train/dev/test of a canonical split under `<data_dir>/cfq` (dataset.json + splits/)."""
-    path = split_path(split, data_dir)
-    dataset = benchmark_file(data_dir, "cfq/dataset.json", "CFQ dataset")
+    dataset, path = load_paths(split, data_dir)
     return load_files(dataset, path, split)
 
 

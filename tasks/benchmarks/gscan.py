@@ -137,6 +137,11 @@ _REQUIRED = ("command", "target_commands", "verb_in_command", "manner", "referre
 
 def to_example(raw: Any, split: str, id_: int, meta: dict[str, Any], where: str) -> Example:
     """One Example from a raw dataset.txt example; ValueError naming `where` if malformed."""
+    if isinstance(raw, dict) and not raw.get("situation"):
+        raise ValueError(
+            f"{where}: example has no situation (the grid world the command refers to); gSCAN "
+            "needs the canonical dataset.txt, whose examples each carry one"
+        )
     if not isinstance(raw, dict) or any(key not in raw for key in _REQUIRED):
         missing = [k for k in _REQUIRED if not isinstance(raw, dict) or k not in raw]
         raise ValueError(f"{where}: not a gSCAN example (missing {missing})")
