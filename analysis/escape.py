@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -184,14 +185,20 @@ def escape_regression(
     n_col: str = "n_unique",
     e_col: str = "exposure",
     level: float = 0.95,
+    cluster: str | None = "cell",
 ) -> dict:
     """Logistic regression logit P(escape) = b0 + b_N log N + b_E log E (natural logs).
 
     `df` has one row per seed: a boolean/0-1 `escaped` column and positive N and E columns (e.g.
-    the output of `label_escapes`). Returns coef, se, ci (Wald, at `level`), p per term
-    ("const", "log_n", "log_e"), n, n_escaped, loglik and McFadden's pseudo R^2.
+    the output of `label_escapes`). Seeds are nested in cells, so SEs are cluster-robust by the
+    `cluster` column when it is present (statsmodels cov_type="cluster"; None: model-based).
+    Each of N and E needs >= 2 levels (one level leaves its coefficient unidentified; the fit
+    would return a huge SE with p = 1). Returns coef, se, ci (Wald, at `level`), p per term
+    ("const", "log_n", "log_e"), se_kind, n, n_escaped, loglik, McFadden's pseudo R^2 and
+    converged (a non-converged fit is an error, never a silent warning).
     """
     import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     require_columns(df, [escaped, n_col, e_col], "escape table")
     yv = df[escaped].to_numpy()
@@ -202,15 +209,32 @@ def escape_regression(
     e = df[e_col].to_numpy(dtype=float)
     if (n <= 0).any() or (e <= 0).any():
         raise ValueError(f"escape table: {n_col!r} and {e_col!r} must be positive")
+    for col, v in ((n_col, n), (e_col, e)):
+        if np.unique(v).size < 2:
+            raise ValueError(f"escape table: {col!r} has a single level; its effect is not "
+                             "identified")  # fmt: skip
     if y.min() == y.max():
         raise ValueError("escape table: every seed has the same outcome; nothing to regress")
     names = ["const", "log_n", "log_e"]
     x = np.column_stack([np.ones_like(n), np.log(n), np.log(e)])
-    try:
-        fit = sm.Logit(y, x).fit(disp=0, maxiter=200)
-    except Exception as err:  # statsmodels raises on perfect separation
-        raise ValueError(f"escape_regression: logistic fit failed: {err}") from err
+    kwargs: dict[str, Any] = {}
+    se_kind = "model-based"
+    if cluster is not None and cluster in df.columns and df[cluster].nunique() >= 2:
+        groups = pd.factorize(df[cluster])[0]
+        kwargs = {"cov_type": "cluster", "cov_kwds": {"groups": groups}}
+        se_kind = f"cluster-robust by {cluster} ({int(groups.max()) + 1} clusters)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        try:
+            fit = sm.Logit(y, x).fit(disp=0, maxiter=200, **kwargs)
+        except ConvergenceWarning as err:
+            raise ValueError(f"escape_regression: logistic fit did not converge ({err})") from None
+        except Exception as err:  # statsmodels raises on perfect separation
+            raise ValueError(f"escape_regression: logistic fit failed: {err}") from err
     params, bse = np.asarray(fit.params), np.asarray(fit.bse)
+    converged = bool(fit.mle_retvals.get("converged", True))
+    if not converged:
+        raise ValueError("escape_regression: logistic fit did not converge")
     if not (np.isfinite(params).all() and np.isfinite(bse).all()) or (np.abs(params) > 50).any():
         raise ValueError(
             "escape_regression: coefficients diverge (outcome perfectly separated by log N, "
@@ -223,12 +247,13 @@ def escape_regression(
         "se": dict(zip(names, map(float, bse), strict=True)),
         "ci": {k: (float(lo), float(hi)) for k, (lo, hi) in zip(names, ci, strict=True)},
         "p": dict(zip(names, map(float, pvals), strict=True)),
+        "se_kind": se_kind,
         "level": level,
         "n": int(y.size),
         "n_escaped": int(y.sum()),
         "loglik": float(fit.llf),
         "pseudo_r2": float(fit.prsquared),
-        "converged": bool(fit.mle_retvals.get("converged", True)),
+        "converged": converged,
     }
 
 
@@ -261,12 +286,15 @@ def escaped_converge_later(
     escaped: str = "escaped",
     fraction: float = 0.9,
 ) -> dict:
-    """One-sided Mann-Whitney U test: escaped seeds' convergence steps exceed floor seeds'.
+    """One-sided Mann-Whitney U test: escaped seeds converge later in their runs than floor seeds.
 
     `df` holds eval curves: one row per (cell, seed, step) with `metric`, and a per-seed boolean
     `escaped` column (constant within a seed; join `label_escapes` onto the results table).
-    When a `split` column is present and holds several splits, `split` selects one.
-    Returns u, p (alternative "greater"), counts, median steps and the per-seed table.
+    When a `split` column is present and holds several splits, `split` selects one. Cells differ
+    in length (E x N / batch steps), so the compared quantity is the convergence step as a
+    fraction of the seed's last eval step: absolute steps would call escaped seeds "later"
+    merely because escapes happen in the longer cells. Returns u, p (alternative "greater"),
+    counts, median fractions and steps, and the per-seed table.
     """
     require_columns(df, ["cell", "seed", "step", metric, escaped], "curve table")
     rows = df
@@ -283,10 +311,16 @@ def escaped_converge_later(
         if len(flags) != 1:
             raise ValueError(f"curve table: {escaped!r} varies within cell {cell!r} seed {seed}")
         step = convergence_step(g["step"].to_numpy(), g[metric].to_numpy(), fraction)
-        per_seed.append((cell, seed, bool(flags[0]), step))
-    table = pd.DataFrame(per_seed, columns=["cell", "seed", "escaped", "convergence_step"])
-    esc = table.loc[table["escaped"], "convergence_step"].to_numpy(dtype=float)
-    flo = table.loc[~table["escaped"], "convergence_step"].to_numpy(dtype=float)
+        last = int(g["step"].max())
+        if last <= 0:
+            raise ValueError(f"curve table: cell {cell!r} seed {seed} has no step > 0")
+        per_seed.append((cell, seed, bool(flags[0]), step, last, step / last))
+    table = pd.DataFrame(
+        per_seed,
+        columns=["cell", "seed", "escaped", "convergence_step", "last_step", "step_fraction"],
+    )
+    esc = table.loc[table["escaped"], "step_fraction"].to_numpy(dtype=float)
+    flo = table.loc[~table["escaped"], "step_fraction"].to_numpy(dtype=float)
     if esc.size == 0 or flo.size == 0:
         raise ValueError("curve table: needs at least one escaped and one floor seed")
     res = stats.mannwhitneyu(esc, flo, alternative="greater")
@@ -296,8 +330,10 @@ def escaped_converge_later(
         "alternative": "greater",
         "n_escaped": int(esc.size),
         "n_floor": int(flo.size),
-        "median_step_escaped": float(np.median(esc)),
-        "median_step_floor": float(np.median(flo)),
+        "median_fraction_escaped": float(np.median(esc)),
+        "median_fraction_floor": float(np.median(flo)),
+        "median_step_escaped": float(table.loc[table["escaped"], "convergence_step"].median()),
+        "median_step_floor": float(table.loc[~table["escaped"], "convergence_step"].median()),
         "fraction": fraction,
         "per_seed": table,
     }
