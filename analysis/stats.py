@@ -597,8 +597,9 @@ def binomial_glm(
     EM is bounded and bimodal (floor vs escaped seeds), where a Gaussian ANOVA's residuals are
     not normal; the binomial model respects [0, 1] and, with SEs cluster-robust by `cluster`
     (seeds nested in cells), does not trust the binomial variance either. Each seed's EM is a
-    proportion of `trials` eval examples, fitted as (hits, misses) counts (median trials reported). Returns the coefficient table
-    (term, coef, se, ci_lo, ci_hi, p, p_holm over the three slopes), trials, n_clusters.
+    proportion of `trials` eval examples, fitted as (hits, misses) counts. Returns the
+    coefficient table (term, coef, se, ci_lo, ci_hi, p, p_holm over the three slopes), the
+    median trials, n_clusters and converged.
     """
     import statsmodels.api as sm
 
