@@ -38,35 +38,43 @@ def _fit_two(
 
     Starts: every split of the sorted values into a lower and an upper group. The M-step's
     standard deviations are max(MLE, sd_floor): the exact maximiser under the constraint
-    sd >= sd_floor, so every iteration still increases the (bounded) likelihood.
+    sd >= sd_floor, so every iteration still increases the (bounded) likelihood. All starts
+    run as one [starts, n, 2] array; each stops (is frozen) at its own convergence.
     """
     xs = np.sort(x)
-    best = None
-    for cut in range(1, xs.size):
-        resp = np.zeros((x.size, 2))
-        resp[:, 1] = x >= xs[cut]
-        resp[:, 0] = 1.0 - resp[:, 1]
-        if resp[:, 1].sum() in (0, x.size):
-            continue
-        prev = -np.inf
-        for _ in range(n_iter):
-            nk = resp.sum(axis=0)
-            w = nk / x.size
-            mu = (resp * x[:, None]).sum(axis=0) / np.maximum(nk, 1e-300)
-            var = (resp * (x[:, None] - mu) ** 2).sum(axis=0) / np.maximum(nk, 1e-300)
-            sd = np.maximum(np.sqrt(var), sd_floor)
-            with np.errstate(divide="ignore"):
-                joint = np.log(w) + _normal_logpdf(x[:, None], mu, sd)
-            total = np.logaddexp(joint[:, 0], joint[:, 1])
-            ll = float(total.sum())
-            resp = np.exp(joint - total[:, None])
-            if ll - prev < tol * max(1.0, abs(ll)):
-                break
-            prev = ll
-        if best is None or ll > best[0] + 1e-12:
-            best = (ll, w, mu, sd)
-    assert best is not None
-    return best
+    up = (x[None, :] >= xs[1:, None]).astype(float)  # [cuts, n]: upper group of each split
+    up = up[(up.sum(axis=1) > 0) & (up.sum(axis=1) < x.size)]
+    resp = np.stack([1.0 - up, up], axis=2)  # [S, n, 2]
+    n_starts = resp.shape[0]
+    prev = np.full(n_starts, -np.inf)
+    active = np.ones(n_starts, dtype=bool)
+    ll_out = np.empty(n_starts)
+    w_out, mu_out, sd_out = (np.empty((n_starts, 2)) for _ in range(3))
+    for _ in range(n_iter):
+        r = resp[active]
+        nk = r.sum(axis=1)  # [A, 2]
+        w = nk / x.size
+        mu = (r * x[None, :, None]).sum(axis=1) / np.maximum(nk, 1e-300)
+        var = (r * (x[None, :, None] - mu[:, None, :]) ** 2).sum(axis=1) / np.maximum(nk, 1e-300)
+        sd = np.maximum(np.sqrt(var), sd_floor)
+        with np.errstate(divide="ignore"):
+            joint = np.log(w)[:, None, :] + _normal_logpdf(x[None, :, None], mu[:, None, :],
+                                                          sd[:, None, :])  # fmt: skip
+        total = np.logaddexp(joint[..., 0], joint[..., 1])
+        ll = total.sum(axis=1)
+        idx = np.flatnonzero(active)
+        ll_out[idx], w_out[idx], mu_out[idx], sd_out[idx] = ll, w, mu, sd
+        resp[idx] = np.exp(joint - total[..., None])
+        done = ll - prev[idx] < tol * np.maximum(1.0, np.abs(ll))
+        prev[idx] = ll
+        active[idx[done]] = False
+        if not active.any():
+            break
+    best = 0
+    for i in range(1, n_starts):
+        if ll_out[i] > ll_out[best] + 1e-12:
+            best = i
+    return float(ll_out[best]), w_out[best], mu_out[best], sd_out[best]
 
 
 def bimodality(values: Any, floor: float = 0.01, threshold: float = 0.05, min_n: int = 4) -> dict:

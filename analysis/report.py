@@ -46,13 +46,14 @@ class ReportOptions:
     power_draws: int = 200
     power_perm: int = 200
     power_ns: tuple[int, ...] = seeds.DEFAULT_NS
+    pilot_boot: int = 10
     tost_margin_pp: float = 3.0
     gain: float = 0.03
     seed: int = 0
 
     def __post_init__(self) -> None:
         """Refuse counts below 1 up front (0 resamples: an IndexError deep in a section)."""
-        for name in ("n_boot", "n_perm", "power_draws", "power_perm"):
+        for name in ("n_boot", "n_perm", "power_draws", "power_perm", "pilot_boot"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 flag = "--" + name.replace("_", "-")
@@ -189,6 +190,12 @@ def _pv(p: float) -> str:
     return "< 1e-300" if p <= 0 else f"{p:.3g}"
 
 
+def _peq(p: float) -> str:
+    """'p = 0.0123' or 'p < 1e-300' for running text."""
+    text = _pv(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def _pfmt(table: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     """Copy of `table` with its p-value columns as `_pv` strings (never a bare '0')."""
     out = table.copy()
@@ -230,23 +237,34 @@ def _inputs(doc: _Doc, results: Any, raw: pd.DataFrame, tidy: Tidy) -> None:
 
 
 def _dose(doc: _Doc, rows: pd.DataFrame, bench: str, tidy: Tidy, options: ReportOptions) -> None:
-    """Summary per N, Spearman, logistic fit, bootstrap slope CI and the dose-response plot."""
+    """Summary per N (per N x E when E varies), Spearman, slope CIs, logistic fit and the plot."""
     metric = tidy.metric
-    doc.table(dose_response.diversity_summary(rows, tidy.split, metric))
+    if rows["exposure"].nunique() > 1:
+        doc.p(f"Per cell (exposure varies, so N levels are not pooled over E); {metric} in %:")
+        per = rows.groupby(["n_unique", "exposure"])[metric].agg(
+            seeds="count", mean="mean", sd="std", min="min", max="max").reset_index()  # fmt: skip
+        per[["mean", "sd", "min", "max"]] *= 100
+        doc.table(per.rename(columns={"n_unique": "N", "exposure": "E"}))
+    else:
+        doc.table(dose_response.diversity_summary(rows, tidy.split, metric))
     trend = dose_response.diversity_trend(rows, tidy.split, metric)
     doc.p(
-        f"Spearman rho vs N: seeds {trend['rho_seeds']:.3f} (p = {trend['p_seeds']:.3g}), "
-        f"per-N means {trend['rho_means']:.3f} (p = {trend['p_means']:.3g})."
+        f"Spearman rho vs N: seeds {trend['rho_seeds']:.3f} ({_peq(trend['p_seeds'])}), "
+        f"per-N means {trend['rho_means']:.3f} ({_peq(trend['p_means'])})."
     )
     n, y = rows["n_unique"].to_numpy(), rows[metric].to_numpy()
-    slope, lo, hi = stats.bootstrap_slope_ci(n, y, n_boot=options.n_boot, seed=options.seed)
-    doc.p(f"OLS slope per log N: {slope:.4g} (95% bootstrap CI {lo:.4g} .. {hi:.4g}).")
+    slope, lo, hi = stats.bootstrap_slope_ci(n, y)
+    _, plo, phi = stats.bootstrap_slope_ci(n, y, n_boot=options.n_boot, seed=options.seed,
+                                           method="percentile")  # fmt: skip
+    doc.p(f"OLS slope per log N: {slope:.4g}; 95% CI {lo:.4g} .. {hi:.4g} (default: t interval) "
+          f"vs {plo:.4g} .. {phi:.4g} (paper: percentile bootstrap, too narrow at 5 seeds).")
     try:
         means = rows.groupby("n_unique")[metric].mean()
         fit = stats.logistic_dose_response(means.index.to_numpy(), means.to_numpy())
         doc.p(
-            f"Logistic fit in log N (per-N means): R^2 = {fit['r2']:.4f}, lower {fit['lower']:.4f},"
-            f" upper {fit['upper']:.4f}, N50 = {fit['n50']:.4g}, k = {fit['k']:.3g}."
+            f"Logistic fit in log N (per-N means): R^2 = {fit['r2']:.4f}, floor {fit['lower']:.4f}"
+            f", ceiling {fit['upper']:.4f}, N50 = {fit['n50']:.4g}, slope k = {fit['k']:.3g} "
+            f"(SE {fit['se']['k']:.2g})."
         )
     except ValueError as err:
         doc.p(f"_Logistic fit not computed: {err}._")
@@ -318,9 +336,9 @@ def _robust_models(doc: _Doc, rows: pd.DataFrame, metric: str, empty: list) -> N
     zero_sd = sum(float(np.ptp(g)) == 0 for g in groups)
     doc.p(
         "Residual diagnostics (seed minus cell mean): Shapiro-Wilk "
-        + (f"W = {shapiro.statistic:.3f}, p = {_pv(shapiro.pvalue)}" if shapiro else "n/a")
+        + (f"W = {shapiro.statistic:.3f}, {_peq(shapiro.pvalue)}" if shapiro else "n/a")
         + "; Brown-Forsythe equal variances across cells "
-        + (f"p = {_pv(levene.pvalue)}" if levene else "n/a")
+        + (_peq(levene.pvalue) if levene else "n/a")
         + f"; {zero_sd} of {len(groups)} cells have zero spread. "
         + ("Normality or equal variances are rejected, so the Gaussian F-tests above are "
            "approximate: read the HC3 and binomial rows below."
@@ -443,7 +461,7 @@ def _escape(doc: _Doc, raw: pd.DataFrame, rows: pd.DataFrame, bench: str, tidy: 
             "Escaped seeds converge later? Convergence step as a fraction of the seed's run: "
             f"median {res['median_fraction_escaped']:.2f} (escaped, n = {res['n_escaped']}) vs "
             f"{res['median_fraction_floor']:.2f} (floor, n = {res['n_floor']}); one-sided "
-            f"Mann-Whitney p = {_pv(res['p'])}."
+            f"Mann-Whitney {_peq(res['p'])}."
         )
     except ValueError as err:
         doc.p(f"_Convergence test not computed: {err}._")
@@ -569,21 +587,34 @@ def _audit(
 
 
 def _power(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOptions) -> None:
-    """Power curves of the default contrasts and their thresholds."""
+    """Power curves of the default contrasts, thresholds with pilot-bootstrap intervals."""
     contrasts = seeds.default_contrasts(frame)
     if not contrasts:
         raise ValueError("no benchmark has >= 2 N levels")
     pilot = frame.groupby("cell")["seed"].nunique()
+    sizes = f"{pilot.min()}" if pilot.min() == pilot.max() else f"{pilot.min()} to {pilot.max()}"
     curves = seeds.power_curves(
         frame, metric, contrasts, ns=options.power_ns, n_draws=options.power_draws,
         n_perm=options.power_perm, seed=options.seed,
     )  # fmt: skip
     doc.p(
-        f"Seeds drawn with replacement from pilot cells of {pilot.min()}-{pilot.max()} seeds; "
+        f"Seeds drawn with replacement from pilot cells of {sizes} seeds; "
         f"{options.power_draws} draws x {options.power_perm} permutations per n; threshold = "
-        f"smallest n with power >= {seeds.TARGET_POWER}."
+        f"smallest n with power >= {seeds.TARGET_POWER}; 90% interval over "
+        f"{options.pilot_boot} bootstrap copies of the pilot."
     )
-    doc.table(seeds.thresholds(curves))
+    table = seeds.threshold_uncertainty(
+        frame, metric, contrasts, ns=options.power_ns, n_draws=max(20, options.power_draws // 4),
+        n_perm=max(20, options.power_perm // 4), n_pilot=options.pilot_boot, seed=options.seed,
+    )  # fmt: skip
+    table = table.merge(seeds.thresholds(curves)[["contrast", "threshold_n", "max_power"]],
+                        on="contrast", suffixes=("_quick", ""))  # fmt: skip
+    table = table[["contrast", "kind", "threshold_n", "lo_n", "hi_n", "not_reached_share",
+                   "max_power", "pilot_seeds", "warning"]]  # fmt: skip
+    doc.table(table)
+    if (table["warning"] != "").any():
+        doc.p("**Warning**: thresholds from thin pilots are biased low (a 5-seed pilot of a "
+              "contrast needing 64 seeds reports <= 50 most of the time); read the interval.")
     seeds.plot_power(curves, doc.figure("power.png", "power vs seeds per cell"))
 
 

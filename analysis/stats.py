@@ -245,7 +245,9 @@ def logistic_dose_response(n: Any, em: Any) -> dict:
     """Fit EM = lower + (upper - lower) / (1 + exp(-k (log N - x0))) by least squares; R^2.
 
     `n` and `em` are paired arrays (per-seed points or per-N means; the caller chooses). Several
-    starting slopes are tried and the lowest residual sum of squares kept. Returns lower, upper,
+    starting slopes are tried and the lowest residual sum of squares kept; the curve is reported
+    with k >= 0 (a fit with k < 0 is the same curve with lower and upper swapped).
+    Returns lower, upper,
     k, x0, n50 = exp(x0) (the N at the midpoint), r2 = 1 - SS_res / SS_tot, SEs from the
     covariance and the fitted values.
     """
@@ -278,6 +280,10 @@ def logistic_dose_response(n: Any, em: Any) -> dict:
     if best is None:
         raise ValueError("logistic_dose_response: the least-squares fit did not converge")
     sse, popt, pcov = best
+    if popt[2] < 0:  # the same curve with lower/upper swapped and k > 0: report it that way
+        popt = np.array([popt[1], popt[0], -popt[2], popt[3]])
+        flip = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, -1, 0], [0, 0, 0, 1]], dtype=float)
+        pcov = flip @ pcov @ flip.T
     sst = float(np.sum((y - y.mean()) ** 2))
     lower, upper, k, x0 = (float(v) for v in popt)
     se = np.sqrt(np.clip(np.diag(pcov), 0, None)) if np.isfinite(pcov).all() else np.full(4, np.nan)
