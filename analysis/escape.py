@@ -163,7 +163,8 @@ def label_escapes(
 ) -> pd.DataFrame:
     """One row per (cell, seed) at its final eval step on `split`, with `bimodality` per cell.
 
-    Columns: cell, seed, n_unique, exposure, <metric>, label, escaped (bool), cell_k.
+    Columns: cell, seed, n_unique, exposure, <metric>, label, escaped (bool), p_escaped (the
+    mixture's posterior probability of the escaped mode), cell_k.
     """
     require_columns(
         df, ["cell", "seed", "split", "step", "n_unique", "exposure", metric], "results table"
@@ -173,13 +174,15 @@ def label_escapes(
         raise ValueError(f"results table: no rows for split {split!r}")
     final = final_step(rows)[["cell", "seed", "n_unique", "exposure", metric]].copy()
     final = final.sort_values(["cell", "seed"], ignore_index=True)
-    labels, ks = [], []
+    labels, ks, probs = [], [], []
     for _, group in final.groupby("cell", sort=False):
         fit = bimodality(group[metric].to_numpy(), floor=floor, threshold=threshold)
         labels += fit["labels"]
+        probs += fit["p_escaped"]
         ks += [fit["k"]] * len(group)
     final["label"] = labels
     final["escaped"] = final["label"] == ESCAPED
+    final["p_escaped"] = probs
     final["cell_k"] = ks
     return final
 
@@ -198,8 +201,11 @@ def escape_regression(
     """Logistic regression logit P(escape) = b0 + b_N log N + b_E log E (natural logs).
 
     `df` has one row per seed: a boolean/0-1 `escaped` column and positive N and E columns (e.g.
-    the output of `label_escapes`). Seeds are nested in cells, so SEs are cluster-robust by the
-    `cluster` column when it is present (statsmodels cov_type="cluster"; None: model-based).
+    the output of `label_escapes`). A fractional outcome in [0, 1] (e.g. `p_escaped`, the
+    mixture's posterior, so label uncertainty is carried into the fit) is fitted as a
+    fractional logit (binomial GLM quasi-likelihood, Papke-Wooldridge), with robust SEs.
+    Seeds are nested in cells, so SEs are cluster-robust by the `cluster` column when it is
+    present (statsmodels cov_type="cluster"; None: model-based, or HC0 when fractional).
     Each of N and E needs >= 2 levels (one level leaves its coefficient unidentified; the fit
     would return a huge SE with p = 1). Returns coef, se, ci (Wald, at `level`), p per term
     ("const", "log_n", "log_e"), se_kind, n, n_escaped, loglik, McFadden's pseudo R^2 and
@@ -209,10 +215,10 @@ def escape_regression(
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     require_columns(df, [escaped, n_col, e_col], "escape table")
-    yv = df[escaped].to_numpy()
-    if not np.isin(yv, [0, 1, True, False]).all():
-        raise ValueError(f"escape table: column {escaped!r} must be boolean or 0/1")
-    y = yv.astype(float)
+    y = df[escaped].to_numpy().astype(float)
+    if not ((y >= 0) & (y <= 1)).all():
+        raise ValueError(f"escape table: column {escaped!r} must be boolean or in [0, 1]")
+    fractional = not np.isin(y, [0.0, 1.0]).all()
     n = df[n_col].to_numpy(dtype=float)
     e = df[e_col].to_numpy(dtype=float)
     if (n <= 0).any() or (e <= 0).any():
@@ -225,22 +231,25 @@ def escape_regression(
         raise ValueError("escape table: every seed has the same outcome; nothing to regress")
     names = ["const", "log_n", "log_e"]
     x = np.column_stack([np.ones_like(n), np.log(n), np.log(e)])
-    kwargs: dict[str, Any] = {}
-    se_kind = "model-based"
+    kwargs: dict[str, Any] = {"cov_type": "HC0"} if fractional else {}
+    se_kind = "robust (HC0)" if fractional else "model-based"
     if cluster is not None and cluster in df.columns and df[cluster].nunique() >= 2:
         groups = pd.factorize(df[cluster])[0]
         kwargs = {"cov_type": "cluster", "cov_kwds": {"groups": groups}}
         se_kind = f"cluster-robust by {cluster} ({int(groups.max()) + 1} clusters)"
+    model = (sm.GLM(y, x, family=sm.families.Binomial()) if fractional
+             else sm.Logit(y, x))  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         try:
-            fit = sm.Logit(y, x).fit(disp=0, maxiter=200, **kwargs)
+            fit = (model.fit(maxiter=200, **kwargs) if fractional
+                   else model.fit(disp=0, maxiter=200, **kwargs))  # fmt: skip
         except ConvergenceWarning as err:
             raise ValueError(f"escape_regression: logistic fit did not converge ({err})") from None
         except Exception as err:  # statsmodels raises on perfect separation
             raise ValueError(f"escape_regression: logistic fit failed: {err}") from err
     params, bse = np.asarray(fit.params), np.asarray(fit.bse)
-    converged = bool(fit.mle_retvals.get("converged", True))
+    converged = bool(fit.converged if fractional else fit.mle_retvals.get("converged", True))
     if not converged:
         raise ValueError("escape_regression: logistic fit did not converge")
     if not (np.isfinite(params).all() and np.isfinite(bse).all()) or (np.abs(params) > 50).any():
@@ -258,9 +267,9 @@ def escape_regression(
         "se_kind": se_kind,
         "level": level,
         "n": int(y.size),
-        "n_escaped": int(y.sum()),
+        "n_escaped": float(y.sum()) if fractional else int(y.sum()),
         "loglik": float(fit.llf),
-        "pseudo_r2": float(fit.prsquared),
+        "pseudo_r2": float(fit.pseudo_rsquared("mcf") if fractional else fit.prsquared),
         "converged": converged,
     }
 

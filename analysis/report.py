@@ -451,6 +451,14 @@ def _escape(doc: _Doc, raw: pd.DataFrame, rows: pd.DataFrame, bench: str, tidy: 
               f" SEs {reg['se_kind']}; converged: {'yes' if reg['converged'] else 'no'}; labels "
               "are the mixture's maximum-posterior classes, their uncertainty not propagated):")
         doc.table(_pfmt(terms, ["p"]))
+        soft = escape.escape_regression(labels, escaped="p_escaped")
+        doc.p(
+            "With each seed's posterior P(escaped) as a fractional outcome (label uncertainty "
+            f"carried into the fit): log N {soft['coef']['log_n']:.3g} (95% CI "
+            f"{soft['ci']['log_n'][0]:.3g} .. {soft['ci']['log_n'][1]:.3g}), log E "
+            f"{soft['coef']['log_e']:.3g} ({soft['ci']['log_e'][0]:.3g} .. "
+            f"{soft['ci']['log_e'][1]:.3g})."
+        )
     except ValueError as err:
         doc.p(f"_Escape regression not computed: {err}._")
     curves = raw[(raw["split"] == tidy.split) & raw["cell"].isin(rows["cell"])]

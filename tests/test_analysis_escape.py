@@ -238,3 +238,23 @@ def test_item6_convergence_is_compared_within_run_length() -> None:
     assert absolute.pvalue < 0.01
     assert res["p"] > 0.05
     assert (table["step_fraction"] == table["convergence_step"] / table["last_step"]).all()
+
+
+def test_fractional_escape_outcome_matches_statsmodels_glm() -> None:
+    """Posterior P(escaped) as the outcome: a fractional logit with cluster-robust SEs."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(7)
+    n, e = (a.ravel() for a in np.meshgrid([100, 300, 1000, 3000], [100, 400, 1600]))
+    n, e = np.repeat(n, 10), np.repeat(e, 10)
+    p = 1 / (1 + np.exp(-(-9 + 1.0 * np.log(n) + 0.3 * np.log(e))))
+    soft = np.clip(p + rng.normal(0, 0.1, n.size), 0, 1)
+    df = pd.DataFrame({"n_unique": n, "exposure": e, "p_escaped": soft,
+                       "cell": np.repeat(np.arange(12), 10)})  # fmt: skip
+    res = escape_regression(df, escaped="p_escaped")
+    x = sm.add_constant(np.column_stack([np.log(n), np.log(e)]))
+    ref = sm.GLM(soft, x, family=sm.families.Binomial()).fit(
+        cov_type="cluster", cov_kwds={"groups": df["cell"]})  # fmt: skip
+    np.testing.assert_allclose(list(res["coef"].values()), ref.params, rtol=1e-6)
+    np.testing.assert_allclose(list(res["se"].values()), ref.bse, rtol=1e-6)
+    assert res["coef"]["log_n"] == pytest.approx(1.0, abs=0.3)

@@ -114,3 +114,35 @@ def test_report_refuses_zero_resamples_and_keeps_the_previous_run(tmp_path: Path
     assert proc.stderr.strip() == "error: report option --n-boot must be a positive integer, got 0"
     assert (out / "inputs.csv").read_text() == "previous run\n"
     assert sorted(p.name for p in out.iterdir()) == ["inputs.csv", "report.md"]
+
+
+def test_report_on_an_e5_like_table(tmp_path: Path) -> None:
+    """E5-like N x E table (bimodal seeds) with one cell entirely diverged, plus a second dataset
+    on another N grid: both modes side by side, effect-size CIs, Holm, GLM and diagnostics."""
+    from analysis.report import ReportOptions, write_report
+    from analysis.synthetic import e5_like_results
+
+    e5 = e5_like_results(6, seed=2, diverged=6)  # cell N = 100, E = 100: every seed diverged
+    other = e5_like_results(6, seed=3, benchmark="scan", ns=(100, 1000, 10000), es=(400.0,),
+                            coef=(-14.0, 2.0, 0.0))  # fmt: skip
+    root = tmp_path / "e5"
+    root.mkdir()
+    pd.concat([e5, other]).to_csv(root / "results.csv", index=False)
+    options = ReportOptions(n_boot=200, n_perm=200, power_draws=20, power_perm=20, pilot_boot=2,
+                            power_ns=(5, 10))  # fmt: skip
+    text = write_report(root, tmp_path / "out", options=options).read_text()
+    # Item 4: the empty cell is named, type III refused, the dominance sentence uses type II.
+    assert "Empty cells (every seed excluded): N = 100, E = 100; type II only" in text
+    assert "Gaussian ANOVA, type III" not in text
+    assert "Partial eta^2 (type II): diversity" in text
+    assert "eta_ci_lo" in text and "p_holm" in text
+    assert "Binomial GLM of per-seed exact_match" in text and "24 clusters" not in text
+    assert "Residual diagnostics (seed minus cell mean): Shapiro-Wilk" in text
+    # Item 5: converged shown, clustered SEs; the single-exposure dataset is refused in one line.
+    assert "converged: yes" in text and "cluster-robust by cell (23 clusters)" in text
+    assert "'exposure' has a single level" in text
+    # Both modes of the headroom null, the slope CI and the between-dataset test.
+    assert "Default: log-spread share" in text and "Paper: null share" in text
+    assert "(default: t interval) vs" in text and "p_paper" in text
+    assert not any(bad in text for bad in ("p = 0 ", "p = 0,", "p = 0)", "| 0 |"))
+    assert "pilot cells of 6 seeds" in text and "too small" in text
