@@ -620,7 +620,7 @@ def _power(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOptions) 
     table = table[["contrast", "kind", "threshold_n", "lo_n", "hi_n", "not_reached_share",
                    "max_power", "pilot_seeds", "warning"]]  # fmt: skip
     doc.table(table)
-    if (table["warning"] != "").any():
+    if table["warning"].str.contains("too small").any():
         doc.p("**Warning**: thresholds from thin pilots are biased low (a 5-seed pilot of a "
               "contrast needing 64 seeds reports <= 50 most of the time); read the interval.")
     seeds.plot_power(curves, doc.figure("power.png", "power vs seeds per cell"))

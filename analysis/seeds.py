@@ -49,7 +49,8 @@ class Contrast:
 
 
 def default_contrasts(frame: pd.DataFrame) -> list[Contrast]:
-    """Every dataset pair's slope difference and every dataset's diversity slope (>= 2 N levels)."""
+    """Every dataset's diversity slope and dataset pair's slope difference (>= 2 N levels), and in
+    a factorial N x E design the largest vs smallest exposure at each N (cell contrasts)."""
     require_columns(frame, ["benchmark", "cell", "n_unique"], "power input")
     cells = frame.drop_duplicates("cell")[["benchmark", "cell", "n_unique"]]
     cells = cells.sort_values(["benchmark", "n_unique", "cell"])
@@ -59,6 +60,15 @@ def default_contrasts(frame: pd.DataFrame) -> list[Contrast]:
         out.append(_contrast(f"{b}: diversity slope", "within", [g]))
     for a, b in itertools.combinations(sorted(by), 2):
         out.append(_contrast(f"{a} vs {b}: slope difference", "between", [by[a], by[b]]))
+    if "exposure" in frame.columns:  # factorial N x E: the exposure contrast at each N
+        expo = frame.drop_duplicates("cell")[["benchmark", "cell", "n_unique", "exposure"]]
+        for (b, n), g in expo.groupby(["benchmark", "n_unique"]):
+            if g["exposure"].nunique() >= 2:
+                g = g.sort_values("exposure")
+                lo, hi = g.iloc[0], g.iloc[-1]
+                out.append(cell_contrast(
+                    f"{b}: E {hi['exposure']:g} vs {lo['exposure']:g} at N = {n:g}",
+                    hi["cell"], lo["cell"]))  # fmt: skip
     return out
 
 
