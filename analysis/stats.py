@@ -565,15 +565,19 @@ class SlopeDesign:
             u = u @ self.indicator.T
         return np.sqrt(self.scale * np.sum(u * u, axis=1))
 
-    def test(
-        self, y: np.ndarray, n_flip: int, rng: np.random.Generator
-    ) -> tuple[np.ndarray, ...]:
-        """(est, se, t, p_t, p_flip), each [D]."""
+    def t_test(self, y: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(est, se, t, p_t), each [D]: the robust t test without resampling."""
         est = y @ self.a
         se = self._se(self._resid(y))
         with np.errstate(divide="ignore", invalid="ignore"):
             t = est / se
-        p_t = 2 * stats.t.sf(np.abs(t), self.df)
+        return est, se, t, 2 * stats.t.sf(np.abs(t), self.df)
+
+    def test(
+        self, y: np.ndarray, n_flip: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, ...]:
+        """(est, se, t, p_t, p_flip), each [D]."""
+        est, se, t, p_t = self.t_test(y)
         flips = rng.choice([-1.0, 1.0], size=(n_flip, self.n_units))
         if self.groups is not None:
             flips = flips[:, self.groups]

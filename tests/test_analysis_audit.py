@@ -227,3 +227,15 @@ def test_headroom_share_ci_covers_the_truth() -> None:
         lo, hi = audit.headroom_null(frame, n_boot=400, seed=trial)["log_share_ci"]
         hits += lo <= truth <= hi
     assert hits >= 34
+
+
+def test_interaction_p_per_scheme_matches_slope_difference_test(sweep: object) -> None:
+    from analysis.stats import slope_difference_test
+
+    final = sweep.final()
+    res = audit.robustness_sweep(final, sweep.measures, n_boot=50, n_perm=20)
+    a, b = final[final["benchmark"] == "flat"], final[final["benchmark"] == "pos_a"]
+    ref = slope_difference_test(a["n_unique"], a["exact_match"], b["n_unique"], b["exact_match"],
+                                n_flip=1)  # fmt: skip
+    assert res["interaction_p"].loc["log N", "flat vs pos_a"] == pytest.approx(ref["p_t"])
+    assert res["interaction_p"].shape == (45, 3)
