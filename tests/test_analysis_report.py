@@ -144,6 +144,6 @@ def test_report_on_an_e5_like_table(tmp_path: Path) -> None:
     assert "'exposure' has a single level" in text
     # Both modes of the headroom null, the slope CI and the between-dataset test.
     assert "Default: log-spread share" in text and "Paper: null share" in text
-    assert "(default: t interval) vs" in text and "p_paper" in text
+    assert "(default: t interval; seeds clustered in cells:" in text and "p_paper" in text
     assert re.search(r"p = 0(?![.\d])", text) is None  # underflow reads "p < 1e-300"
     assert "pilot cells of 6 seeds" in text and "too small" in text
