@@ -43,6 +43,10 @@ def two_way_anova(
     data = df[[factor_a, factor_b, response]].dropna()
     if data[factor_a].nunique() < 2 or data[factor_b].nunique() < 2:
         raise ValueError("two_way_anova: each factor needs at least two levels")
+    within = data.groupby([factor_a, factor_b])[response].transform("mean")
+    if np.allclose(data[response].to_numpy(float), within.to_numpy(float), rtol=0, atol=1e-15):
+        raise ValueError(f"two_way_anova: {response} is constant within every cell (e.g. all "
+                         "zero); no residual variance, the F tests and eta^2 are undefined")
     empty = empty_cells(data, factor_a, factor_b)
     if empty and typ == 3:
         raise ValueError(

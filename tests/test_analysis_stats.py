@@ -337,3 +337,24 @@ def test_binomial_glm_matches_statsmodels_and_recovers_sign() -> None:
     scores = pd.DataFrame(x * (k - m * p)[:, None]).groupby(df["cell"].to_numpy()).sum()
     meat = scores.T.to_numpy() @ scores.to_numpy() * 24 / 23 * (120 - 1) / (120 - 4)
     np.testing.assert_allclose(table["se"], np.sqrt(np.diag(bread @ meat @ bread)), rtol=1e-6)
+
+
+def test_logistic_fit_is_never_reported_mirrored() -> None:
+    """An increasing dose-response is reported with k > 0 and lower < upper (the old fit printed
+    'lower 0.48, upper 0.03, k -3.64' for some data: the same curve, mirrored); SEs follow."""
+    n = np.array([50, 100, 250, 500, 1000, 2000, 4000])
+    for i in range(60):
+        rng = np.random.default_rng(i)
+        y = 0.01 + 0.32 / (1 + np.exp(-rng.uniform(1, 4) * (np.log(n) - np.log(
+            rng.uniform(200, 1500))))) + rng.normal(0, 0.01, n.size)  # fmt: skip
+        fit = logistic_dose_response(n, y)
+        assert fit["k"] > 0 and fit["lower"] < fit["upper"], i
+        assert fit["lower"] == pytest.approx(0.01, abs=0.05)
+        assert fit["upper"] == pytest.approx(0.33, abs=0.06)
+
+
+def test_all_zero_response_is_refused_not_read_as_no_dominance() -> None:
+    """All-zero EM: the old report printed 'diversity does not dominate exposure' from NaNs."""
+    df = _e5_like(0).assign(em=0.0)
+    with pytest.raises(ValueError, match="constant within every cell"):
+        two_way_anova(df, "N", "E", "em")
