@@ -473,8 +473,8 @@ def _escape(doc: _Doc, raw: pd.DataFrame, rows: pd.DataFrame, bench: str, tidy: 
             columns=["term", "coef", "se", "ci_lo", "ci_hi", "p"],
         )
         doc.p(f"Logistic P(escape) ~ log N + log E ({reg['n']} seeds, {reg['n_escaped']} escaped;"
-              f" SEs {reg['se_kind']}; converged: {'yes' if reg['converged'] else 'no'}; labels "
-              "are the mixture's maximum-posterior classes, their uncertainty not propagated):")
+              f" SEs {reg['se_kind']}; converged: {'yes' if reg['converged'] else 'no'}; labels: "
+              "maximum-posterior mixture classes, whose uncertainty the next line carries):")
         doc.table(_pfmt(terms, ["p"]))
         soft = escape.escape_regression(labels, escaped="p_escaped")
         doc.p(
