@@ -1,4 +1,4 @@
-"""Command line: `python -m analysis summary|report|coverage|scaling ...` (see `--help`);
+"""Command line: `python -m analysis summary|report|decompose|coverage|scaling ...` (`--help`);
 `python -m analysis coverage compare DIR_A DIR_B` compares two dataset/annotation directories."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.coverage import compare, kcoverage_table, sweep_frame, write_upstream_outputs
+from analysis.decompose import decomposition_from_sweeps
 from analysis.dose_response import (
     diversity_summary,
     diversity_trend,
@@ -40,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--model-dir", help="where <cell>/manifests/ live (default: RESULTS)")
     report.add_argument("--n-perm", type=int, default=10000, help="permutations per test")
     report.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
+    dec = sub.add_parser("decompose", help="E1 -> E2 -> E3 additive decomposition from 3 sweeps")
+    dec.add_argument("sweeps", nargs="+", metavar="NAME=RESULTS",
+                     help="chain in order, e.g. E1=runs/cogs_e1 E2=runs/cogs_e2 E3=runs/cogs_e3")
+    dec.add_argument("--split", default="test", help="eval split (default test)")
+    dec.add_argument("--metric", default="exact_match", help="fraction-valued metric column")
+    dec.add_argument("--where", action="append", default=[], metavar="FACTOR=LEVEL",
+                     help="keep rows with factor_FACTOR == LEVEL (e.g. difficulty=easy)")
+    dec.add_argument("--method", choices=("t", "percentile"), default="t",
+                     help="CI: Welch t (default) or the paper's percentile bootstrap")
     cov = sub.add_parser("coverage", help="k-coverage of a coverage-principle dataset (k sweep); "
                          "`coverage compare DIR_A DIR_B` diffs two dataset/annotation dirs")
     cov.add_argument("dataset_dir", help="upstream-layout dataset directory (train/test/vocab)")
@@ -70,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
                 args.model_dir, options,
             )  # fmt: skip
             print(f"report: {path}")
+            return 0
+        if args.command == "decompose":
+            table = decomposition_from_sweeps(
+                _pairs(args.sweeps, "NAME=RESULTS"), args.split, args.metric,
+                where=_pairs(args.where, "FACTOR=LEVEL"), method=args.method,
+            )  # fmt: skip
+            print(table.to_string(index=False, float_format="%.2f"))
             return 0
         if args.command == "coverage":
             table = kcoverage_table(args.dataset_dir, args.k_max, args.parity, args.ground_truth)
@@ -111,6 +128,17 @@ def compare_main(argv: list[str]) -> int:
         return 2
     print("\n".join(lines))
     return 0 if identical else 1
+
+
+def _pairs(items: list[str], form: str) -> dict[str, str]:
+    """['a=b', ...] -> {'a': 'b', ...}, in order; a malformed item is a ValueError."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"expected {form}, got {item!r}")
+        out[key] = value
+    return out
 
 
 if __name__ == "__main__":

@@ -38,11 +38,17 @@ def spearman(x: Any, y: Any) -> tuple[float, float]:
 
 
 def diversity_summary(df: pd.DataFrame, split: str, metric: str = "exact_match") -> pd.DataFrame:
-    """Per N, the final-step metric across seeds: n_seeds, n_diverged, mean, sd, min, max."""
+    """Per N, the final-step metric across seeds: n_seeds, n_diverged, mean, sd, min, max.
+
+    Diverged seeds are counted in n_diverged and left out of n_seeds and the statistics, as
+    `results.tidy_results` (and so `report`) leaves them out.
+    """
     final = _final_values(df, split, metric)
-    summary = final.groupby("n_unique")[metric].agg(
+    kept = final[~final["diverged"]]
+    summary = kept.groupby("n_unique")[metric].agg(
         n_seeds="count", mean="mean", sd=lambda v: v.std(ddof=1), min="min", max="max"
-    )
+    ).reindex(sorted(final["n_unique"].unique()))
+    summary["n_seeds"] = summary["n_seeds"].fillna(0).astype(int)
     summary.insert(1, "n_diverged", final.groupby("n_unique")["diverged"].sum().astype(int))
     return (
         summary.reset_index().rename(columns={"n_unique": "N"}).sort_values("N", ignore_index=True)
@@ -50,8 +56,9 @@ def diversity_summary(df: pd.DataFrame, split: str, metric: str = "exact_match")
 
 
 def diversity_trend(df: pd.DataFrame, split: str, metric: str = "exact_match") -> dict:
-    """Spearman rho/p of the final-step metric vs N, over all seeds and over per-N means."""
+    """Spearman rho/p of the final-step metric vs N, over non-diverged seeds and per-N means."""
     final = _final_values(df, split, metric).dropna(subset=[metric])
+    final = final[~final["diverged"]]
     means = final.groupby("n_unique")[metric].mean()
     rho_seeds, p_seeds = spearman(final["n_unique"], final[metric])
     rho_means, p_means = spearman(means.index, means.to_numpy())
@@ -106,14 +113,15 @@ def plot_dose_response(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.scatter(final["n_unique"] * jitter, 100 * final[metric], s=14, alpha=0.5, label="seed")
+    mean, sd = 100 * summary["mean"], 100 * summary["sd"].fillna(0)
     ax.errorbar(
         summary["N"],
-        100 * summary["mean"],
-        yerr=100 * summary["sd"].fillna(0),
+        mean,
+        yerr=[mean - (mean - sd).clip(lower=0), (mean + sd).clip(upper=100) - mean],  # in [0, 100]
         marker="o",
         capsize=3,
         color="black",
-        label="mean ± sd",
+        label="mean ± sd (clipped to 0-100%)",
     )
     ax.set_xscale("log")
     levels = sorted(final["n_unique"].unique())
@@ -178,5 +186,7 @@ def _num(value: float) -> str:
 
 
 def _p(value: float) -> str:
-    """A p-value in compact general format, 'n/a' when undefined."""
-    return "n/a" if pd.isna(value) else f"{value:.3g}"
+    """A p-value in compact general format, '< 1e-300' on underflow, 'n/a' when undefined."""
+    if pd.isna(value):
+        return "n/a"
+    return "< 1e-300" if value <= 0 else f"{value:.3g}"

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -37,35 +38,43 @@ def _fit_two(
 
     Starts: every split of the sorted values into a lower and an upper group. The M-step's
     standard deviations are max(MLE, sd_floor): the exact maximiser under the constraint
-    sd >= sd_floor, so every iteration still increases the (bounded) likelihood.
+    sd >= sd_floor, so every iteration still increases the (bounded) likelihood. All starts
+    run as one [starts, n, 2] array; each stops (is frozen) at its own convergence.
     """
     xs = np.sort(x)
-    best = None
-    for cut in range(1, xs.size):
-        resp = np.zeros((x.size, 2))
-        resp[:, 1] = x >= xs[cut]
-        resp[:, 0] = 1.0 - resp[:, 1]
-        if resp[:, 1].sum() in (0, x.size):
-            continue
-        prev = -np.inf
-        for _ in range(n_iter):
-            nk = resp.sum(axis=0)
-            w = nk / x.size
-            mu = (resp * x[:, None]).sum(axis=0) / np.maximum(nk, 1e-300)
-            var = (resp * (x[:, None] - mu) ** 2).sum(axis=0) / np.maximum(nk, 1e-300)
-            sd = np.maximum(np.sqrt(var), sd_floor)
-            with np.errstate(divide="ignore"):
-                joint = np.log(w) + _normal_logpdf(x[:, None], mu, sd)
-            total = np.logaddexp(joint[:, 0], joint[:, 1])
-            ll = float(total.sum())
-            resp = np.exp(joint - total[:, None])
-            if ll - prev < tol * max(1.0, abs(ll)):
-                break
-            prev = ll
-        if best is None or ll > best[0] + 1e-12:
-            best = (ll, w, mu, sd)
-    assert best is not None
-    return best
+    up = (x[None, :] >= xs[1:, None]).astype(float)  # [cuts, n]: upper group of each split
+    up = up[(up.sum(axis=1) > 0) & (up.sum(axis=1) < x.size)]
+    resp = np.stack([1.0 - up, up], axis=2)  # [S, n, 2]
+    n_starts = resp.shape[0]
+    prev = np.full(n_starts, -np.inf)
+    active = np.ones(n_starts, dtype=bool)
+    ll_out = np.empty(n_starts)
+    w_out, mu_out, sd_out = (np.empty((n_starts, 2)) for _ in range(3))
+    for _ in range(n_iter):
+        r = resp[active]
+        nk = r.sum(axis=1)  # [A, 2]
+        w = nk / x.size
+        mu = (r * x[None, :, None]).sum(axis=1) / np.maximum(nk, 1e-300)
+        var = (r * (x[None, :, None] - mu[:, None, :]) ** 2).sum(axis=1) / np.maximum(nk, 1e-300)
+        sd = np.maximum(np.sqrt(var), sd_floor)
+        with np.errstate(divide="ignore"):
+            joint = np.log(w)[:, None, :] + _normal_logpdf(x[None, :, None], mu[:, None, :],
+                                                          sd[:, None, :])  # fmt: skip
+        total = np.logaddexp(joint[..., 0], joint[..., 1])
+        ll = total.sum(axis=1)
+        idx = np.flatnonzero(active)
+        ll_out[idx], w_out[idx], mu_out[idx], sd_out[idx] = ll, w, mu, sd
+        resp[idx] = np.exp(joint - total[..., None])
+        done = ll - prev[idx] < tol * np.maximum(1.0, np.abs(ll))
+        prev[idx] = ll
+        active[idx[done]] = False
+        if not active.any():
+            break
+    best = 0
+    for i in range(1, n_starts):
+        if ll_out[i] > ll_out[best] + 1e-12:
+            best = i
+    return float(ll_out[best]), w_out[best], mu_out[best], sd_out[best]
 
 
 def bimodality(values: Any, floor: float = 0.01, threshold: float = 0.05, min_n: int = 4) -> dict:
@@ -154,7 +163,8 @@ def label_escapes(
 ) -> pd.DataFrame:
     """One row per (cell, seed) at its final eval step on `split`, with `bimodality` per cell.
 
-    Columns: cell, seed, n_unique, exposure, <metric>, label, escaped (bool), cell_k.
+    Columns: cell, seed, n_unique, exposure, <metric>, label, escaped (bool), p_escaped (the
+    mixture's posterior probability of the escaped mode), cell_k.
     """
     require_columns(
         df, ["cell", "seed", "split", "step", "n_unique", "exposure", metric], "results table"
@@ -164,13 +174,15 @@ def label_escapes(
         raise ValueError(f"results table: no rows for split {split!r}")
     final = final_step(rows)[["cell", "seed", "n_unique", "exposure", metric]].copy()
     final = final.sort_values(["cell", "seed"], ignore_index=True)
-    labels, ks = [], []
+    labels, ks, probs = [], [], []
     for _, group in final.groupby("cell", sort=False):
         fit = bimodality(group[metric].to_numpy(), floor=floor, threshold=threshold)
         labels += fit["labels"]
+        probs += fit["p_escaped"]
         ks += [fit["k"]] * len(group)
     final["label"] = labels
     final["escaped"] = final["label"] == ESCAPED
+    final["p_escaped"] = probs
     final["cell_k"] = ks
     return final
 
@@ -184,33 +196,62 @@ def escape_regression(
     n_col: str = "n_unique",
     e_col: str = "exposure",
     level: float = 0.95,
+    cluster: str | None = "cell",
 ) -> dict:
     """Logistic regression logit P(escape) = b0 + b_N log N + b_E log E (natural logs).
 
     `df` has one row per seed: a boolean/0-1 `escaped` column and positive N and E columns (e.g.
-    the output of `label_escapes`). Returns coef, se, ci (Wald, at `level`), p per term
-    ("const", "log_n", "log_e"), n, n_escaped, loglik and McFadden's pseudo R^2.
+    the output of `label_escapes`). A fractional outcome in [0, 1] (e.g. `p_escaped`, the
+    mixture's posterior, so label uncertainty is carried into the fit) is fitted as a
+    fractional logit (binomial GLM quasi-likelihood, Papke-Wooldridge), with robust SEs.
+    Seeds are nested in cells, so SEs are cluster-robust by the `cluster` column when it is
+    present (statsmodels cov_type="cluster"; None: model-based, or HC0 when fractional).
+    Each of N and E needs >= 2 levels (one level leaves its coefficient unidentified; the fit
+    would return a huge SE with p = 1). Returns coef, se, ci (Wald, at `level`), p per term
+    ("const", "log_n", "log_e"), se_kind, n, n_escaped, loglik, McFadden's pseudo R^2 and
+    converged (a non-converged fit is an error, never a silent warning).
     """
     import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     require_columns(df, [escaped, n_col, e_col], "escape table")
-    yv = df[escaped].to_numpy()
-    if not np.isin(yv, [0, 1, True, False]).all():
-        raise ValueError(f"escape table: column {escaped!r} must be boolean or 0/1")
-    y = yv.astype(float)
+    y = df[escaped].to_numpy().astype(float)
+    if not ((y >= 0) & (y <= 1)).all():
+        raise ValueError(f"escape table: column {escaped!r} must be boolean or in [0, 1]")
+    fractional = not np.isin(y, [0.0, 1.0]).all()
     n = df[n_col].to_numpy(dtype=float)
     e = df[e_col].to_numpy(dtype=float)
     if (n <= 0).any() or (e <= 0).any():
         raise ValueError(f"escape table: {n_col!r} and {e_col!r} must be positive")
+    for col, v in ((n_col, n), (e_col, e)):
+        if np.unique(v).size < 2:
+            raise ValueError(f"escape table: {col!r} has a single level; its effect is not "
+                             "identified")  # fmt: skip
     if y.min() == y.max():
         raise ValueError("escape table: every seed has the same outcome; nothing to regress")
     names = ["const", "log_n", "log_e"]
     x = np.column_stack([np.ones_like(n), np.log(n), np.log(e)])
-    try:
-        fit = sm.Logit(y, x).fit(disp=0, maxiter=200)
-    except Exception as err:  # statsmodels raises on perfect separation
-        raise ValueError(f"escape_regression: logistic fit failed: {err}") from err
+    kwargs: dict[str, Any] = {"cov_type": "HC0"} if fractional else {}
+    se_kind = "robust (HC0)" if fractional else "model-based"
+    if cluster is not None and cluster in df.columns and df[cluster].nunique() >= 2:
+        groups = pd.factorize(df[cluster])[0]
+        kwargs = {"cov_type": "cluster", "cov_kwds": {"groups": groups}}
+        se_kind = f"cluster-robust by {cluster} ({int(groups.max()) + 1} clusters)"
+    model = (sm.GLM(y, x, family=sm.families.Binomial()) if fractional
+             else sm.Logit(y, x))  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        try:
+            fit = (model.fit(maxiter=200, **kwargs) if fractional
+                   else model.fit(disp=0, maxiter=200, **kwargs))  # fmt: skip
+        except ConvergenceWarning as err:
+            raise ValueError(f"escape_regression: logistic fit did not converge ({err})") from None
+        except Exception as err:  # statsmodels raises on perfect separation
+            raise ValueError(f"escape_regression: logistic fit failed: {err}") from err
     params, bse = np.asarray(fit.params), np.asarray(fit.bse)
+    converged = bool(fit.converged if fractional else fit.mle_retvals.get("converged", True))
+    if not converged:
+        raise ValueError("escape_regression: logistic fit did not converge")
     if not (np.isfinite(params).all() and np.isfinite(bse).all()) or (np.abs(params) > 50).any():
         raise ValueError(
             "escape_regression: coefficients diverge (outcome perfectly separated by log N, "
@@ -223,12 +264,13 @@ def escape_regression(
         "se": dict(zip(names, map(float, bse), strict=True)),
         "ci": {k: (float(lo), float(hi)) for k, (lo, hi) in zip(names, ci, strict=True)},
         "p": dict(zip(names, map(float, pvals), strict=True)),
+        "se_kind": se_kind,
         "level": level,
         "n": int(y.size),
-        "n_escaped": int(y.sum()),
+        "n_escaped": float(y.sum()) if fractional else int(y.sum()),
         "loglik": float(fit.llf),
-        "pseudo_r2": float(fit.prsquared),
-        "converged": bool(fit.mle_retvals.get("converged", True)),
+        "pseudo_r2": float(fit.pseudo_rsquared("mcf") if fractional else fit.prsquared),
+        "converged": converged,
     }
 
 
@@ -261,12 +303,15 @@ def escaped_converge_later(
     escaped: str = "escaped",
     fraction: float = 0.9,
 ) -> dict:
-    """One-sided Mann-Whitney U test: escaped seeds' convergence steps exceed floor seeds'.
+    """One-sided Mann-Whitney U test: escaped seeds converge later in their runs than floor seeds.
 
     `df` holds eval curves: one row per (cell, seed, step) with `metric`, and a per-seed boolean
     `escaped` column (constant within a seed; join `label_escapes` onto the results table).
-    When a `split` column is present and holds several splits, `split` selects one.
-    Returns u, p (alternative "greater"), counts, median steps and the per-seed table.
+    When a `split` column is present and holds several splits, `split` selects one. Cells differ
+    in length (E x N / batch steps), so the compared quantity is the convergence step as a
+    fraction of the seed's last eval step: absolute steps would call escaped seeds "later"
+    merely because escapes happen in the longer cells. Returns u, p (alternative "greater"),
+    counts, median fractions and steps, and the per-seed table.
     """
     require_columns(df, ["cell", "seed", "step", metric, escaped], "curve table")
     rows = df
@@ -283,10 +328,16 @@ def escaped_converge_later(
         if len(flags) != 1:
             raise ValueError(f"curve table: {escaped!r} varies within cell {cell!r} seed {seed}")
         step = convergence_step(g["step"].to_numpy(), g[metric].to_numpy(), fraction)
-        per_seed.append((cell, seed, bool(flags[0]), step))
-    table = pd.DataFrame(per_seed, columns=["cell", "seed", "escaped", "convergence_step"])
-    esc = table.loc[table["escaped"], "convergence_step"].to_numpy(dtype=float)
-    flo = table.loc[~table["escaped"], "convergence_step"].to_numpy(dtype=float)
+        last = int(g["step"].max())
+        if last <= 0:
+            raise ValueError(f"curve table: cell {cell!r} seed {seed} has no step > 0")
+        per_seed.append((cell, seed, bool(flags[0]), step, last, step / last))
+    table = pd.DataFrame(
+        per_seed,
+        columns=["cell", "seed", "escaped", "convergence_step", "last_step", "step_fraction"],
+    )
+    esc = table.loc[table["escaped"], "step_fraction"].to_numpy(dtype=float)
+    flo = table.loc[~table["escaped"], "step_fraction"].to_numpy(dtype=float)
     if esc.size == 0 or flo.size == 0:
         raise ValueError("curve table: needs at least one escaped and one floor seed")
     res = stats.mannwhitneyu(esc, flo, alternative="greater")
@@ -296,8 +347,10 @@ def escaped_converge_later(
         "alternative": "greater",
         "n_escaped": int(esc.size),
         "n_floor": int(flo.size),
-        "median_step_escaped": float(np.median(esc)),
-        "median_step_floor": float(np.median(flo)),
+        "median_fraction_escaped": float(np.median(esc)),
+        "median_fraction_floor": float(np.median(flo)),
+        "median_step_escaped": float(table.loc[table["escaped"], "convergence_step"].median()),
+        "median_step_floor": float(table.loc[~table["escaped"], "convergence_step"].median()),
         "fraction": fraction,
         "per_seed": table,
     }

@@ -36,6 +36,8 @@ FRACTIONS = ("exact_match",)
 # Column added by read_results: the file each row came from, so reports can state their inputs.
 SOURCE = "source_file"
 RESULT_NAMES = ("results.csv", "results.parquet")
+# A sweep root's collected table (every cell's rows plus its factor_* columns).
+SWEEP_RESULTS = "sweep_results.csv"
 
 _MISSING_TEXT = {"", "nan", "na", "n/a", "null", "none"}
 _READERS = {
@@ -47,8 +49,14 @@ _FALSE = {"false", "0", "0.0"}
 
 
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
-    """Read one results file, or every results.csv/.parquet under a directory, validated."""
+    """Read one results file, or every results.csv/.parquet under a directory, validated.
+
+    A sweep root holding sweep_results.csv (`compgen-jax sweep collect`) is read from that file
+    alone: it has the design's factor_* columns that the per-cell files lack.
+    """
     path = Path(path)
+    if path.is_dir() and (path / SWEEP_RESULTS).is_file():
+        path = path / SWEEP_RESULTS
     if path.is_dir():
         files = sorted(f for name in RESULT_NAMES for f in path.rglob(name) if f.is_file())
         if not files:
@@ -143,6 +151,9 @@ def _check_unique(df: pd.DataFrame) -> None:
 
 # Factors that identify a cell: constant over its seeds.
 CELL_FACTORS = ("benchmark", "task", "strategy", "n_unique", "exposure")
+# Design factors beyond N and E: the sweep's `factor_<name>` columns (compgen_jax sweep collect).
+# Other columns (seed_steps, cell_id, anything left over) are never treated as factors.
+FACTOR_PREFIX = "factor_"
 EXCLUDED_COLUMNS = ["cell", "seed", "reason"]
 
 
@@ -156,10 +167,19 @@ class Tidy:
     metric: str
 
     @property
-    def extra_factors(self) -> list[str]:
-        """Design columns beyond the schema (e.g. quantile, coverage, experiment), kept as read."""
-        known = set(COLUMNS) | {SOURCE}
-        return [c for c in self.frame.columns if c not in known]
+    def factors(self) -> list[str]:
+        """The design's `factor_<name>` columns (e.g. factor_coverage, factor_quantile)."""
+        return design_factors(self.frame)
+
+
+def design_factors(frame: pd.DataFrame) -> list[str]:
+    """Columns named factor_<name>: the design factors a sweep records for every cell."""
+    return [c for c in frame.columns if str(c).startswith(FACTOR_PREFIX) and c != FACTOR_PREFIX]
+
+
+def factor_name(column: str) -> str:
+    """factor_coverage -> coverage (for display)."""
+    return column[len(FACTOR_PREFIX):] if column.startswith(FACTOR_PREFIX) else column
 
 
 def tidy_results(
@@ -184,7 +204,9 @@ def tidy_results(
         present = ", ".join(map(repr, sorted(df["split"].unique())))
         raise ValueError(f"results table: no rows for split {split!r} (present: {present})")
     final = final_step(rows).sort_values(["cell", "seed"], ignore_index=True)
-    varying = final.groupby("cell")[list(CELL_FACTORS)].nunique(dropna=False).gt(1)
+    varying = final.groupby("cell")[[*CELL_FACTORS, *design_factors(final)]].nunique(
+        dropna=False
+    ).gt(1)
     if varying.to_numpy().any():
         cell = varying.index[varying.any(axis=1)][0]
         cols = ", ".join(varying.columns[varying.loc[cell]])

@@ -24,6 +24,7 @@ import pandas as pd
 
 from analysis.atomic import atomic_path
 from analysis.results import require_columns
+from analysis.stats import SlopeDesign
 
 DEFAULT_NS = tuple(range(5, 51, 5))
 TARGET_POWER = 0.8
@@ -33,10 +34,11 @@ TARGET_POWER = 0.8
 class Contrast:
     """Cells in a fixed order, and how to turn one value per seed of each into T and its nulls.
 
-    kind "between": slope(metric on log N) of dataset a - of dataset b; y centred per dataset;
-    values exchanged between the datasets within each N level both have (as
-    `stats.permutation_test_slopes`). kind "within": slope on log N of one dataset; values
-    permuted across all its seeds. kind "cells": mean(cell a) - mean(cell b); labels permuted.
+    kind "between": slope(metric on log N) of dataset a - of dataset b, tested by
+    `stats.slope_difference_test` (OLS interaction, HC3, wild-bootstrap sign flips: valid when
+    the datasets' N grids differ, where the paper's centred label exchange is not).
+    kind "within": slope on log N of one dataset; values permuted across all its seeds.
+    kind "cells": mean(cell a) - mean(cell b); labels permuted.
     """
 
     name: str
@@ -47,7 +49,8 @@ class Contrast:
 
 
 def default_contrasts(frame: pd.DataFrame) -> list[Contrast]:
-    """Every dataset pair's slope difference and every dataset's diversity slope (>= 2 N levels)."""
+    """Every dataset's diversity slope and dataset pair's slope difference (>= 2 N levels), and in
+    a factorial N x E design the largest vs smallest exposure at each N (cell contrasts)."""
     require_columns(frame, ["benchmark", "cell", "n_unique"], "power input")
     cells = frame.drop_duplicates("cell")[["benchmark", "cell", "n_unique"]]
     cells = cells.sort_values(["benchmark", "n_unique", "cell"])
@@ -57,6 +60,15 @@ def default_contrasts(frame: pd.DataFrame) -> list[Contrast]:
         out.append(_contrast(f"{b}: diversity slope", "within", [g]))
     for a, b in itertools.combinations(sorted(by), 2):
         out.append(_contrast(f"{a} vs {b}: slope difference", "between", [by[a], by[b]]))
+    if "exposure" in frame.columns:  # factorial N x E: the exposure contrast at each N
+        expo = frame.drop_duplicates("cell")[["benchmark", "cell", "n_unique", "exposure"]]
+        for (b, n), g in expo.groupby(["benchmark", "n_unique"]):
+            if g["exposure"].nunique() >= 2:
+                g = g.sort_values("exposure")
+                lo, hi = g.iloc[0], g.iloc[-1]
+                out.append(cell_contrast(
+                    f"{b}: E {hi['exposure']:g} vs {lo['exposure']:g} at N = {n:g}",
+                    hi["cell"], lo["cell"]))  # fmt: skip
     return out
 
 
@@ -73,8 +85,8 @@ def _contrast(name: str, kind: str, groups: list[pd.DataFrame]) -> Contrast:
     return Contrast(name, kind, tuple(cells), tuple(log_n), tuple(side))
 
 
-def _weights(c: Contrast, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Observed weights w [m], exchange blocks [m] and centring groups [m] for n seeds per cell."""
+def _weights(c: Contrast, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Observed weights w [m] and exchange blocks [m] of a within / cells contrast, n per cell."""
     lx = np.repeat(np.asarray(c.log_n), n)
     side = np.repeat(np.asarray(c.side), n)
     w = np.zeros(lx.size)
@@ -86,13 +98,7 @@ def _weights(c: Contrast, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             cx = lx[m] - lx[m].mean()
             w[m] = cx / (cx @ cx)
     w[side == 1] *= -1.0
-    if c.kind == "between":
-        blocks = np.unique(lx, return_inverse=True)[1]
-        shared = np.intersect1d(lx[side == 0], lx[side == 1])
-        blocks = np.where(np.isin(lx, shared), blocks, -1 - np.arange(lx.size))
-    else:
-        blocks = np.zeros(lx.size, dtype=np.int64)
-    return w, blocks, side
+    return w, np.zeros(lx.size, dtype=np.int64)
 
 
 def _permuted_weights(
@@ -128,6 +134,9 @@ def power_curves(
     >= |T|}) / (n_perm + 1); reject when p <= alpha.
     """
     require_columns(frame, ["cell", metric], "power input")
+    for name, value in (("n_draws", n_draws), ("n_perm", n_perm)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"power_curves: {name} must be a positive integer, got {value!r}")
     if frame[metric].isna().any():
         raise ValueError(f"power input: {metric} has NaN values; exclude those seeds first")
     contrasts = list(contrasts) if contrasts is not None else default_contrasts(frame)
@@ -145,16 +154,19 @@ def power_curves(
             if not replace and any(values[cell].size < n for cell in c.cells):
                 rows.append((c.name, c.kind, n, math.nan, math.nan))
                 continue
-            w, blocks, side = _weights(c, n)
             y = np.hstack([_draw(values[cell], n, n_draws, replace, rng) for cell in c.cells])
             if c.kind == "between":
-                for s in (0, 1):
-                    y[:, side == s] -= y[:, side == s].mean(axis=1, keepdims=True)
-            t_obs = y @ w
-            t_perm = y @ _permuted_weights(w, blocks, n_perm, rng).T
-            eps = 1e-12 * np.maximum(1.0, np.abs(t_obs))
-            extreme = (np.abs(t_perm) >= (np.abs(t_obs) - eps)[:, None]).sum(axis=1)
-            reject = (1 + extreme) / (n_perm + 1) <= alpha
+                lx = np.repeat(np.asarray(c.log_n), n)
+                side = np.repeat(np.asarray(c.side, dtype=float), n)
+                p = SlopeDesign(lx, side, None).test(y, n_perm, rng)[4]
+                reject = p <= alpha
+            else:
+                w, blocks = _weights(c, n)
+                t_obs = y @ w
+                t_perm = y @ _permuted_weights(w, blocks, n_perm, rng).T
+                eps = 1e-12 * np.maximum(1.0, np.abs(t_obs))
+                extreme = (np.abs(t_perm) >= (np.abs(t_obs) - eps)[:, None]).sum(axis=1)
+                reject = (1 + extreme) / (n_perm + 1) <= alpha
             power = float(reject.mean())
             rows.append((c.name, c.kind, n, power, math.sqrt(power * (1 - power) / n_draws)))
     return pd.DataFrame(rows, columns=["contrast", "kind", "n", "power", "se"])
@@ -178,6 +190,63 @@ def thresholds(curves: pd.DataFrame, target: float = TARGET_POWER) -> pd.DataFra
             (name, kind, float(reached.min()) if len(reached) else math.nan, g["power"].max())
         )
     return pd.DataFrame(rows, columns=["contrast", "kind", "threshold_n", "max_power"])
+
+
+def threshold_uncertainty(
+    frame: pd.DataFrame,
+    metric: str = "exact_match",
+    contrasts: Sequence[Contrast] | None = None,
+    ns: Sequence[int] = DEFAULT_NS,
+    n_draws: int = 100,
+    n_perm: int = 100,
+    n_pilot: int = 20,
+    level: float = 0.9,
+    seed: int = 0,
+    target: float = TARGET_POWER,
+) -> pd.DataFrame:
+    """Seed-count thresholds with their uncertainty over the pilot, and a warning when thin.
+
+    A threshold read off power curves drawn from a small pilot inherits the pilot's sampling
+    error: from 5-seed pilots of a d = 0.5 contrast (true threshold 64) the point threshold is
+    <= 50 in most pilots. So the whole analysis is repeated on `n_pilot` bootstrap copies of the
+    pilot (each cell's seeds resampled with replacement, sizes kept); the threshold's interval
+    is the `level` percentile range over the copies ("not reached" counting as > max n), and
+    `not_reached_share` the copies that never reach `target`. `warning` is set when the pilot
+    has fewer than 10 seeds in some cell or the interval's upper end is not reached.
+    Columns: contrast, kind, threshold_n, lo_n, hi_n (NaN: beyond max n), not_reached_share,
+    pilot_seeds (min over the contrast's cells), warning.
+    """
+    require_columns(frame, ["cell", metric], "power input")
+    if n_pilot < 1:
+        raise ValueError(f"threshold_uncertainty: n_pilot must be >= 1, got {n_pilot}")
+    contrasts = list(contrasts) if contrasts is not None else default_contrasts(frame)
+    point = thresholds(power_curves(frame, metric, contrasts, ns, n_draws, n_perm, seed=seed),
+                       target)  # fmt: skip
+    rng = np.random.default_rng(seed + 1)
+    boot = []
+    for b in range(n_pilot):
+        idx = frame.groupby("cell").sample(frac=1.0, replace=True, random_state=rng).index
+        copy = frame.loc[idx]
+        curves = power_curves(copy, metric, contrasts, ns, n_draws, n_perm, seed=seed + 2 + b)
+        boot.append(thresholds(curves, target)["threshold_n"].to_numpy())
+    draws = np.where(np.isnan(np.array(boot)), np.inf, np.array(boot))  # [n_pilot, contrasts]
+    tail = (1 - level) / 2
+    lo = np.quantile(draws, tail, axis=0, method="lower")
+    hi = np.quantile(draws, 1 - tail, axis=0, method="higher")
+    sizes = frame.groupby("cell")["seed" if "seed" in frame else metric].size()
+    rows = []
+    for i, c in enumerate(contrasts):
+        pilot = int(sizes.reindex(list(c.cells)).min())
+        warn = []
+        if pilot < 10:
+            warn.append(f"pilot of {pilot} seeds per cell is too small for a reliable threshold")
+        if not np.isfinite(hi[i]):
+            warn.append(f"upper end beyond n = {max(ns)}")
+        rows.append((c.name, c.kind, point["threshold_n"].iloc[i], float(lo[i]) if np.isfinite(
+            lo[i]) else math.nan, float(hi[i]) if np.isfinite(hi[i]) else math.nan,
+            float(np.mean(~np.isfinite(draws[:, i]))), pilot, "; ".join(warn)))  # fmt: skip
+    return pd.DataFrame(rows, columns=["contrast", "kind", "threshold_n", "lo_n", "hi_n",
+                                       "not_reached_share", "pilot_seeds", "warning"])
 
 
 def plot_power(curves: pd.DataFrame, path: str | os.PathLike, target: float = TARGET_POWER) -> Path:

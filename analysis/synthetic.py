@@ -134,3 +134,49 @@ def write_sweep(sweep: Sweep, root: str | os.PathLike) -> Path:
     with atomic_path(root / "measures.csv") as tmp:
         sweep.measures.to_csv(tmp, index=False)
     return root
+
+
+E5_NS = (100, 250, 500, 1000, 2000, 4000)
+E5_ES = (100, 400, 1600, 6400)
+
+
+def e5_like_results(
+    n_seeds: int = 5,
+    seed: int = 0,
+    benchmark: str = "cogs",
+    ns: Sequence[int] = E5_NS,
+    es: Sequence[float] = E5_ES,
+    coef: tuple[float, float, float] = (-30.0, 3.7, 1.1),
+    diverged: int = 0,
+) -> pd.DataFrame:
+    """An E5-like N x E results table (every eval step): bimodal seeds, floor vs escaped.
+
+    A seed escapes with P = logistic(b0 + b_N log N + b_E log E) (SCIENCE.md E5: +3.73, +1.06);
+    an escaped seed's final EM is 0.1 + 0.05 log(N / 100) + N(0, 0.04), a floor seed's is
+    |N(0, 0.004)|; escaped seeds converge later in their runs. `diverged` seeds (the first ones
+    of the smallest cell) are flagged diverged with a NaN-free EM, as the trainer writes them.
+    Columns: the results schema plus seed_steps.
+    """
+    rng = np.random.default_rng(seed)
+    b0, bn, be = coef
+    rows = []
+    for n in ns:
+        for e in es:
+            cell = f"{benchmark}_n{n}_e{e:g}"
+            last = int(max(100, n * e / 400))
+            steps = np.linspace(last / 10, last, 10).astype(int)
+            p = 1 / (1 + np.exp(-(b0 + bn * np.log(n) + be * np.log(e))))
+            for s in range(n_seeds):
+                escaped = rng.random() < p
+                final = (float(np.clip(0.1 + 0.05 * np.log(n / 100) + rng.normal(0, 0.04), 0, 1))
+                         if escaped else abs(rng.normal(0, 0.004)))  # fmt: skip
+                reach = steps[rng.integers(5, 10) if escaped else rng.integers(0, 5)]
+                bad = n == min(ns) and e == min(es) and s < diverged
+                for step in steps:
+                    rows.append((cell, benchmark, f"{benchmark}_gen", "test", "random", n, e,
+                                 "0" * 64, s, int(step), final * min(1.0, step / reach), 1000,
+                                 0.1, bad, int(step)))  # fmt: skip
+    cols = ["cell", "benchmark", "task", "split", "strategy", "n_unique", "exposure",
+            "manifest_hash", "seed", "step", "exact_match", "n_examples", "train_loss",
+            "diverged", "seed_steps"]  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)

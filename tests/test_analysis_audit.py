@@ -146,7 +146,8 @@ def test_reference_bootstrap_ci_matches_bootstrap_slope_ci(sweep: object) -> Non
     final = sweep.final()
     res = audit.robustness_sweep(final, sweep.measures, n_boot=4000, n_perm=10)
     rows = final[final["benchmark"] == "pos_b"]
-    slope, lo, hi = bootstrap_slope_ci(rows["n_unique"], rows["exact_match"], n_boot=4000)
+    slope, lo, hi = bootstrap_slope_ci(rows["n_unique"], rows["exact_match"], n_boot=4000,
+                                       method="percentile")
     width = hi - lo
     assert res["slopes"].loc["log N", "pos_b"] == pytest.approx(slope, rel=1e-10)
     assert abs(res["ci_lo"].loc["log N", "pos_b"] - lo) < 0.1 * width
@@ -173,3 +174,68 @@ def test_headroom_null_hand_computed() -> None:
         audit.headroom_null(frame, datasets=["a", "c"])
     with pytest.raises(ValueError, match="unknown datasets zz"):
         audit.headroom_null(frame, datasets=["a", "zz"])
+
+
+def _headroom_frame(low_a: float, high_a: float, low_b: float, high_b: float,
+                    noise: float = 0.0, seeds: int = 5) -> pd.DataFrame:  # fmt: skip
+    """Two datasets at N = 10 (TA_low) and N = 100 (TA_high), `seeds` seeds per cell."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, low, high in (("a", low_a, high_a), ("b", low_b, high_b)):
+        for n, mean in ((10, low), (100, high)):
+            jitter = rng.normal(0, noise, seeds)
+            rows += [(name, n, mean + j - jitter.mean()) for j in jitter]
+    return pd.DataFrame(rows, columns=["benchmark", "n_unique", "exact_match"])
+
+
+def test_item1_paper_mode_reproduces_the_published_69_percent() -> None:
+    """Synthetic spread 1.66x, observed 2.41x: the paper's share is 1.66 / 2.41 = 68.9%. The high
+    baseline dataset a has the larger headroom, as baseline arithmetic predicts."""
+    low_a = 1 - 1 / 1.66  # null(a) / null(b) = (1 - low_b) / (1 - low_a) = 1.66 with low_b = 0
+    frame = _headroom_frame(low_a, low_a + 0.2 * 2.41 * (1 - low_a), 0.0, 0.2)
+    res = audit.headroom_null(frame, n_boot=200)
+    assert res["synthetic_spread"] == pytest.approx(1.66)
+    assert res["observed_spread"] == pytest.approx(2.41)
+    assert round(100 * res["null_share"], 1) == 68.9
+    assert res["log_share"] == pytest.approx(np.log(1.66) / np.log(2.41))
+
+
+def test_item1_default_share_is_zero_for_a_null_that_explains_nothing() -> None:
+    """TA_low = 0.01 for both, headroom 0.481 vs 0.641: the null spread is 1.00x. The paper's
+    share says 75.1%; the log share says 0, and swapping the roles cannot make it 69%."""
+    frame = _headroom_frame(0.01, 0.01 + 0.481 * 0.99, 0.01, 0.01 + 0.641 * 0.99, noise=0.01)
+    res = audit.headroom_null(frame, n_boot=500)
+    assert round(100 * res["null_share"], 1) == 75.0
+    assert res["log_share"] == pytest.approx(0.0, abs=1e-12)
+    lo, hi = res["log_share_ci"]
+    assert lo <= 0.0 <= hi
+    # Direction: a null that ranks the datasets the other way round gives a negative share.
+    frame = _headroom_frame(0.5, 0.5 + 0.1 * 0.5, 0.0, 0.3)  # headroom b 0.3 > a 0.1; null a > b
+    res = audit.headroom_null(frame, n_boot=200)
+    assert res["pair"] == ("b", "a") and res["log_share"] < 0 < res["null_share"]
+
+
+def test_headroom_share_ci_covers_the_truth() -> None:
+    """BCa CI of the log share over seeds: coverage in a small simulation."""
+    truth_frame = _headroom_frame(0.3, 0.5, 0.05, 0.45)
+    truth = audit.headroom_null(truth_frame, n_boot=50)["log_share"]
+    hits = 0
+    for trial in range(40):
+        rng = np.random.default_rng(trial)
+        frame = truth_frame.assign(exact_match=truth_frame["exact_match"]
+                                   + rng.normal(0, 0.03, len(truth_frame)))  # fmt: skip
+        lo, hi = audit.headroom_null(frame, n_boot=400, seed=trial)["log_share_ci"]
+        hits += lo <= truth <= hi
+    assert hits >= 34
+
+
+def test_interaction_p_per_scheme_matches_slope_difference_test(sweep: object) -> None:
+    from analysis.stats import slope_difference_test
+
+    final = sweep.final()
+    res = audit.robustness_sweep(final, sweep.measures, n_boot=50, n_perm=20)
+    a, b = final[final["benchmark"] == "flat"], final[final["benchmark"] == "pos_a"]
+    ref = slope_difference_test(a["n_unique"], a["exact_match"], b["n_unique"], b["exact_match"],
+                                n_flip=1)  # fmt: skip
+    assert res["interaction_p"].loc["log N", "flat vs pos_a"] == pytest.approx(ref["p_t"])
+    assert res["interaction_p"].shape == (45, 3)

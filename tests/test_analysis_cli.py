@@ -55,3 +55,26 @@ def test_unknown_split_exits_2(tmp_path: Path) -> None:
     proc = run_analysis_cli("summary", str(results), "--split", "gen")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: results table: no rows for split 'gen' (present: 'test')"
+
+
+def test_decompose_runs_from_three_sweeps(tmp_path: Path) -> None:
+    """`python -m analysis decompose E1=... E2=... E3=...` on sweep_results.csv files."""
+    for name, gap in (("e1", 0.25), ("e2", -0.04), ("e3", 0.004)):
+        rows = [
+            {"cell": f"{name}-{cov}", "benchmark": "cogs", "task": "cogs_gen", "split": "test",
+             "strategy": "random", "n_unique": 200, "exposure": 20.0, "manifest_hash": "abc",
+             "seed": seed, "step": 10, "exact_match": 0.1 + (gap if cov == "high" else 0) + d,
+             "n_examples": 8, "train_loss": 0.2, "diverged": False, "seed_steps": 10,
+             "factor_coverage": cov, "cell_id": f"{name}-{cov}"}
+            for cov in ("high", "low") for seed, d in enumerate((-0.01, 0.0, 0.01))
+        ]  # fmt: skip
+        (tmp_path / name).mkdir()
+        pd.DataFrame(rows).to_csv(tmp_path / name / "sweep_results.csv", index=False)
+    proc = run_analysis_cli("decompose", *(f"E{i}={tmp_path / f'e{i}'}" for i in (1, 2, 3)))
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    confound = next(line for line in text.splitlines() if "diversity confound" in line)
+    total = next(line for line in text.splitlines() if line.split()[0] == "total")
+    assert confound.split()[3] == "29.00" and total.split()[2] == "25.00"
+    proc = run_analysis_cli("decompose", "E1", "--split", "test")
+    assert proc.returncode == 2 and "expected NAME=RESULTS, got 'E1'" in proc.stderr

@@ -178,3 +178,83 @@ def test_label_escapes_per_cell_at_final_step() -> None:
     assert labels.loc[("c500", 3), "exact_match"] == 0.31  # final step, not the earlier one
     with pytest.raises(ValueError, match="no rows for split"):
         label_escapes(df, "other")
+
+
+def test_item5_single_level_is_refused_and_no_warning_leaks() -> None:
+    """One N level: the log N coefficient is unidentified (the old fit returned SE 3.7e7, p = 1)."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"n_unique": 500, "exposure": np.repeat([100, 400, 1600], 10),
+                       "escaped": rng.random(30) < 0.5})  # fmt: skip
+    with pytest.raises(ValueError, match="'n_unique' has a single level"):
+        escape_regression(df)
+    import warnings
+
+    with warnings.catch_warnings():  # a fit on two N levels runs without any leaked warning
+        warnings.simplefilter("error")
+        two = df.assign(n_unique=np.tile([500, 1000], 15))
+        assert escape_regression(two)["converged"]
+
+
+def test_escape_regression_clusters_by_cell() -> None:
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(3)
+    n, e = (a.ravel() for a in np.meshgrid([100, 300, 1000, 3000], [100, 400, 1600]))
+    cell_effect = np.repeat(rng.normal(0, 1.0, n.size), 20)
+    n, e = np.repeat(n, 20), np.repeat(e, 20)
+    eta = -9 + 1.0 * np.log(n) + 0.3 * np.log(e) + cell_effect
+    df = pd.DataFrame({"n_unique": n, "exposure": e, "cell": np.repeat(np.arange(12), 20),
+                       "escaped": rng.random(n.size) < 1 / (1 + np.exp(-eta))})  # fmt: skip
+    res = escape_regression(df)
+    x = sm.add_constant(np.column_stack([np.log(n), np.log(e)]))
+    ref = sm.Logit(df["escaped"].astype(float), x).fit(
+        disp=0, cov_type="cluster", cov_kwds={"groups": df["cell"]})  # fmt: skip
+    assert res["se"]["log_n"] == pytest.approx(np.asarray(ref.bse)[1], rel=1e-6)
+    assert "cluster-robust by cell (12 clusters)" == res["se_kind"]
+    naive = escape_regression(df, cluster=None)
+    assert naive["se_kind"] == "model-based" and naive["se"]["log_n"] < res["se"]["log_n"]
+
+
+def test_item6_convergence_is_compared_within_run_length() -> None:
+    """Nothing planted: every seed converges at a uniform fraction of its own run, but escapes
+    happen in the long cells. Absolute steps call escaped seeds 'later' (the old test); the
+    fraction of the run does not."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for cell, last, p_escape in (("short", 400, 0.1), ("long", 1600, 0.9)):
+        steps = np.linspace(0, last, 9).astype(int)
+        for seed in range(20):
+            escaped = bool(rng.random() < p_escape)
+            reach = steps[rng.integers(1, 9)]
+            final = 0.3 if escaped else 0.01
+            for s in steps:
+                rows.append((cell, seed, s, final * min(1.0, s / reach), escaped))
+    df = pd.DataFrame(rows, columns=["cell", "seed", "step", "exact_match", "escaped"])
+    res = escaped_converge_later(df)
+    table = res["per_seed"]
+    absolute = stats.mannwhitneyu(table.loc[table["escaped"], "convergence_step"],
+                                  table.loc[~table["escaped"], "convergence_step"],
+                                  alternative="greater")  # fmt: skip
+    assert absolute.pvalue < 0.01
+    assert res["p"] > 0.05
+    assert (table["step_fraction"] == table["convergence_step"] / table["last_step"]).all()
+
+
+def test_fractional_escape_outcome_matches_statsmodels_glm() -> None:
+    """Posterior P(escaped) as the outcome: a fractional logit with cluster-robust SEs."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(7)
+    n, e = (a.ravel() for a in np.meshgrid([100, 300, 1000, 3000], [100, 400, 1600]))
+    n, e = np.repeat(n, 10), np.repeat(e, 10)
+    p = 1 / (1 + np.exp(-(-9 + 1.0 * np.log(n) + 0.3 * np.log(e))))
+    soft = np.clip(p + rng.normal(0, 0.1, n.size), 0, 1)
+    df = pd.DataFrame({"n_unique": n, "exposure": e, "p_escaped": soft,
+                       "cell": np.repeat(np.arange(12), 10)})  # fmt: skip
+    res = escape_regression(df, escaped="p_escaped")
+    x = sm.add_constant(np.column_stack([np.log(n), np.log(e)]))
+    ref = sm.GLM(soft, x, family=sm.families.Binomial()).fit(
+        cov_type="cluster", cov_kwds={"groups": df["cell"]})  # fmt: skip
+    np.testing.assert_allclose(list(res["coef"].values()), ref.params, rtol=1e-6)
+    np.testing.assert_allclose(list(res["se"].values()), ref.bse, rtol=1e-6)
+    assert res["coef"]["log_n"] == pytest.approx(1.0, abs=0.3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ def _sweep(root: Path) -> Path:
     write_sweep(sweep, root)
     for cell, (exp, cov) in TAGS.items():
         path = root / cell / "results.csv"
-        pd.read_csv(path).assign(experiment=exp, coverage=cov).to_csv(path, index=False)
+        pd.read_csv(path).assign(factor_experiment=exp, factor_coverage=cov).to_csv(path,
+                                                                              index=False)
     path = root / "cfq_n50_e100" / "results.csv"
     rows = pd.read_csv(path)
     rows.loc[(rows["seed"] == 0) & (rows["step"] == 300), "exact_match"] = np.nan
@@ -37,6 +39,10 @@ def _sweep(root: Path) -> Path:
     path = root / "cfq_n200_e400" / "results.csv"
     rows = pd.read_csv(path)
     rows[rows["seed"] == 3].to_csv(path, index=False)
+    for path in root.glob("*/results.csv"):  # trainer / sweep bookkeeping, never design factors
+        rows = pd.read_csv(path)
+        rows.assign(seed_steps=rows["step"] * (1 + rows["seed"]), cell_id=path.parent.name,
+                    note=rows["seed"] % 2).to_csv(path, index=False)  # fmt: skip
     (root / "constructs.json").write_text(json.dumps(CONSTRUCTS))
     return root
 
@@ -66,6 +72,12 @@ def test_report_writes_every_section_and_plot(tmp_path: Path) -> None:
     assert "| thematic bindings |" in text and "Mean distinct unified signatures" in text
     assert "Partial eta^2 (type III): diversity" in text and "Exposure floor" in text
     assert "### Diversity x coverage" in text and "TOST coverage = high vs low" in text
+    # Item 3: only factor_* columns are design factors.
+    for junk in ("seed_steps", "cell_id", "note", "factor_coverage"):
+        assert f"Diversity x {junk}" not in text
+    assert "Design factors (results schema `factor_*`): `experiment`, `coverage`" in text
+    # Both modes, side by side, with the reason.
+    assert "p_paper" in text and "p_holm" in text and "paper_ci_lo_pp" in text
     for png in ("dose_cogs", "dose_cfq", "heatmap_cogs", "strip_cogs", "robustness", "power"):
         assert (out / f"{png}.png").read_bytes()[:4] == b"\x89PNG", png
         assert f"]({png}.png)" in text
@@ -88,3 +100,50 @@ def test_report_bad_input_exits_2_in_one_line(tmp_path: Path) -> None:
     proc = run_analysis_cli("report", str(root), "--out", str(tmp_path / "r"),
                             "--constructs", str(bad))
     assert proc.returncode == 2 and "constructs must be a JSON object" in proc.stderr
+
+
+def test_report_refuses_zero_resamples_and_keeps_the_previous_run(tmp_path: Path) -> None:
+    """Item 10: --n-boot 0 is one line and exit 2, and a previous report's files stay as they
+    were (the old code crashed with an IndexError after rewriting inputs.csv)."""
+    root = _sweep(tmp_path / "sweep")
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "inputs.csv").write_text("previous run\n")
+    (out / "report.md").write_text("previous report\n")
+    proc = run_analysis_cli("report", str(root), "--out", str(out), "--n-boot", "0")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == "error: report option --n-boot must be a positive integer, got 0"
+    assert (out / "inputs.csv").read_text() == "previous run\n"
+    assert sorted(p.name for p in out.iterdir()) == ["inputs.csv", "report.md"]
+
+
+def test_report_on_an_e5_like_table(tmp_path: Path) -> None:
+    """E5-like N x E table (bimodal seeds) with one cell entirely diverged, plus a second dataset
+    on another N grid: both modes side by side, effect-size CIs, Holm, GLM and diagnostics."""
+    from analysis.report import ReportOptions, write_report
+    from analysis.synthetic import e5_like_results
+
+    e5 = e5_like_results(6, seed=2, diverged=6)  # cell N = 100, E = 100: every seed diverged
+    other = e5_like_results(6, seed=3, benchmark="scan", ns=(100, 1000, 10000), es=(400.0,),
+                            coef=(-14.0, 2.0, 0.0))  # fmt: skip
+    root = tmp_path / "e5"
+    root.mkdir()
+    pd.concat([e5, other]).to_csv(root / "results.csv", index=False)
+    options = ReportOptions(n_boot=200, n_perm=200, power_draws=20, power_perm=20, pilot_boot=2,
+                            power_ns=(5, 10))  # fmt: skip
+    text = write_report(root, tmp_path / "out", options=options).read_text()
+    # Item 4: the empty cell is named, type III refused, the dominance sentence uses type II.
+    assert "Empty cells (every seed excluded): N = 100, E = 100; type II only" in text
+    assert "Gaussian ANOVA, type III" not in text
+    assert "Partial eta^2 (type II): diversity" in text
+    assert "eta_ci_lo" in text and "p_holm" in text
+    assert "Binomial GLM of per-seed exact_match" in text and "24 clusters" not in text
+    assert "Residual diagnostics (seed minus cell mean): Shapiro-Wilk" in text
+    # Item 5: converged shown, clustered SEs; the single-exposure dataset is refused in one line.
+    assert "converged: yes" in text and "cluster-robust by cell (23 clusters)" in text
+    assert "'exposure' has a single level" in text
+    # Both modes of the headroom null, the slope CI and the between-dataset test.
+    assert "Default: log-spread share" in text and "Paper: null share" in text
+    assert "(default: t interval; seeds clustered in cells:" in text and "p_paper" in text
+    assert re.search(r"p = 0(?![.\d])", text) is None  # underflow reads "p < 1e-300"
+    assert "pilot cells of 6 seeds" in text and "too small" in text

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from analysis import seeds
-from analysis.stats import permutation_test_slopes
+from analysis.stats import slope_difference_test
 
 NS = tuple(range(5, 51, 5))
 
@@ -74,33 +74,51 @@ def test_diversity_slope_power_matches_the_slope_t_test_and_null_holds_alpha() -
     assert (null < 0.1).all()  # a planted null is rejected at about alpha
 
 
-def test_between_contrast_p_matches_permutation_test_slopes() -> None:
+def test_between_contrast_uses_the_interaction_test() -> None:
+    """Drawing every seed without replacement reorders seeds within cells only, which leaves the
+    HC3 interaction statistic unchanged: power is 1 or 0 as slope_difference_test rejects."""
     rng = np.random.default_rng(2)
-    levels = np.repeat([10, 20, 40], 4)
-    y1 = 0.05 * np.log(levels) + rng.normal(0, 0.02, 12)
-    y2 = 0.03 * np.log(levels) + rng.normal(0, 0.02, 12) + 0.3
-    contrast = seeds.Contrast(
-        "a vs b",
-        "between",
-        ("a10", "a20", "a40", "b10", "b20", "b40"),
-        tuple(np.log([10, 20, 40, 10, 20, 40])),
-        (0, 0, 0, 1, 1, 1),
-    )
-    w, blocks, side = seeds._weights(contrast, 4)
-    y = np.r_[y1, y2]
-    y = y - np.where(side == 0, y1.mean(), y2.mean())
-    perm = seeds._permuted_weights(w, blocks, 40000, np.random.default_rng(0))
-    t_obs, t_perm = y @ w, perm @ y
-    ours = (1 + np.sum(np.abs(t_perm) >= abs(t_obs) - 1e-12)) / 40001
-    ref = permutation_test_slopes(levels, y1, levels, y2, n_perm=40000, seed=1)
-    assert t_obs == pytest.approx(ref["diff"], rel=1e-10)
-    assert ours == pytest.approx(ref["p"], abs=0.01)
-    # Each row permutes w within its N-level block only.
-    for b in np.unique(blocks):
-        np.testing.assert_allclose(
-            np.sort(perm[:, blocks == b], axis=1),
-            np.broadcast_to(np.sort(w[blocks == b]), (40000, 8)),
-        )
+    rows = []
+    for bench, slope, grid in (("a", 0.05, [10, 20, 40]), ("b", 0.0, [10, 40, 160, 640])):
+        for n in grid:
+            for v in slope * np.log(n) + rng.normal(0, 0.01, 6):
+                rows.append((bench, f"{bench}{n}", n, v))
+    frame = pd.DataFrame(rows, columns=["benchmark", "cell", "n_unique", "exact_match"])
+    contrast = [c for c in seeds.default_contrasts(frame) if c.kind == "between"]
+    curves = seeds.power_curves(frame, contrasts=contrast, ns=(6,), n_draws=20, n_perm=200,
+                                replace=False)  # fmt: skip
+    a, b = frame[frame["benchmark"] == "a"], frame[frame["benchmark"] == "b"]
+    ref = slope_difference_test(a["n_unique"], a["exact_match"], b["n_unique"], b["exact_match"])
+    assert ref["p"] < 0.01 and curves["power"].iloc[0] == 1.0
+    null = frame.assign(exact_match=frame["exact_match"] - np.where(
+        frame["benchmark"] == "a", 0.05 * np.log(frame["n_unique"]), 0.0))  # fmt: skip
+    curves = seeds.power_curves(null, contrasts=contrast, ns=(6,), n_draws=20, n_perm=200,
+                                replace=False)  # fmt: skip
+    a, b = null[null["benchmark"] == "a"], null[null["benchmark"] == "b"]
+    ref = slope_difference_test(a["n_unique"], a["exact_match"], b["n_unique"], b["exact_match"])
+    assert (ref["p"] > 0.05) == (curves["power"].iloc[0] == 0.0)
+
+
+def test_threshold_from_a_5_seed_pilot_has_an_interval_and_a_warning() -> None:
+    """Item 9: a d = 0.5 contrast needs 64 seeds per cell (two-sample t, power 0.8); thresholds
+    read off 5-seed pilots are biased low. The bootstrap over the pilot gives an interval whose
+    upper end reaches the truth (or 'beyond 50') in most pilots, and a warning every time."""
+    hits, warned = 0, 0
+    for trial in range(8):
+        rng = np.random.default_rng(100 + trial)
+        frame = pd.DataFrame({"cell": np.repeat(["lo", "hi"], 5),
+                              "seed": np.tile(np.arange(5), 2),
+                              "exact_match": np.r_[rng.normal(0.3, 0.02, 5),
+                                                   rng.normal(0.31, 0.02, 5)]})  # fmt: skip
+        res = seeds.threshold_uncertainty(
+            frame, contrasts=[seeds.cell_contrast("hi vs lo", "hi", "lo")], ns=(5, 10, 20, 30, 50),
+            n_draws=40, n_perm=60, n_pilot=10, seed=trial,
+        )  # fmt: skip
+        row = res.iloc[0]
+        hits += bool(np.isnan(row["hi_n"]) or row["hi_n"] >= 50)
+        warned += "too small" in row["warning"]
+    assert warned == 8
+    assert hits >= 6
 
 
 def test_subsampling_without_replacement_bad_input_and_plot(tmp_path: Path) -> None:

@@ -11,9 +11,14 @@ from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.weightstats import ttost_ind
 
 from analysis.stats import (
+    SlopeDesign,
+    binomial_glm,
     bootstrap_slope_ci,
+    holm,
     logistic_dose_response,
+    partial_eta_sq_ci,
     permutation_test_slopes,
+    slope_difference_test,
     tost_ind,
     two_way_anova,
 )
@@ -174,3 +179,182 @@ def test_permutation_keeps_unshared_levels_fixed() -> None:
     assert 0 < res["p"] <= 1
     with pytest.raises(ValueError, match="two distinct x"):
         permutation_test_slopes([1, 1], [0.1, 0.2], x2, y2)
+
+
+def _e5_like(seed: int, drop: tuple | None = None, n_seeds: int = 5) -> pd.DataFrame:
+    """6 x 4 N x E, additive effects in log N and log E, no interaction planted."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in [100, 200, 500, 1000, 2000, 4000]:
+        for e in [100, 400, 1600, 6400]:
+            if (n, e) == drop:
+                continue
+            for _ in range(n_seeds):
+                rows.append((n, e, 0.1 * np.log(n) + 0.02 * np.log(e) + rng.normal(0, 0.05)))
+    return pd.DataFrame(rows, columns=["N", "E", "em"])
+
+
+def test_item4_empty_cell_keeps_degrees_of_freedom_and_refuses_type_iii() -> None:
+    """One empty cell of the 6 x 4 design: 23 observed cells leave N df 5, E df 3, N:E df 23 - 1
+    - 5 - 3 = 14. statsmodels counts the inestimable interaction column (df 15) and inflates its
+    SS (F 8.7, p 4e-12 with no interaction planted), which is why type II stays our own here."""
+    df = _e5_like(0, drop=(500, 100))
+    ours = two_way_anova(df, "N", "E", "em", typ=2)
+    assert ours["df"].tolist()[:3] == [5.0, 3.0, 14.0]
+    assert ours.loc["N:E", "p"] > 0.01
+    ref = anova_lm(ols("em ~ C(N, Sum) * C(E, Sum)", data=df).fit(), typ=2)
+    assert ref["df"].iloc[2] == 15 and ref["PR(>F)"].iloc[2] < 1e-6
+    # Type II by hand: SS(N) = RSS(E) - RSS(N + E), with the additive fits by least squares.
+    add = ols("em ~ C(N) + C(E)", data=df).fit()
+    assert ours.loc["N", "sum_sq"] == pytest.approx(ols("em ~ C(E)", data=df).fit().ssr - add.ssr)
+    with pytest.raises(ValueError, match="type III .* undefined with empty cells"):
+        two_way_anova(df, "N", "E", "em", typ=3)
+
+
+def test_partial_eta_ci_inverts_the_noncentral_f() -> None:
+    res = two_way_anova(_e5_like(1), "N", "E", "em", typ=2)
+    f, d1, d2 = res.loc["E", "F"], res.loc["E", "df"], res.loc["Residual", "df"]
+    lo, hi = res.loc["E", ["eta_ci_lo", "eta_ci_hi"]]
+    assert lo < res.loc["E", "partial_eta_sq"] < hi
+    lam = [eta / (1 - eta) * (d1 + d2 + 1) for eta in (lo, hi)]
+    assert sps.ncf.cdf(f, d1, d2, lam[0]) == pytest.approx(0.975, abs=1e-6)
+    assert sps.ncf.cdf(f, d1, d2, lam[1]) == pytest.approx(0.025, abs=1e-6)
+    assert partial_eta_sq_ci(0.01, 3, 100)[0] == 0.0
+
+
+def test_holm_matches_hand_computation() -> None:
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, np.nan]), [0.03, 0.06, 0.06, np.nan])
+
+
+def test_item8_tost_refuses_data_already_in_pp() -> None:
+    a, b = np.array([33.0, 34.0, 33.5]), np.array([33.2, 33.9, 34.1])
+    with pytest.raises(ValueError, match="scale=1"):
+        tost_ind(a, b, 3.0)
+    ours = tost_ind(a, b, 3.0, scale=1.0)
+    p, lower, _ = ttost_ind(a, b, -3.0, 3.0, usevar="unequal")
+    assert ours["p"] == pytest.approx(p) and ours["equivalent"]
+    assert ours["diff_pp"] == pytest.approx(a.mean() - b.mean())
+
+
+def test_item10_zero_permutations_or_resamples_are_refused() -> None:
+    x, y = np.repeat([10, 20, 40], 3), np.arange(9) / 10
+    with pytest.raises(ValueError, match="n_perm must be a positive integer"):
+        permutation_test_slopes(x, y, x, y, n_perm=0)
+    with pytest.raises(ValueError, match="n_boot must be a positive integer"):
+        bootstrap_slope_ci(x, y, n_boot=0, method="percentile")
+    with pytest.raises(ValueError, match="n_flip must be a positive integer"):
+        slope_difference_test(x, y, x, y, n_flip=0)
+
+
+GRID_1 = np.repeat([100, 200, 500, 1000], 5)
+GRID_2 = np.repeat([100, 200, 500, 1000, 2000, 5000, 10000], 5)
+
+
+def _two_grids(rng: np.random.Generator, reps: int, gap: float) -> np.ndarray:
+    """[reps, 55]: dataset 1 on 100..1000, dataset 2 on 100..10000; slopes 0.08 and 0.08 - gap."""
+    y1 = 0.1 + 0.08 * np.log(GRID_1 / 100) + rng.normal(0, 0.04, (reps, GRID_1.size))
+    y2 = 0.05 + (0.08 - gap) * np.log(GRID_2 / 100) + rng.normal(0, 0.04, (reps, GRID_2.size))
+    return np.hstack([y1, y2])
+
+
+def test_item2_slope_difference_size_and_power_under_unequal_grids() -> None:
+    """Equal slopes, different N grids: the interaction test holds its size (0.03..0.07 at 0.05)
+    where the paper's centred label exchange is far too conservative; with a planted 0.03 gap
+    the new test has much more power."""
+    rng = np.random.default_rng(0)
+    design = SlopeDesign(np.log(np.r_[GRID_1, GRID_2]),
+                         np.r_[np.zeros(GRID_1.size), np.ones(GRID_2.size)], None)  # fmt: skip
+    null = _two_grids(rng, 1000, 0.0)
+    _, _, _, p_t, p_flip = design.test(null, 199, rng)
+    assert 0.03 <= np.mean(p_flip <= 0.05) <= 0.07
+    assert 0.03 <= np.mean(p_t <= 0.05) <= 0.07
+    old = [permutation_test_slopes(GRID_1, y[:20], GRID_2, y[20:], n_perm=199, seed=i)["p"]
+           for i, y in enumerate(null[:300])]  # fmt: skip
+    assert np.mean(np.array(old) <= 0.05) < 0.03
+    planted = _two_grids(rng, 300, 0.03)
+    power = np.mean(design.test(planted, 199, rng)[4] <= 0.05)
+    old = [permutation_test_slopes(GRID_1, y[:20], GRID_2, y[20:], n_perm=199, seed=i)["p"]
+           for i, y in enumerate(planted)]  # fmt: skip
+    assert power >= 0.6 and power > np.mean(np.array(old) <= 0.05) + 0.3
+
+
+def test_slope_difference_matches_statsmodels_hc3_and_cluster() -> None:
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(4)
+    y = _two_grids(rng, 1, 0.02)[0]
+    lx = np.log(np.r_[GRID_1, GRID_2])
+    side = np.r_[np.zeros(GRID_1.size), np.ones(GRID_2.size)]
+    x = np.column_stack([1 - side, side, lx * (1 - side), lx * side])
+    c = np.array([0, 0, 1, -1])
+    res = slope_difference_test(GRID_1, y[:20], GRID_2, y[20:], n_flip=99)
+    fit = sm.OLS(y, x).fit(cov_type="HC3")
+    assert res["diff"] == pytest.approx(c @ fit.params)
+    assert res["se"] == pytest.approx(np.sqrt(c @ fit.cov_params() @ c))
+    cells = np.r_[GRID_1, GRID_2 * 7]
+    res = slope_difference_test(GRID_1, y[:20], GRID_2, y[20:], cells[:20], cells[20:], n_flip=99)
+    fit = sm.OLS(y, x).fit(cov_type="cluster", cov_kwds={"groups": cells})
+    assert res["se"] == pytest.approx(np.sqrt(c @ fit.cov_params() @ c))
+
+
+def test_item7_t_interval_covers_at_5_seeds_where_percentile_does_not() -> None:
+    """E5-like slope of EM on log N (6 levels x 5 seeds), 5 simulation seeds x 80 replicates."""
+    covered = {"t": [], "percentile": []}
+    n = np.repeat([100, 200, 500, 1000, 2000, 4000], 5)
+    for sim in range(5):
+        rng = np.random.default_rng(sim)
+        for _ in range(80):
+            y = 0.05 + 0.04 * np.log(n / 100) + rng.normal(0, 0.05, n.size)
+            for method in covered:
+                _, lo, hi = bootstrap_slope_ci(n, y, n_boot=400, seed=sim, method=method)
+                covered[method].append(lo <= 0.04 <= hi)
+    assert np.mean(covered["t"]) >= 0.93
+    assert np.mean(covered["percentile"]) < np.mean(covered["t"])
+
+
+def test_binomial_glm_matches_statsmodels_and_recovers_sign() -> None:
+    rng = np.random.default_rng(5)
+    rows = []
+    for n in [100, 200, 500, 1000, 2000, 4000]:
+        for e in [100, 400, 1600, 6400]:
+            p = 1 / (1 + np.exp(-(-8 + 1.0 * np.log(n) + 0.3 * np.log(e))))
+            for s in range(5):
+                rows.append((f"n{n}e{e}", s, n, e, rng.binomial(1000, p) / 1000, 1000))
+    df = pd.DataFrame(rows, columns=["cell", "seed", "n_unique", "exposure", "exact_match",
+                                     "n_examples"])  # fmt: skip
+    res = binomial_glm(df)
+    table = res["table"].set_index("term")
+    assert table.loc["log_n (centred)", "ci_lo"] < 1.0 < table.loc["log_n (centred)", "ci_hi"]
+    assert res["n_clusters"] == 24 and res["trials"] == 1000
+    # Cluster-robust sandwich by hand: bread X'diag(n p (1 - p))X, meat from per-cell score sums,
+    # small-sample factor G / (G - 1) (n - 1) / (n - k) as statsmodels' default correction.
+    ln, le = np.log(df["n_unique"]), np.log(df["exposure"])
+    ln, le = ln - ln.mean(), le - le.mean()
+    x = np.column_stack([np.ones_like(ln), ln, le, ln * le])
+    p = 1 / (1 + np.exp(-x @ table["coef"].to_numpy()))
+    k, m = df["exact_match"].to_numpy() * 1000, 1000.0
+    bread = np.linalg.inv(x.T @ (x * (m * p * (1 - p))[:, None]))
+    scores = pd.DataFrame(x * (k - m * p)[:, None]).groupby(df["cell"].to_numpy()).sum()
+    meat = scores.T.to_numpy() @ scores.to_numpy() * 24 / 23 * (120 - 1) / (120 - 4)
+    np.testing.assert_allclose(table["se"], np.sqrt(np.diag(bread @ meat @ bread)), rtol=1e-6)
+
+
+def test_logistic_fit_is_never_reported_mirrored() -> None:
+    """An increasing dose-response is reported with k > 0 and lower < upper (the old fit printed
+    'lower 0.48, upper 0.03, k -3.64' for some data: the same curve, mirrored); SEs follow."""
+    n = np.array([50, 100, 250, 500, 1000, 2000, 4000])
+    for i in range(60):
+        rng = np.random.default_rng(i)
+        y = 0.01 + 0.32 / (1 + np.exp(-rng.uniform(1, 4) * (np.log(n) - np.log(
+            rng.uniform(200, 1500))))) + rng.normal(0, 0.01, n.size)  # fmt: skip
+        fit = logistic_dose_response(n, y)
+        assert fit["k"] > 0 and fit["lower"] < fit["upper"], i
+        assert fit["lower"] == pytest.approx(0.01, abs=0.05)
+        assert fit["upper"] == pytest.approx(0.33, abs=0.06)
+
+
+def test_all_zero_response_is_refused_not_read_as_no_dominance() -> None:
+    """All-zero EM: the old report printed 'diversity does not dominate exposure' from NaNs."""
+    df = _e5_like(0).assign(em=0.0)
+    with pytest.raises(ValueError, match="constant within every cell"):
+        two_way_anova(df, "N", "E", "em")

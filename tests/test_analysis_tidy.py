@@ -19,13 +19,15 @@ def _sweep(tmp_path: Path) -> Path:
     return write_sweep(sweep, tmp_path / "sweep")
 
 
-def test_tidy_frame_keeps_final_steps_and_extra_factors(tmp_path: Path) -> None:
+def test_tidy_frame_keeps_final_steps_and_design_factors(tmp_path: Path) -> None:
+    """Item 3: design factors are the schema's factor_* columns; the trainer's seed_steps, the
+    sweep's cell_id and any leftover column are not."""
     df = read_results(_sweep(tmp_path))
-    df["quantile"] = "q1"
+    df = df.assign(factor_quantile="q1", seed_steps=df["step"], cell_id="abc", quantile="q1")
     tidy = tidy_results(df, "test")
     assert len(tidy.frame) == 6 and tidy.excluded.empty
     assert (tidy.frame["step"] == 300).all()
-    assert tidy.extra_factors == ["quantile"]
+    assert tidy.factors == ["factor_quantile"]
     assert list(tidy.excluded.columns) == ["cell", "seed", "reason"]
 
 
