@@ -10,6 +10,8 @@ import dataclasses
 import itertools
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -69,6 +71,37 @@ def write_report(
     tidy = tidy_results(raw, split, metric)
     if tidy.frame.empty:
         raise ValueError(f"{results}: no usable seeds on split {split!r} after exclusions")
+    if measures is not None and constructs is not None:  # inputs checked before writing
+        measures = _audit_inputs(measures, tidy.frame, model_dir or results)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        path = _write(staging, results, raw, tidy, metric, measures, constructs, options)
+        out.mkdir(exist_ok=True)
+        for made in sorted(staging.iterdir()):
+            os.replace(made, out / made.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out / path.name
+
+
+def _audit_inputs(measures: str | os.PathLike, frame: pd.DataFrame,
+                  model_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(measures table, per-seed rows with manifest ids): a bad file or a manifest whose hash
+    is not the one the results name is a ValueError, raised before the report writes."""
+    try:
+        table = pd.read_csv(measures)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{measures}: cannot read the measures CSV ({err})") from None
+    manifests = read_manifests(model_dir)[["cell", "seed", "hash", "ids", "path"]]
+    return audit.check_measures(table), attach_manifests(frame, manifests).drop(columns="path")
+
+
+def _write(out: Path, results: Any, raw: pd.DataFrame, tidy: Tidy, metric: str, measures: Any,
+           constructs: Mapping[str, str] | None, options: ReportOptions) -> Path:
+    """Every section, figure and table of the report into the (empty) directory `out`."""
     doc = _Doc(out)
     _inputs(doc, results, raw, tidy)
     frame = tidy.frame
@@ -90,7 +123,7 @@ def write_report(
     doc.section("Closed-headroom null calibration", lambda: _headroom(doc, frame, metric, options))
     doc.section(
         "Audit: measures, signatures, bucketization robustness",
-        lambda: _audit(doc, frame, metric, measures, constructs, model_dir or results, options),
+        lambda: _audit(doc, metric, measures, constructs, options),
     )
     doc.section("Seed-count threshold", lambda: _power(doc, frame, metric, options))
     path = out / "report.md"
@@ -361,17 +394,15 @@ def _headroom(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOption
 
 def _audit(
     doc: _Doc,
-    frame: pd.DataFrame,
     metric: str,
-    measures: Any,
+    measures: tuple[pd.DataFrame, pd.DataFrame] | Any,
     constructs: Mapping[str, str] | None,
-    model_dir: Any,
     options: ReportOptions,
 ) -> None:
     """Measure table, cardinality spread, robustness sweep with claim shares and a bar plot."""
     if measures is None or constructs is None:
         raise ValueError("pass --measures CSV and --constructs JSON to run the audit")
-    table = pd.read_csv(measures)
+    table, with_ids = measures
     measured = audit.measure_table(table, constructs)
     doc.table(measured)
     spread = audit.cardinality_spread(measured)
@@ -379,7 +410,6 @@ def _audit(
         f"Cardinality spread across datasets: pair instances {spread['pair_instances']:.3g}x, "
         f"unified signatures ({audit.DEFAULT_SCHEME}) {spread['n_signatures']:.3g}x."
     )
-    with_ids = attach_manifests(frame, read_manifests(model_dir)[["cell", "seed", "hash", "ids"]])
     res = audit.robustness_sweep(
         with_ids, table, metric, n_boot=options.n_boot, n_perm=options.n_perm, seed=options.seed
     )

@@ -104,6 +104,49 @@ def test_collect_rejects_duplicated_and_mixed_cells(tmp_path: Path, finished: tu
         sweep.collect(root)
 
 
+def _cut_mid_row(text: str) -> str:
+    return text[:text.rindex(",")]  # the last row loses its last field(s)
+
+
+def _abc(text: str) -> str:
+    header, *rows = text.splitlines()
+    col = header.split(",").index("exact_match")
+    fields = rows[0].split(",")
+    fields[col] = "abc"
+    return "\n".join([header, ",".join(fields), *rows[1:]]) + "\n"
+
+
+def _drop_last_row(text: str) -> str:
+    return "".join(text.splitlines(keepends=True)[:-1])  # cut exactly at a row boundary
+
+
+@pytest.mark.parametrize("damage, why", [
+    (_cut_mid_row, "bad values in columns"),
+    (_abc, "exact_match (expected a fraction in [0, 1]; 1 bad, first 'abc' at line 2)"),
+    (_drop_last_row, "not one per seed"),
+    (lambda text: os.urandom(512).decode("latin-1"), "results.csv"),
+])
+def test_collect_and_status_refuse_bad_results_by_cell(tmp_path: Path,
+                                                       finished: tuple[Path, Path],
+                                                       damage, why: str):
+    root = tmp_path / "root"
+    shutil.copytree(finished[1], root)
+    (root / sweep.COLLECTED_FILE).unlink(missing_ok=True)
+    bad_cell = "scan-diversity=high-exposure=low"
+    results = root / bad_cell / "results.csv"
+    results.write_bytes(damage(results.read_text()).encode("latin-1"))
+    with pytest.raises(ValueError) as err:
+        sweep.collect(root)
+    message = str(err.value)
+    assert f"1 cells of {root} have bad results" in message
+    assert f"{bad_cell} ({results}" in message and why in message
+    assert "scan-diversity=low-exposure=low" not in message
+    assert not (root / sweep.COLLECTED_FILE).exists()
+    states = {r["cell"]: (r["state"], r["problem"]) for r in sweep.status_rows(root)}
+    assert states["scan-diversity=low-exposure=low"] == ("finished", "")
+    assert states[bad_cell][0] == "bad results" and why in states[bad_cell][1]
+
+
 def test_root_of_another_design_is_refused_untouched(tmp_path: Path, finished: tuple[Path, Path],
                                                      capsys: pytest.CaptureFixture):
     root = tmp_path / "root"
