@@ -19,6 +19,7 @@ from typing import Any
 import gin
 import jax
 import orbax.checkpoint as ocp
+from tqdm.auto import tqdm
 
 from compgen_jax.multiseed import State
 
@@ -145,8 +146,8 @@ class CellCheckpointer:
             aside = path.with_name(CORRUPT_PREFIX + path.name)
             if path.exists():
                 path.rename(aside)
-            print(f"warning: {path} is corrupt ({why}); moved to {aside.name}, resuming from "
-                  f"checkpoint_{resumed}", file=sys.stderr)
+            tqdm.write(f"warning: {path} is corrupt ({why}); moved to {aside.name}, resuming "
+                       f"from checkpoint_{resumed}", file=sys.stderr)  # clear of progress bars
         self.manager.reload()
 
     def close(self) -> None:

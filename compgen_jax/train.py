@@ -235,8 +235,8 @@ def train_cell(
                              progress, manifests, settings)
     diverged = sorted({r["seed"] for r in rows if r["diverged"]})
     if diverged:
-        print(f"warning: cell {cell.name}: seeds {diverged} of {seeds} diverged (non-finite loss "
-              "or gradients; frozen, rows flagged diverged=True)", file=sys.stderr)
+        tqdm.write(f"warning: cell {cell.name}: seeds {diverged} of {seeds} diverged (non-finite "
+                   "loss or gradients; frozen, rows flagged diverged=True)", file=sys.stderr)
     return rows
 
 

@@ -4,6 +4,7 @@ exit 2, with MODEL_DIR exactly as it was."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -216,3 +217,47 @@ def test_report_with_a_manifest_the_results_do_not_name_is_one_error_no_out_dir(
     assert f"cell 'cogs_n50_e100' seed 2: results name manifest '{'0' * 64}' but " in lines[0]
     assert str(root / "cogs_n50_e100" / "manifests" / "seed_2.json") in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # no out dir, no staging
+
+
+def _scan_copy(shared_data: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(shared_data / "scan", root / "scan")
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return root
+
+
+def test_data_check_reports_a_truncated_local_file(shared_data: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture):
+    from tasks import fetch
+
+    root = _scan_copy(shared_data, tmp_path)
+    assert set(fetch.verify_files("scan", root).values()) == {"ok"}  # the canonical table
+    assert main(["data", "check", "scan", "--data_dir", str(root)]) == 0
+    train = root / "scan" / "length_split" / "tasks_train_length.txt"
+    with train.open("r+b") as handle:
+        handle.truncate(train.stat().st_size - 1000)
+    capsys.readouterr()
+    assert main(["data", "check", "scan", "--data_dir", str(root)]) == 2
+    out, err = capsys.readouterr()
+    assert ("  scan/length_split/tasks_train_length.txt: MISMATCH (2722418 bytes, sha256 "
+            in out) and "expected 2723418 bytes, sha256 b034212dc7cf)" in out
+    assert err.strip().endswith(f"incomplete in {root}: scan")
+    assert not (root / fetch.CHECKSUMS).exists()  # check alone writes nothing
+
+
+def test_data_check_verifies_recorded_checksums_of_other_files(shared_data: Path,
+                                                               tmp_path: Path):
+    from tasks import fetch
+
+    root = _scan_copy(shared_data, tmp_path)
+    tasks_file = root / "scan" / "tasks.txt"
+    tasks_file.write_text(tasks_file.read_text().replace("jump", "leap"))  # a local variant
+    assert fetch.verify_files("scan", root)["scan/tasks.txt"].startswith("MISMATCH")
+    assert main(["data", "check", "scan", "--record", "--data_dir", str(root)]) == 0
+    recorded = json.loads((root / fetch.CHECKSUMS).read_text())["scan/tasks.txt"]
+    assert recorded == {"sha256": fetch.sha256(tasks_file), "bytes": tasks_file.stat().st_size}
+    assert fetch.verify_files("scan", root)["scan/tasks.txt"] == "ok"  # the record wins
+    with tasks_file.open("a") as handle:
+        handle.write("IN: jump OUT: I_JUMP\n")
+    assert fetch.verify_files("scan", root)["scan/tasks.txt"].startswith("MISMATCH")
