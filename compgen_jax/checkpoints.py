@@ -31,6 +31,8 @@ from compgen_jax.multiseed import State
 # how processes meet) and are not recorded.
 OUTPUT_ONLY = frozenset({"TrainConfig.save_predictions", "TrainConfig.tensorboard"})
 CORRUPT_PREFIX = "corrupt_"
+# Files orbax writes into every finished checkpoint_<step>/ of a cell (two items: state, meta).
+ORBAX_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA", "meta/metadata")
 
 
 @gin.configurable
@@ -74,7 +76,8 @@ def _saveable(state: State) -> State:
 
 
 def _reason(err: BaseException) -> str:
-    text = " ".join(str(err).split())
+    """One short line: the error's type and text (tensorstore's spec dump cut off)."""
+    text = " ".join(str(err).split()).split(" See full TensorStore details")[0]
     return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
 
 
@@ -100,6 +103,10 @@ class CellCheckpointer:
             state=ocp.args.StandardSave(_saveable(state)), meta=ocp.args.JsonSave(meta)))
 
     def _restore(self, like: State, step: int) -> tuple[int, State, dict[str, Any]]:
+        path = self.model_dir / f"checkpoint_{step}"
+        missing = [f for f in ORBAX_FILES if not (path / f).is_file()]
+        if missing:  # orbax's own error for these is a pytree mismatch that names neither
+            raise FileNotFoundError(f"missing {', '.join(missing)}")
         target = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), _saveable(like))
         out = self.manager.restore(step, args=ocp.args.Composite(

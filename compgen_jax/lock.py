@@ -31,10 +31,11 @@ def check_model_dir(model_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def model_dir_lock(model_dir: Path) -> Iterator[None]:
+def model_dir_lock(model_dir: Path, exclusive: bool = True) -> Iterator[None]:
     """Create MODEL_DIR if needed and hold its writer lock; a second writer gets ValueError.
 
-    Re-entrant within a process (a nested hold of a directory already held is a no-op).
+    Re-entrant within a process (a nested hold of a directory already held is a no-op). The
+    processes of one multi-process job share MODEL_DIR: only the first locks it (`exclusive`).
     """
     path = Path(model_dir)
     check_model_dir(path)
@@ -43,7 +44,7 @@ def model_dir_lock(model_dir: Path) -> Iterator[None]:
     except OSError as err:
         raise ValueError(f"MODEL_DIR {path}: cannot create it ({err.strerror})") from None
     key = path.resolve()
-    if key in _HELD:
+    if key in _HELD or not exclusive:
         yield
         return
     fd = os.open(key, os.O_RDONLY | os.O_DIRECTORY)

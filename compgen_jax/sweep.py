@@ -200,9 +200,11 @@ def cell_results(cell_dir: Path, cell: dict[str, Any]) -> pd.DataFrame:
     path = cell_dir / "results.csv"
     checked = read_results(path)  # raises ValueError naming the file, line and column
     table = pd.read_csv(path)
-    blank = [c for c in RESULT_COLUMNS
-             if c not in table or (c not in COLUMNS and table[c].isna().any())]
-    problems = [f"columns {blank} missing or blank"] if blank else []
+    missing = [c for c in RESULT_COLUMNS if c not in table]
+    problems = [f"missing columns {missing}"] if missing else []
+    problems += [f"{c} blank at line {int(table[c].isna().to_numpy().argmax()) + 2}"
+                 for c in RESULT_COLUMNS
+                 if c in table and c not in COLUMNS and table[c].isna().any()]
     if set(checked["cell"]) != {cell["name"]}:
         problems.append(f"rows of cells {sorted(set(checked['cell']))}, expected only "
                         f"{cell['name']} (mixed cells)")

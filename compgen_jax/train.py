@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -222,17 +223,25 @@ def train_cell(
 
     Resumes from the newest intact MODEL_DIR/checkpoint_<step> when one exists and was written
     with the same `settings` (checkpoints.run_settings) and manifests; anything else is refused
-    before MODEL_DIR is touched. MODEL_DIR is locked against a second writer while training.
+    before MODEL_DIR is touched. MODEL_DIR is locked against a second writer while training; a
+    MODEL_DIR this call created is removed again if training fails before its first checkpoint.
     With `shard_seeds`, seeds are spread over the devices; padding lanes (inactive, never
     reported) fill the last device.
     """
     train_config.validate()
     seeds = train_config.seeds
     manifests = cell_manifests(cell.manifest, data.index, len(seeds))
-    with model_dir_lock(model_dir):  # creates MODEL_DIR: every check above has passed
+    fresh = not model_dir.exists()
+    # creates MODEL_DIR: every check above has passed
+    with model_dir_lock(model_dir, exclusive=jax.process_index() == 0):
         check_resume(model_dir, settings, [m.hash for m in manifests])
-        rows = _train_locked(cell, model_dir, data, trainer, train_config, checkpoint_config,
-                             progress, manifests, settings)
+        try:
+            rows = _train_locked(cell, model_dir, data, trainer, train_config,
+                                 checkpoint_config, progress, manifests, settings)
+        except BaseException:  # e.g. out of memory at the first step: leave no partial MODEL_DIR
+            if fresh and not any(model_dir.glob("checkpoint_*")):
+                shutil.rmtree(model_dir, ignore_errors=True)
+            raise
     diverged = sorted({r["seed"] for r in rows if r["diverged"]})
     if diverged:
         tqdm.write(f"warning: cell {cell.name}: seeds {diverged} of {seeds} diverged (non-finite "

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 
 from compgen_jax.cli import main
-from compgen_jax.lock import model_dir_lock
+from compgen_jax.lock import check_model_dir, model_dir_lock
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = ["--gin.TRAIN_STEPS=20", "--gin.TrainConfig.steps_per_call=5", "--gin.NUM_SEEDS=2",
@@ -44,7 +45,7 @@ def _error_line(proc: subprocess.CompletedProcess) -> str:
     """The one error line of a refused run (exit 2, no traceback)."""
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("compgen-jax")]
     assert len(errors) == 1, proc.stderr[-3000:]
     return errors[0]
 
@@ -124,7 +125,7 @@ def test_no_intact_checkpoint_is_one_clear_error(trained: Path, tmp_path: Path):
     before = _listing(model_dir)
     line = _error_line(_cli(model_dir))
     assert "no intact checkpoint" in line
-    assert "checkpoint_20: FileNotFoundError" in line and "_METADATA" in line
+    assert "checkpoint_20: FileNotFoundError: missing state/_METADATA" in line
     assert "checkpoint_10:" in line
     assert _listing(model_dir) == before
 
@@ -164,19 +165,40 @@ def test_model_dir_that_is_a_file_is_one_clear_error(tmp_path: Path):
     assert path.read_text() == "not a directory\n"
 
 
-def test_read_only_model_dir_is_one_clear_error(tmp_path: Path):
-    """As a user without write permission (root writes anywhere, so drop to nobody)."""
-    model_dir = tmp_path / "ro"
-    model_dir.mkdir()
-    model_dir.chmod(0o555)
-    tmp_path.chmod(0o755)
-    code = ("from pathlib import Path\nfrom compgen_jax.lock import check_model_dir\n"
-            f"check_model_dir(Path({str(model_dir / 'cell')!r}))")
-    user = {"user": 65534} if os.geteuid() == 0 else {}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/",
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, **user)
-    assert proc.returncode == 1
-    assert f"its parent {model_dir} is not writable" in proc.stderr.splitlines()[-1]
+def _as_nobody(path: Path) -> str:
+    """check_model_dir(path)'s error as an unprivileged user (root may write anywhere): a forked
+    child drops to uid 65534 and sends back the message."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.setuid(65534)
+            check_model_dir(path)
+            message = "no error"
+        except ValueError as err:
+            message = str(err)
+        os.write(write, message.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        message = pipe.read()
+    os.waitpid(pid, 0)
+    return message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become an unprivileged user")
+def test_read_only_model_dir_is_one_clear_error():
+    with tempfile.TemporaryDirectory() as tmp:  # under /tmp, so nobody can reach it
+        model_dir = Path(tmp) / "ro"
+        model_dir.mkdir()
+        Path(tmp).chmod(0o755)
+        assert _as_nobody(model_dir / "cell") == (
+            f"MODEL_DIR {model_dir / 'cell'}: its parent {model_dir} is not writable; choose "
+            "another MODEL_DIR")
+        assert _as_nobody(model_dir) == (
+            f"MODEL_DIR {model_dir}: MODEL_DIR is not writable; choose another MODEL_DIR")
+        model_dir.chmod(0o777)
+        assert _as_nobody(model_dir / "cell") == "no error"
 
 
 @pytest.mark.parametrize("steps", ["0", "-10"])
@@ -261,3 +283,18 @@ def test_data_check_verifies_recorded_checksums_of_other_files(shared_data: Path
     with tasks_file.open("a") as handle:
         handle.write("IN: jump OUT: I_JUMP\n")
     assert fetch.verify_files("scan", root)["scan/tasks.txt"].startswith("MISMATCH")
+
+
+def test_failure_before_the_first_checkpoint_leaves_no_model_dir(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    """Out of memory at the first step (simulated: a real one would take the machine's memory)."""
+    from compgen_jax.multiseed import MultiSeedTrainer
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("RESOURCE_EXHAUSTED: simulated")
+
+    monkeypatch.setattr(MultiSeedTrainer, "train", out_of_memory)
+    model_dir = tmp_path / "cell"
+    with pytest.raises(MemoryError):
+        main(_args(model_dir))
+    assert not model_dir.exists()

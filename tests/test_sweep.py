@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -121,10 +122,11 @@ def _drop_last_row(text: str) -> str:
 
 
 @pytest.mark.parametrize("damage, why", [
-    (_cut_mid_row, "bad values in columns"),
+    (_cut_mid_row, "seed_steps blank at line 3"),
     (_abc, "exact_match (expected a fraction in [0, 1]; 1 bad, first 'abc' at line 2)"),
-    (_drop_last_row, "not one per seed"),
-    (lambda text: os.urandom(512).decode("latin-1"), "results.csv"),
+    (_drop_last_row, "1 seeds, the design has 2"),
+    (lambda text: random.Random(0).randbytes(512).decode("latin-1"),
+     "cannot read results table"),
 ])
 def test_collect_and_status_refuse_bad_results_by_cell(tmp_path: Path,
                                                        finished: tuple[Path, Path],
