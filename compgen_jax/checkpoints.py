@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -151,6 +152,10 @@ class CellCheckpointer:
         for step, why in bad:
             path = self.model_dir / f"checkpoint_{step}"
             aside = path.with_name(CORRUPT_PREFIX + path.name)
+            for k in itertools.count(1):  # a step damaged again keeps the earlier copy too
+                if not aside.exists():
+                    break
+                aside = path.with_name(f"{CORRUPT_PREFIX}{path.name}.{k}")
             if path.exists():
                 path.rename(aside)
             tqdm.write(f"warning: {path} is corrupt ({why}); moved to {aside.name}, resuming "

@@ -255,8 +255,6 @@ def _train_locked(
     manifests: list[manifest_lib.Manifest], settings: Mapping[str, str],
 ) -> list[dict[str, Any]]:
     seeds = train_config.seeds
-    for s, m in zip(seeds, manifests, strict=True):
-        manifest_lib.save(m, model_dir / "manifests" / f"seed_{s}.json")
     mesh = seed_mesh() if train_config.shard_seeds else None
     lanes = padded_seed_count(len(seeds), mesh.size) if mesh else len(seeds)
     padding = lanes - len(seeds)
@@ -280,6 +278,8 @@ def _train_locked(
         rows = meta["rows"]
         if progress is not None:
             progress.update(start)
+    for s, m in zip(seeds, manifests, strict=True):  # once a checkpoint (if any) has restored
+        manifest_lib.save(m, model_dir / "manifests" / f"seed_{s}.json")
     from clu import metric_writers  # imports TensorFlow: only once a cell really trains
 
     exposure = manifests[0].exposure(train_config.total_steps, train_config.batch_size)

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from compgen_jax.cli import main
-from compgen_jax.lock import check_model_dir, model_dir_lock
+from compgen_jax.lock import model_dir_lock
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = ["--gin.TRAIN_STEPS=20", "--gin.TrainConfig.steps_per_call=5", "--gin.NUM_SEEDS=2",
@@ -166,24 +166,15 @@ def test_model_dir_that_is_a_file_is_one_clear_error(tmp_path: Path):
 
 
 def _as_nobody(path: Path) -> str:
-    """check_model_dir(path)'s error as an unprivileged user (root may write anywhere): a forked
-    child drops to uid 65534 and sends back the message."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        try:
-            os.setuid(65534)
-            check_model_dir(path)
-            message = "no error"
-        except ValueError as err:
-            message = str(err)
-        os.write(write, message.encode())
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        message = pipe.read()
-    os.waitpid(pid, 0)
-    return message
+    """check_model_dir(path)'s error as an unprivileged user (root may write anywhere): the
+    child imports as root, then drops to uid 65534 before the check."""
+    code = ("import os\nfrom pathlib import Path\nfrom compgen_jax.lock import check_model_dir\n"
+            "os.setuid(65534)\ntry:\n    check_model_dir(Path(os.environ['CHECK_DIR']))\n"
+            "    print('no error')\nexcept ValueError as err:\n    print(err)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "CHECK_DIR": str(path)},
+                          check=True)
+    return proc.stdout.strip()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become an unprivileged user")
