@@ -84,21 +84,38 @@ def write_report(
     tidy = tidy_results(raw, split, metric)
     if tidy.frame.empty:
         raise ValueError(f"{results}: no usable seeds on split {split!r} after exclusions")
-    out.mkdir(parents=True, exist_ok=True)
-    # Everything is written into a staging folder and moved beside report.md only when the whole
-    # report succeeded: a failing run never leaves a new inputs.csv next to an older report.
-    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    if measures is not None and constructs is not None:  # inputs checked before writing
+        measures = _audit_inputs(measures, tidy.frame, model_dir or results)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Everything is written into a staging folder and moved into OUT only when the whole report
+    # succeeded: a failing run creates no OUT and never leaves a new inputs.csv by an older report.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         doc = _Doc(staging)
-        _build(doc, results, raw, tidy, metric, measures, constructs, model_dir, options)
+        _build(doc, results, raw, tidy, metric, measures, constructs, options)
         with atomic_path(staging / "report.md") as tmp:
             tmp.write_text("\n".join(doc.lines) + "\n", encoding="utf-8")
         names = sorted(f.name for f in staging.iterdir() if f.name != "report.md")
+        out.mkdir(exist_ok=True)
         for name in [*names, "report.md"]:
             os.replace(staging / name, out / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out / "report.md"
+
+
+def _audit_inputs(measures: str | os.PathLike, frame: pd.DataFrame,
+                  model_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(measures table, per-seed rows with manifest ids): a bad file or a manifest whose hash
+    is not the one the results name is a ValueError, raised before the report writes."""
+    try:
+        table = pd.read_csv(measures)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{measures}: cannot read the measures CSV ({err})") from None
+    manifests = read_manifests(model_dir)[["cell", "seed", "hash", "ids", "path"]]
+    return audit.check_measures(table), attach_manifests(frame, manifests).drop(columns="path")
 
 
 def _build(
@@ -109,7 +126,6 @@ def _build(
     metric: str,
     measures: Any,
     constructs: Mapping[str, str] | None,
-    model_dir: Any,
     options: ReportOptions,
 ) -> None:
     """Every section of the report, in order."""
@@ -142,7 +158,7 @@ def _build(
     doc.section("Closed-headroom null calibration", lambda: _headroom(doc, frame, metric, options))
     doc.section(
         "Audit: measures, signatures, bucketization robustness",
-        lambda: _audit(doc, frame, metric, measures, constructs, model_dir or results, options),
+        lambda: _audit(doc, metric, measures, constructs, options),
     )
     doc.section("Seed-count threshold", lambda: _power(doc, frame, metric, options))
 
@@ -583,17 +599,15 @@ def _headroom(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOption
 
 def _audit(
     doc: _Doc,
-    frame: pd.DataFrame,
     metric: str,
-    measures: Any,
+    measures: tuple[pd.DataFrame, pd.DataFrame] | Any,
     constructs: Mapping[str, str] | None,
-    model_dir: Any,
     options: ReportOptions,
 ) -> None:
     """Measure table, cardinality spread, robustness sweep with claim shares and a bar plot."""
     if measures is None or constructs is None:
         raise ValueError("pass --measures CSV and --constructs JSON to run the audit")
-    table = pd.read_csv(measures)
+    table, with_ids = measures
     measured = audit.measure_table(table, constructs)
     doc.table(measured)
     spread = audit.cardinality_spread(measured)
@@ -601,7 +615,6 @@ def _audit(
         f"Cardinality spread across datasets: pair instances {spread['pair_instances']:.3g}x, "
         f"unified signatures ({audit.DEFAULT_SCHEME}) {spread['n_signatures']:.3g}x."
     )
-    with_ids = attach_manifests(frame, read_manifests(model_dir)[["cell", "seed", "hash", "ids"]])
     res = audit.robustness_sweep(
         with_ids, table, metric, n_boot=options.n_boot, n_perm=options.n_perm, seed=options.seed
     )

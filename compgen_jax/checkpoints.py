@@ -1,16 +1,39 @@
-"""Orbax checkpoints of a cell's stacked state: MODEL_DIR/checkpoint_<step>/ (t5x layout)."""
+"""Orbax checkpoints of a cell's stacked state: MODEL_DIR/checkpoint_<step>/ (t5x layout).
+
+Every checkpoint records the settings that define the run's results (`run_settings`) and their
+hash; a rerun resumes only when its settings are the same (`check_resume`). A checkpoint that
+cannot be read is moved aside as corrupt_checkpoint_<step> with a warning, and the run resumes
+from the newest intact one.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
+import json
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import gin
 import jax
 import orbax.checkpoint as ocp
+from tqdm.auto import tqdm
 
 from compgen_jax.multiseed import State
+
+# Settings that only choose which outputs are written, never a number in them: a rerun may change
+# them and still resume. Everything else in run_settings is part of the run's identity, including
+# TrainConfig.total_steps: it fixes the exposure recorded in every row and the final eval step, so
+# a longer budget is another cell (a fresh MODEL_DIR). MODEL_DIR, CheckpointConfig and
+# DistributedConfig are not settings of the results at all (where and how often state is saved,
+# how processes meet) and are not recorded.
+OUTPUT_ONLY = frozenset({"TrainConfig.save_predictions", "TrainConfig.tensorboard"})
+CORRUPT_PREFIX = "corrupt_"
+# Files orbax writes into every finished checkpoint_<step>/ of a cell (two items: state, meta).
+ORBAX_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA", "meta/metadata")
 
 
 @gin.configurable
@@ -24,18 +47,49 @@ class CheckpointConfig:
     async_save: bool = True
 
 
+def run_settings(*configs: Any) -> dict[str, str]:
+    """`Class.field -> repr(value)` of every field of the config dataclasses (nested ones
+    flattened under their own class name, as gin names them), OUTPUT_ONLY left out."""
+    settings: dict[str, str] = {}
+    for config in configs:
+        for field in dataclasses.fields(config):
+            value = getattr(config, field.name)
+            if dataclasses.is_dataclass(value):
+                settings.update(run_settings(value))
+            elif (name := f"{type(config).__name__}.{field.name}") not in OUTPUT_ONLY:
+                settings[name] = repr(value)
+    return settings
+
+
+def settings_hash(settings: Mapping[str, str]) -> str:
+    """sha256 of the settings (sorted JSON): the run identity stored with every checkpoint."""
+    return hashlib.sha256(json.dumps(dict(settings), sort_keys=True).encode()).hexdigest()
+
+
+def settings_meta(settings: Mapping[str, str]) -> dict[str, Any]:
+    """The checkpoint metadata entries that record a run's settings."""
+    return {"config": dict(settings), "config_hash": settings_hash(settings)}
+
+
 def _saveable(state: State) -> State:
     """Typed PRNG keys are stored as their uint32 key data."""
     return {**state, "key": jax.random.key_data(state["key"])}
+
+
+def _reason(err: BaseException) -> str:
+    """One short line: the error's type and text (tensorstore's spec dump cut off)."""
+    text = " ".join(str(err).split()).split(" See full TensorStore details")[0]
+    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
 
 
 class CellCheckpointer:
     """Save and restore (stacked state, JSON metadata) pairs of one cell's run."""
 
     def __init__(self, model_dir: Path, config: CheckpointConfig):
+        self.model_dir = Path(model_dir).absolute()
         self.config = config
         self.manager = ocp.CheckpointManager(
-            Path(model_dir).absolute(),
+            self.model_dir,
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=config.keep, step_prefix="checkpoint",
                 enable_async_checkpointing=config.async_save),
@@ -49,12 +103,11 @@ class CellCheckpointer:
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(_saveable(state)), meta=ocp.args.JsonSave(meta)))
 
-    def restore(self, like: State, step: int | None = None
-                ) -> tuple[int, State, dict[str, Any]] | None:
-        """(step, state, meta) of checkpoint_<step> (default: the newest), or None if absent."""
-        step = self.manager.latest_step() if step is None else step
-        if step is None or step not in self.manager.all_steps():
-            return None
+    def _restore(self, like: State, step: int) -> tuple[int, State, dict[str, Any]]:
+        path = self.model_dir / f"checkpoint_{step}"
+        missing = [f for f in ORBAX_FILES if not (path / f).is_file()]
+        if missing:  # orbax's own error for these is a pytree mismatch that names neither
+            raise FileNotFoundError(f"missing {', '.join(missing)}")
         target = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), _saveable(like))
         out = self.manager.restore(step, args=ocp.args.Composite(
@@ -62,10 +115,105 @@ class CellCheckpointer:
         state = {**out["state"], "key": jax.random.wrap_key_data(out["state"]["key"])}
         return step, state, out["meta"]
 
+    def restore(self, like: State, step: int | None = None
+                ) -> tuple[int, State, dict[str, Any]] | None:
+        """(step, state, meta) of checkpoint_<step>, or None if there is none.
+
+        Without a step: the newest intact checkpoint; each newer one that cannot be read is
+        moved aside (corrupt_checkpoint_<step>) with a warning, and none intact is a ValueError.
+        A given step that cannot be read is a ValueError naming it.
+        """
+        if step is not None:
+            if step not in self.manager.all_steps():
+                return None
+            try:
+                return self._restore(like, step)
+            except Exception as err:  # orbax/tensorstore raise many types for a damaged file
+                raise ValueError(f"{self.model_dir}/checkpoint_{step} cannot be read "
+                                 f"({_reason(err)})") from None
+        bad: list[tuple[int, str]] = []
+        for candidate in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                restored = self._restore(like, candidate)
+            except Exception as err:  # as above: any failure to read it means it is damaged
+                bad.append((candidate, _reason(err)))
+                continue
+            if bad:
+                self._set_aside(bad, candidate)
+            return restored
+        if bad:
+            raise ValueError(f"{self.model_dir}: no intact checkpoint to resume from ("
+                             + "; ".join(f"checkpoint_{s}: {why}" for s, why in bad)
+                             + "); use a fresh MODEL_DIR")
+        return None
+
+    def _set_aside(self, bad: list[tuple[int, str]], resumed: int) -> None:
+        """Move damaged checkpoints out of orbax's sight (corrupt_checkpoint_<step>), warn."""
+        for step, why in bad:
+            path = self.model_dir / f"checkpoint_{step}"
+            aside = path.with_name(CORRUPT_PREFIX + path.name)
+            for k in itertools.count(1):  # a step damaged again keeps the earlier copy too
+                if not aside.exists():
+                    break
+                aside = path.with_name(f"{CORRUPT_PREFIX}{path.name}.{k}")
+            if path.exists():
+                path.rename(aside)
+            tqdm.write(f"warning: {path} is corrupt ({why}); moved to {aside.name}, resuming "
+                       f"from checkpoint_{resumed}", file=sys.stderr)  # clear of progress bars
+        self.manager.reload()
+
     def close(self) -> None:
         """Wait for pending saves and release the manager."""
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def newest_meta(model_dir: Path) -> tuple[int, dict[str, Any]] | None:
+    """(step, metadata) of the newest checkpoint whose metadata reads; None if there is none.
+
+    Writes nothing, so it can run before any validation has passed.
+    """
+    if not Path(model_dir).is_dir():
+        return None
+    manager = ocp.CheckpointManager(
+        Path(model_dir).absolute(),
+        options=ocp.CheckpointManagerOptions(step_prefix="checkpoint", create=False,
+                                             max_to_keep=None, enable_async_checkpointing=False))
+    try:
+        for step in sorted(manager.all_steps(), reverse=True):
+            try:
+                out = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            except Exception:  # a damaged one: restore() reports it when the run resumes
+                continue
+            if isinstance(out["meta"], dict):
+                return step, out["meta"]
+        return None
+    finally:
+        manager.close()
+
+
+def check_resume(model_dir: Path, settings: Mapping[str, str],
+                 manifest_hashes: Sequence[str] | None = None) -> None:
+    """Raise ValueError unless MODEL_DIR's checkpoints were written by a run with these settings
+    (and, when given, these manifests): one line listing every differing setting."""
+    found = newest_meta(model_dir)
+    if found is None:
+        return
+    step, meta = found
+    where = f"MODEL_DIR {model_dir} holds checkpoint_{step}"
+    if "config" not in meta:
+        raise ValueError(f"{where} without recorded settings (an older compgen-jax); it cannot "
+                         "be checked against this run: use a fresh MODEL_DIR")
+    recorded = meta["config"]
+    if settings_hash(recorded) != settings_hash(settings):
+        changed = [f"{k}: {recorded.get(k, '<unset>')} -> {settings.get(k, '<unset>')}"
+                   for k in sorted(set(recorded) | set(settings))
+                   if recorded.get(k) != settings.get(k)]
+        raise ValueError(f"{where} of a run with other settings ({'; '.join(changed)}); rerun "
+                         "with the checkpoint's settings or use a fresh MODEL_DIR")
+    if manifest_hashes is not None and list(meta["manifest_hashes"]) != list(manifest_hashes):
+        raise ValueError(f"{where} of other manifests than this config builds (the data "
+                         "changed?); use a fresh MODEL_DIR")
 
 
 NO_CHECKPOINTS = CheckpointConfig()  # the default: only the final state is saved

@@ -10,6 +10,7 @@ import gin
 import pandas as pd
 from tqdm.auto import tqdm
 
+from compgen_jax.checkpoints import run_settings
 from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.optim import OptimizerConfig
 from compgen_jax.train import CellConfig, TrainConfig, build_trainer, load_task_data, train_cell
@@ -60,5 +61,6 @@ def run_experiment(
     with tqdm(total=total, unit="step", desc="experiment", dynamic_ncols=True) as progress:
         for cell in cells:
             rows += train_cell(cell, Path(model_dir) / cell.name, data, trainer, train_config,
-                               progress=progress)
+                               progress=progress, settings=run_settings(
+                                   cell, model_config, optimizer_config, train_config))
     return pd.DataFrame(rows)

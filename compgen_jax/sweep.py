@@ -9,6 +9,7 @@ Cell identity = sha256 of the cell's full gin config (MODEL_DIR excepted) + its 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
@@ -26,8 +27,10 @@ import gin
 import pandas as pd
 from tqdm.auto import tqdm
 
+from analysis.results import COLUMNS, read_results
 from compgen_jax import designs
 from compgen_jax.gin_utils import parse_gin
+from compgen_jax.results import RESULT_COLUMNS
 from tasks.atomic import write_text
 
 SWEEP_FILE = "sweep.json"
@@ -171,12 +174,55 @@ def _write_sweep_file(sweep: Sweep) -> None:
 
 
 def _mark_finished(sweep: Sweep, cell: SweepCell) -> None:
-    """Check the cell's results against its manifests, then write its cell.json marker."""
-    cell_dir = sweep.cell_dir(cell)
-    table = pd.read_csv(cell_dir / "results.csv")
-    if set(table["manifest_hash"]) != set(cell.manifest_hashes):
-        raise ValueError(f"{cell_dir}/results.csv: manifest hashes differ from the design's")
-    write_text(cell_dir / CELL_FILE, json.dumps(dataclasses.asdict(cell), indent=1))
+    """Check the cell's results against the schema and its design, then write cell.json."""
+    record = dataclasses.asdict(cell)
+    cell_results(sweep.cell_dir(cell), record)
+    write_text(sweep.cell_dir(cell) / CELL_FILE, json.dumps(record, indent=1))
+
+
+def _bound(cell: dict[str, Any], name: str) -> Any:
+    """The value a cell's gin bindings (cell_bindings) give `name`."""
+    for binding in cell["bindings"]:
+        key, _, value = binding.partition(" = ")
+        if key == name:
+            return ast.literal_eval(value)
+    raise ValueError(f"cell {cell['name']}: no {name} binding in the sweep record")
+
+
+def cell_results(cell_dir: Path, cell: dict[str, Any]) -> pd.DataFrame:
+    """A cell's results.csv, checked before anything trusts it; ValueError naming the file.
+
+    Checks the results schema (analysis.results: the columns, their types, fractions in [0, 1],
+    one row per key, plus every column of compgen_jax.results.RESULT_COLUMNS present and filled)
+    and the cell's design: only this cell's name and manifests, one seed per manifest, the same
+    (split, eval step) rows for every seed, no eval step beyond the cell's train steps.
+    """
+    path = cell_dir / "results.csv"
+    checked = read_results(path)  # raises ValueError naming the file, line and column
+    table = pd.read_csv(path)
+    missing = [c for c in RESULT_COLUMNS if c not in table]
+    problems = [f"missing columns {missing}"] if missing else []
+    problems += [f"{c} blank at line {int(table[c].isna().to_numpy().argmax()) + 2}"
+                 for c in RESULT_COLUMNS
+                 if c in table and c not in COLUMNS and table[c].isna().any()]
+    if set(checked["cell"]) != {cell["name"]}:
+        problems.append(f"rows of cells {sorted(set(checked['cell']))}, expected only "
+                        f"{cell['name']} (mixed cells)")
+    if set(checked["manifest_hash"]) != set(cell["manifest_hashes"]):
+        problems.append("manifest hashes differ from the design's")
+    n_seeds = checked["seed"].nunique()
+    if n_seeds != len(cell["manifest_hashes"]):
+        problems.append(f"{n_seeds} seeds, the design has {len(cell['manifest_hashes'])}")
+    per_eval = checked.groupby(["split", "step"])["seed"].nunique()
+    if len(checked) != per_eval.size * n_seeds or (per_eval != n_seeds).any():
+        problems.append(f"{len(checked)} rows, not one per seed at each of {per_eval.size} "
+                        "(split, eval step) pairs (rows missing)")
+    steps = _bound(cell, "TrainConfig.total_steps")
+    if (checked["step"] < 1).any() or (checked["step"] > steps).any():
+        problems.append(f"eval steps {sorted(set(checked['step']))} outside 1..{steps}")
+    if problems:
+        raise ValueError(f"{path}: {'; '.join(problems)}")
+    return table
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -247,14 +293,23 @@ def launch_local(
 
 
 def status_rows(root: Path) -> list[dict[str, Any]]:
-    """One row per cell of the sweep under root: finished, partial (started) or pending."""
+    """One row per cell of the sweep under root: finished (results pass cell_results),
+    bad results (marked finished but its results.csv fails the check; why in `problem`),
+    partial (started) or pending."""
     recorded = _read_json(_sweep_file(root))
     rows = []
     for cell in recorded["cells"]:
         cell_dir = root / cell["name"]
-        state = ("finished" if (cell_dir / CELL_FILE).exists()
-                 else "partial" if cell_dir.exists() else "pending")
-        rows.append({"cell": cell["name"], "state": state, **cell["factors"]})
+        state, problem = "pending", ""
+        if (cell_dir / CELL_FILE).exists():
+            try:
+                cell_results(cell_dir, cell)
+                state = "finished"
+            except ValueError as err:
+                state, problem = "bad results", str(err)
+        elif cell_dir.exists():
+            state = "partial"
+        rows.append({"cell": cell["name"], "state": state, **cell["factors"], "problem": problem})
     return rows
 
 
@@ -269,12 +324,13 @@ def collect(root: Path, allow_missing: bool = False) -> pd.DataFrame:
     """Merge the finished cells' results into one tidy table (factor_<name> columns added).
 
     Refuses cells of another design (mixed), a cell found in two directories or rows repeated
-    across cells (duplicated), and missing cells unless allow_missing. Writes sweep_results.csv.
+    across cells (duplicated), cells whose results fail `cell_results` (all named), and missing
+    cells unless allow_missing. Writes sweep_results.csv only when every check passes.
     """
     recorded = _read_json(_sweep_file(root))
     expected = {c["cell_id"]: c for c in recorded["cells"]}
     seen: dict[str, Path] = {}
-    tables = []
+    tables, bad = [], []
     for marker in sorted(root.glob(f"*/{CELL_FILE}")):
         cell = _read_json(marker)
         cell_dir = marker.parent
@@ -288,14 +344,19 @@ def collect(root: Path, allow_missing: bool = False) -> pd.DataFrame:
             raise ValueError(f"{cell_dir}: holds cell {cell['name']} under another directory "
                              "name (duplicated or moved cell); remove or rename it")
         seen[cell["cell_id"]] = cell_dir
-        table = pd.read_csv(cell_dir / "results.csv")
-        if set(table["cell"]) != {cell["name"]}:
-            raise ValueError(f"{cell_dir}/results.csv: rows of cells {sorted(set(table['cell']))}"
-                             f", expected only {cell['name']} (mixed cells)")
+        try:
+            table = cell_results(cell_dir, expected[cell["cell_id"]])
+        except ValueError as err:
+            bad.append(f"{cell['name']} ({err})")
+            continue
         for factor, level in cell["factors"].items():
             table[f"factor_{factor}"] = level
         table["cell_id"] = cell["cell_id"]
         tables.append(table)
+    if bad:
+        raise ValueError(f"{len(bad)} cells of {root} have bad results, nothing collected: "
+                         f"{'; '.join(bad)} (retrain them: delete the cell directory and "
+                         "relaunch)")
     missing = sorted(c["name"] for i, c in expected.items() if i not in seen)
     if missing and not allow_missing:
         raise ValueError(f"{len(missing)} cells of {root} are not finished: {missing} "

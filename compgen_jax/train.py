@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +15,16 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from compgen_jax.checkpoints import NO_CHECKPOINTS, CellCheckpointer, CheckpointConfig
+from compgen_jax.checkpoints import (
+    NO_CHECKPOINTS,
+    CellCheckpointer,
+    CheckpointConfig,
+    check_resume,
+    run_settings,
+    settings_meta,
+)
 from compgen_jax.evaluation import evaluate, write_predictions
+from compgen_jax.lock import check_model_dir, model_dir_lock
 from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.multiseed import MultiSeedTrainer, Pool
 from compgen_jax.optim import OptimizerConfig, make_optimizer
@@ -57,6 +67,9 @@ class TrainConfig:
     def validate(self) -> None:
         if self.num_seeds < 1:
             raise ValueError(f"TrainConfig.num_seeds={self.num_seeds} must be >= 1")
+        if self.total_steps < 1:
+            raise ValueError(f"TrainConfig.total_steps={self.total_steps} (TRAIN_STEPS) must be "
+                             ">= 1")
         if self.total_steps % self.steps_per_call:
             raise ValueError(
                 f"TrainConfig.total_steps={self.total_steps} must be a multiple of "
@@ -203,18 +216,45 @@ def train_cell(
     train_config: TrainConfig,
     checkpoint_config: CheckpointConfig = NO_CHECKPOINTS,
     progress: tqdm | None = None,
+    *,
+    settings: Mapping[str, str],
 ) -> list[dict[str, Any]]:
     """Train the S seeds of one cell in one compiled step; evaluate; write results + manifests.
 
-    Resumes from the newest MODEL_DIR/checkpoint_<step> when one exists. With `shard_seeds`, seeds
-    are spread over the devices; padding lanes (inactive, never reported) fill the last device.
+    Resumes from the newest intact MODEL_DIR/checkpoint_<step> when one exists and was written
+    with the same `settings` (checkpoints.run_settings) and manifests; anything else is refused
+    before MODEL_DIR is touched. MODEL_DIR is locked against a second writer while training; a
+    MODEL_DIR this call created is removed again if training fails before its first checkpoint.
+    With `shard_seeds`, seeds are spread over the devices; padding lanes (inactive, never
+    reported) fill the last device.
     """
     train_config.validate()
-    model_dir.mkdir(parents=True, exist_ok=True)
     seeds = train_config.seeds
     manifests = cell_manifests(cell.manifest, data.index, len(seeds))
-    for s, m in zip(seeds, manifests, strict=True):
-        manifest_lib.save(m, model_dir / "manifests" / f"seed_{s}.json")
+    fresh = not model_dir.exists()
+    # creates MODEL_DIR: every check above has passed
+    with model_dir_lock(model_dir, exclusive=jax.process_index() == 0):
+        check_resume(model_dir, settings, [m.hash for m in manifests])
+        try:
+            rows = _train_locked(cell, model_dir, data, trainer, train_config,
+                                 checkpoint_config, progress, manifests, settings)
+        except BaseException:  # e.g. out of memory at the first step: leave no partial MODEL_DIR
+            if fresh and not any(model_dir.glob("checkpoint_*")):
+                shutil.rmtree(model_dir, ignore_errors=True)
+            raise
+    diverged = sorted({r["seed"] for r in rows if r["diverged"]})
+    if diverged:
+        tqdm.write(f"warning: cell {cell.name}: seeds {diverged} of {seeds} diverged (non-finite "
+                   "loss or gradients; frozen, rows flagged diverged=True)", file=sys.stderr)
+    return rows
+
+
+def _train_locked(
+    cell: CellConfig, model_dir: Path, data: TaskData, trainer: MultiSeedTrainer,
+    train_config: TrainConfig, checkpoint_config: CheckpointConfig, progress: tqdm | None,
+    manifests: list[manifest_lib.Manifest], settings: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    seeds = train_config.seeds
     mesh = seed_mesh() if train_config.shard_seeds else None
     lanes = padded_seed_count(len(seeds), mesh.size) if mesh else len(seeds)
     padding = lanes - len(seeds)
@@ -235,12 +275,11 @@ def train_cell(
     restored = checkpointer.restore(state)
     if restored is not None:
         start, state, meta = restored
-        if meta["seeds"] != seeds or meta["manifest_hashes"] != hashes:
-            raise ValueError(f"{model_dir}: checkpoint_{start} was written for other seeds or "
-                             "manifests than this config builds; use a fresh MODEL_DIR")
         rows = meta["rows"]
         if progress is not None:
             progress.update(start)
+    for s, m in zip(seeds, manifests, strict=True):  # once a checkpoint (if any) has restored
+        manifest_lib.save(m, model_dir / "manifests" / f"seed_{s}.json")
     from clu import metric_writers  # imports TensorFlow: only once a cell really trains
 
     exposure = manifests[0].exposure(train_config.total_steps, train_config.batch_size)
@@ -293,7 +332,8 @@ def train_cell(
                 last = last or not (active & ~host_array(state["diverged"])).any()
         if checkpointer.due(step) or last:
             checkpointer.save(step, state, {"seeds": seeds, "manifest_hashes": hashes,
-                                            "step": step, "rows": rows})
+                                            "step": step, "rows": rows,
+                                            **settings_meta(settings)})
         if last:
             break
     checkpointer.close()
@@ -317,6 +357,10 @@ def train(
     (distributed or DistributedConfig()).initialize()
     if jax.process_count() > 1 and not train_config.shard_seeds:
         raise ValueError(f"{jax.process_count()} processes need TrainConfig.shard_seeds=True")
+    train_config.validate()
+    settings = run_settings(cell, model_config, optimizer_config, train_config)
+    check_model_dir(Path(model_dir))
+    check_resume(Path(model_dir), settings)  # before the data loads; again once it has
     data = load_task_data(cell.task, cell.train_split, train_config.eval_splits,
                           train_config.max_eval_examples)
     trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size)
@@ -324,4 +368,4 @@ def train(
           f"parameters per seed x {train_config.num_seeds} seeds")
     with tqdm(total=train_config.total_steps, unit="step", desc=cell.name) as progress:
         return train_cell(cell, Path(model_dir), data, trainer, train_config, checkpoint_config,
-                          progress)
+                          progress, settings=settings)

@@ -93,6 +93,69 @@ def derived_from(rel: str, root: Path) -> str | None:
     return None
 
 
+# (bytes, sha256) of canonical files as the upstream repositories ship them: SCAN at
+# brendenlake/SCAN c4b756c, COGS train/dev/test at najoungkim/COGS 165a7b6. Measured on
+# intact copies whose line counts are the published split sizes (SCAN 20,910 / 16,990 + 3,920 /
+# 16,728 + 4,182 / 14,670 + 7,706; COGS 24,155 / 3,000 / 3,000). `check` verifies a local file
+# against these when checksums.json records none for it.
+CANONICAL_FILES: dict[str, tuple[int, str]] = {
+    "scan/tasks.txt": (
+        4080388, "d824c7d9e9149ba497e25f701981dac79954e04bf670d22e5c209f076ac6c89f"),
+    "scan/length_split/tasks_train_length.txt": (
+        2723418, "b034212dc7cf87ce62f3a067dd6ad49c4d5cd18d51d615d13825516bcb1ebbc2"),
+    "scan/length_split/tasks_test_length.txt": (
+        1356970, "0760752ed34a75116ae11dcc1ee17526b7500060da1366540730fa24894d7db3"),
+    "scan/simple_split/tasks_train_simple.txt": (
+        3267938, "941bb8a088c5f53ceff12fde902dc008933cf0c4203cc672c47b5f79d73262dd"),
+    "scan/simple_split/tasks_test_simple.txt": (
+        812450, "1fe1c8f5a19d0dc40e41bab94278f45f66f3dc415a978bd29855a23440610fc6"),
+    "scan/add_prim_split/tasks_train_addprim_jump.txt": (
+        2579619, "e3c78485692e028eed4205e1b8b3fd0e785ef2c12d45b5b89204dadf5b239e23"),
+    "scan/add_prim_split/tasks_test_addprim_jump.txt": (
+        1531555, "8147ae2651422c701162e174d9d66158daa57858a26b30317ac61797118ac7a5"),
+    "cogs/train.tsv": (
+        4146574, "220b3804b562c0156ee986eff1bdd15c27e52142549362a64f57baf86e304c78"),
+    "cogs/dev.tsv": (
+        522121, "ab66388a309c7ac1ad210c781a6a0ce12281a9ef24619a12422a752cef61bc21"),
+    "cogs/test.tsv": (
+        521111, "68f8e51e9f6d9cd22d64efe68dd21d7ea5ba327e9a2359481030161aea757035"),
+}
+
+
+def verify_files(benchmark: str, data_dir: str | os.PathLike[str], record: bool = False
+                 ) -> dict[str, str]:
+    """Each present required file of a benchmark against its recorded sha256 in checksums.json
+    (keyed by the file's path in the data dir), else CANONICAL_FILES: 'ok', 'MISMATCH (...)' or
+    'unverified'. With `record`, every present file's sha256 is recorded (after a fetch, or to
+    trust local files from now on) and the result is 'recorded'."""
+    _check_benchmark(benchmark)
+    root = Path(data_dir)
+    checksums = read_checksums(root)
+    states = {}
+    for rel in REQUIRED[benchmark]:
+        path = root / rel
+        if not path.is_file():
+            continue
+        size, digest = path.stat().st_size, sha256(path)
+        if record:
+            checksums[rel] = {"sha256": digest, "bytes": size}
+            states[rel] = "recorded"
+            continue
+        known = checksums.get(rel)
+        expected = ((known.get("bytes"), known.get("sha256")) if isinstance(known, dict)
+                    else CANONICAL_FILES.get(rel))
+        if expected is None:
+            states[rel] = "unverified"
+        elif expected[1] == digest:
+            states[rel] = "ok"
+        else:
+            states[rel] = (f"MISMATCH ({size} bytes, sha256 {digest[:12]}; expected "
+                           f"{expected[0]} bytes, sha256 {str(expected[1])[:12]})")
+    if record and states:
+        write_text(root / CHECKSUMS, json.dumps(checksums, indent=2, sort_keys=True) + "\n")
+    return states
+
+
 def _check_benchmark(benchmark: str) -> None:
     """ValueError naming the known benchmarks if `benchmark` is not one."""
     if benchmark not in SOURCES:

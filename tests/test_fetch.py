@@ -121,7 +121,9 @@ def test_status_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         (root / rel).write_text("x\n")
     assert fetch.status("cogs", root).complete
     assert not fetch.status("scan", root).present
-    assert cli.main(["data", "check", "cogs", "--data_dir", str(root)]) == 0
+    assert cli.main(["data", "check", "cogs", "--data_dir", str(root)]) == 2  # not the canonical
+    assert cli.main(["data", "check", "cogs", "--record", "--data_dir", str(root)]) == 0
+    assert cli.main(["data", "check", "cogs", "--data_dir", str(root)]) == 0  # recorded: trusted
     assert cli.main(["data", "check", "--data_dir", str(root)]) == 2
     assert cli.main(["data", "list", "--data_dir", str(root)]) == 0
     out = capsys.readouterr()

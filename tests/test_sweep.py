@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -103,6 +104,50 @@ def test_collect_rejects_duplicated_and_mixed_cells(tmp_path: Path, finished: tu
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "cell_id": "other"}))
     with pytest.raises(ValueError, match="does not belong to the design"):
         sweep.collect(root)
+
+
+def _cut_mid_row(text: str) -> str:
+    return text[:text.rindex(",")]  # the last row loses its last field(s)
+
+
+def _abc(text: str) -> str:
+    header, *rows = text.splitlines()
+    col = header.split(",").index("exact_match")
+    fields = rows[0].split(",")
+    fields[col] = "abc"
+    return "\n".join([header, ",".join(fields), *rows[1:]]) + "\n"
+
+
+def _drop_last_row(text: str) -> str:
+    return "".join(text.splitlines(keepends=True)[:-1])  # cut exactly at a row boundary
+
+
+@pytest.mark.parametrize("damage, why", [
+    (_cut_mid_row, "seed_steps blank at line 3"),
+    (_abc, "exact_match (expected a fraction in [0, 1]; 1 bad, first 'abc' at line 2)"),
+    (_drop_last_row, "1 seeds, the design has 2"),
+    (lambda text: random.Random(0).randbytes(512).decode("latin-1"),
+     "cannot read results table"),
+])
+def test_collect_and_status_refuse_bad_results_by_cell(tmp_path: Path,
+                                                       finished: tuple[Path, Path],
+                                                       damage, why: str):
+    root = tmp_path / "root"
+    shutil.copytree(finished[1], root)
+    (root / sweep.COLLECTED_FILE).unlink(missing_ok=True)
+    bad_cell = "scan-diversity=high-exposure=low"
+    results = root / bad_cell / "results.csv"
+    results.write_bytes(damage(results.read_text()).encode("latin-1"))
+    with pytest.raises(ValueError) as err:
+        sweep.collect(root)
+    message = str(err.value)
+    assert f"1 cells of {root} have bad results" in message
+    assert f"{bad_cell} ({results}" in message and why in message
+    assert "scan-diversity=low-exposure=low" not in message
+    assert not (root / sweep.COLLECTED_FILE).exists()
+    states = {r["cell"]: (r["state"], r["problem"]) for r in sweep.status_rows(root)}
+    assert states["scan-diversity=low-exposure=low"] == ("finished", "")
+    assert states[bad_cell][0] == "bad results" and why in states[bad_cell][1]
 
 
 def test_root_of_another_design_is_refused_untouched(tmp_path: Path, finished: tuple[Path, Path],

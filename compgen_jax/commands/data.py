@@ -21,6 +21,7 @@ def run_fetch(args: argparse.Namespace) -> None:
 
     for archive in fetch.fetch(args.benchmark, _root(args), force=args.force):
         print(f"fetched {archive}")
+    fetch.verify_files(args.benchmark, _root(args), record=True)  # later checks verify these
     print(fetch.describe(fetch.status(args.benchmark, _root(args))))
 
 
@@ -35,9 +36,13 @@ def run_check(args: argparse.Namespace) -> None:
     from tasks import fetch
 
     statuses = [fetch.status(b, _root(args)) for b in (args.benchmark or list(fetch.SOURCES))]
+    incomplete = [st.benchmark for st in statuses if not st.complete]
     for st in statuses:
         print(fetch.describe(st))
-    incomplete = [st.benchmark for st in statuses if not st.complete]
+        for rel, state in fetch.verify_files(st.benchmark, _root(args), args.record).items():
+            if state.startswith("MISMATCH"):
+                print(f"  {rel}: {state}")
+                incomplete += [] if st.benchmark in incomplete else [st.benchmark]
     if incomplete:
         raise ValueError(f"incomplete in {_root(args)}: {', '.join(incomplete)}")
 
@@ -87,6 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = sub.add_parser("check", parents=[common],
                            help="exit non-zero unless the benchmarks are complete and verified")
     check.add_argument("benchmark", nargs="*", help=f"some of {sorted(SOURCES)} (default: all)")
+    check.add_argument("--record", action="store_true",
+                       help="record the present files' sha256 in checksums.json (trust them)")
     check.set_defaults(run=run_check)
     measures = sub.add_parser("measures", parents=[common],
                               help="per-example atoms/pairs/depth/out_len of tasks' pools, for "

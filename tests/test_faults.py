@@ -1,0 +1,291 @@
+"""Faults and bad input of `compgen-jax train`: a changed config, damaged checkpoints, a second
+writer, an unusable MODEL_DIR, a zero budget, diverging seeds. Each error is one line on stderr,
+exit 2, with MODEL_DIR exactly as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from compgen_jax.cli import main
+from compgen_jax.lock import model_dir_lock
+
+REPO = Path(__file__).resolve().parents[1]
+BUDGET = ["--gin.TRAIN_STEPS=20", "--gin.TrainConfig.steps_per_call=5", "--gin.NUM_SEEDS=2",
+          "--gin.CheckpointConfig.period=10", "--gin.CheckpointConfig.keep=5"]
+MICRO = [
+    "--gin_file=experiments/scan_simple_cell_cpu.gin", "--gin.N_UNIQUE=40",
+    "--gin.TransformerConfig.emb_dim=32", "--gin.TransformerConfig.mlp_dim=64",
+    "--gin.TransformerConfig.num_encoder_layers=1", "--gin.TransformerConfig.num_decoder_layers=1",
+    "--gin.BATCH_SIZE=8", "--gin.TrainConfig.max_eval_examples=30", *BUDGET,
+]
+
+
+def _args(model_dir: Path, *extra: str) -> list[str]:
+    return ["train", f"--gin.MODEL_DIR='{model_dir}'", *MICRO, *extra]
+
+
+def _cli(model_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`compgen-jax train` in a fresh process (its exit code and stderr, as a user sees them)."""
+    return subprocess.run([sys.executable, "-m", "compgen_jax.cli", *_args(model_dir, *extra)],
+                          capture_output=True, text=True, timeout=900, cwd=REPO)
+
+
+def _error_line(proc: subprocess.CompletedProcess) -> str:
+    """The one error line of a refused run (exit 2, no traceback)."""
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("compgen-jax")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    return errors[0]
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under root with its size and modification time: 'nothing written' is equality."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*"))}
+
+
+def _results(model_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(model_dir / "results.csv").sort_values(["split", "step", "seed"],
+                                                              ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 20-step, 2-seed cell with checkpoint_10 and checkpoint_20."""
+    model_dir = tmp_path_factory.mktemp("faults") / "cell"
+    assert main(_args(model_dir)) == 0
+    assert sorted(p.name for p in model_dir.glob("checkpoint_*")) == ["checkpoint_10",
+                                                                       "checkpoint_20"]
+    return model_dir
+
+
+def _copy(trained: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "cell"
+    shutil.copytree(trained, target)
+    return target
+
+
+def test_changed_setting_is_refused_listing_it_and_nothing_written(trained: Path, tmp_path: Path):
+    model_dir = _copy(trained, tmp_path)
+    before = _listing(model_dir)
+    line = _error_line(_cli(model_dir, "--gin.LEARNING_RATE=0.002"))
+    assert "OptimizerConfig.learning_rate: 0.001 -> 0.002" in line
+    assert "checkpoint_20" in line
+    line = _error_line(_cli(model_dir, "--gin.N_UNIQUE=50", "--gin.TRAIN_STEPS=30"))
+    assert "ManifestSpec.n_unique: 40 -> 50" in line and "TrainConfig.total_steps: 20 -> 30" in line
+    assert _listing(model_dir) == before  # manifests/, results.csv, checkpoints untouched
+
+
+def test_output_only_settings_may_change_on_resume(trained: Path, tmp_path: Path):
+    model_dir = _copy(trained, tmp_path)
+    (model_dir / "results.csv").unlink()
+    assert main(_args(model_dir, "--gin.TrainConfig.tensorboard=False",
+                      "--gin.CheckpointConfig.period=5")) == 0
+    pd.testing.assert_frame_equal(_results(model_dir), _results(trained), check_exact=True)
+
+
+def _truncate_largest_chunk(checkpoint: Path) -> None:
+    chunk = max((p for p in (checkpoint / "state").rglob("*") if p.is_file() and
+                 p.parent.name == "d"), key=lambda p: p.stat().st_size)
+    with chunk.open("r+b") as handle:
+        handle.truncate(chunk.stat().st_size // 2)
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_identical_results(trained: Path,
+                                                                    tmp_path: Path):
+    model_dir = _copy(trained, tmp_path)
+    (model_dir / "results.csv").unlink()
+    _truncate_largest_chunk(model_dir / "checkpoint_20")
+    proc = _cli(model_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and f"{model_dir}/checkpoint_20 is corrupt" in warning[0]
+    assert "resuming from checkpoint_10" in warning[0]
+    assert (model_dir / "corrupt_checkpoint_20").is_dir()
+    assert (model_dir / "checkpoint_20").is_dir()  # saved again by the resumed run
+    pd.testing.assert_frame_equal(_results(model_dir), _results(trained), check_exact=True)
+
+
+def test_no_intact_checkpoint_is_one_clear_error(trained: Path, tmp_path: Path):
+    model_dir = _copy(trained, tmp_path)
+    (model_dir / "checkpoint_20" / "state" / "_METADATA").unlink()
+    _truncate_largest_chunk(model_dir / "checkpoint_10")
+    before = _listing(model_dir)
+    line = _error_line(_cli(model_dir))
+    assert "no intact checkpoint" in line
+    assert "checkpoint_20: FileNotFoundError: missing state/_METADATA" in line
+    assert "checkpoint_10:" in line
+    assert _listing(model_dir) == before
+
+
+def test_second_writer_is_refused_and_a_killed_holder_leaves_no_stale_lock(trained: Path,
+                                                                           tmp_path: Path):
+    model_dir = _copy(trained, tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom compgen_jax.lock import model_dir_lock\n"
+         f"with model_dir_lock({str(model_dir)!r}):\n print('held', flush=True)\n"
+         " time.sleep(600)"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = _listing(model_dir)
+        line = _error_line(_cli(model_dir))
+        assert f"MODEL_DIR {model_dir} is in use" in line
+        assert _listing(model_dir) == before
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    deadline = time.time() + 10
+    while True:  # the kernel releases a killed process's lock; no stale lock file to clean up
+        try:
+            with model_dir_lock(model_dir):
+                break
+        except ValueError:
+            assert time.time() < deadline
+            time.sleep(0.1)
+
+
+def test_model_dir_that_is_a_file_is_one_clear_error(tmp_path: Path):
+    path = tmp_path / "taken"
+    path.write_text("not a directory\n")
+    line = _error_line(_cli(path))
+    assert f"MODEL_DIR {path} is a file" in line
+    assert path.read_text() == "not a directory\n"
+
+
+def _as_nobody(path: Path) -> str:
+    """check_model_dir(path)'s error as an unprivileged user (root may write anywhere): the
+    child imports as root, then drops to uid 65534 before the check."""
+    code = ("import os\nfrom pathlib import Path\nfrom compgen_jax.lock import check_model_dir\n"
+            "os.setuid(65534)\ntry:\n    check_model_dir(Path(os.environ['CHECK_DIR']))\n"
+            "    print('no error')\nexcept ValueError as err:\n    print(err)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "CHECK_DIR": str(path)},
+                          check=True)
+    return proc.stdout.strip()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become an unprivileged user")
+def test_read_only_model_dir_is_one_clear_error():
+    with tempfile.TemporaryDirectory() as tmp:  # under /tmp, so nobody can reach it
+        model_dir = Path(tmp) / "ro"
+        model_dir.mkdir()
+        Path(tmp).chmod(0o755)
+        assert _as_nobody(model_dir / "cell") == (
+            f"MODEL_DIR {model_dir / 'cell'}: its parent {model_dir} is not writable; choose "
+            "another MODEL_DIR")
+        assert _as_nobody(model_dir) == (
+            f"MODEL_DIR {model_dir}: MODEL_DIR is not writable; choose another MODEL_DIR")
+        model_dir.chmod(0o777)
+        assert _as_nobody(model_dir / "cell") == "no error"
+
+
+@pytest.mark.parametrize("steps", ["0", "-10"])
+def test_zero_or_negative_train_steps_names_the_setting(tmp_path: Path, steps: str):
+    model_dir = tmp_path / "cell"
+    line = _error_line(_cli(model_dir, f"--gin.TRAIN_STEPS={steps}"))
+    assert f"TrainConfig.total_steps={steps} (TRAIN_STEPS) must be >= 1" in line
+    assert not model_dir.exists()
+
+
+def test_diverged_seeds_are_named_at_the_end(tmp_path: Path):
+    proc = _cli(tmp_path / "cell", "--gin.LEARNING_RATE=1e30", "--gin.TRAIN_STEPS=10",
+                "--gin.CheckpointConfig.period=0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = _results(tmp_path / "cell")
+    assert table["diverged"].all()
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert warning == ["warning: cell scan_simple-random-N40: seeds [0, 1] of [0, 1] diverged "
+                       "(non-finite loss or gradients; frozen, rows flagged diverged=True)"]
+
+
+def test_report_with_a_manifest_the_results_do_not_name_is_one_error_no_out_dir(tmp_path: Path):
+    from conftest import run_analysis_cli
+    from test_analysis_report import _sweep
+
+    root = _sweep(tmp_path / "sweep")
+    path = root / "cogs_n50_e100" / "results.csv"
+    rows = pd.read_csv(path)
+    rows.loc[rows["seed"] == 2, "manifest_hash"] = "0" * 64
+    rows.to_csv(path, index=False)
+    out = tmp_path / "report"
+    proc = run_analysis_cli("report", str(root), "--out", str(out), "--measures",
+                            str(root / "measures.csv"), "--constructs",
+                            str(root / "constructs.json"), "--n-perm", "50", "--n-boot", "50")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert f"cell 'cogs_n50_e100' seed 2: results name manifest '{'0' * 64}' but " in lines[0]
+    assert str(root / "cogs_n50_e100" / "manifests" / "seed_2.json") in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # no out dir, no staging
+
+
+def _scan_copy(shared_data: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(shared_data / "scan", root / "scan")
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return root
+
+
+def test_data_check_reports_a_truncated_local_file(shared_data: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture):
+    from tasks import fetch
+
+    root = _scan_copy(shared_data, tmp_path)
+    assert set(fetch.verify_files("scan", root).values()) == {"ok"}  # the canonical table
+    assert main(["data", "check", "scan", "--data_dir", str(root)]) == 0
+    train = root / "scan" / "length_split" / "tasks_train_length.txt"
+    with train.open("r+b") as handle:
+        handle.truncate(train.stat().st_size - 1000)
+    capsys.readouterr()
+    assert main(["data", "check", "scan", "--data_dir", str(root)]) == 2
+    out, err = capsys.readouterr()
+    assert ("  scan/length_split/tasks_train_length.txt: MISMATCH (2722418 bytes, sha256 "
+            in out) and "expected 2723418 bytes, sha256 b034212dc7cf)" in out
+    assert err.strip().endswith(f"incomplete in {root}: scan")
+    assert not (root / fetch.CHECKSUMS).exists()  # check alone writes nothing
+
+
+def test_data_check_verifies_recorded_checksums_of_other_files(shared_data: Path,
+                                                               tmp_path: Path):
+    from tasks import fetch
+
+    root = _scan_copy(shared_data, tmp_path)
+    tasks_file = root / "scan" / "tasks.txt"
+    tasks_file.write_text(tasks_file.read_text().replace("jump", "leap"))  # a local variant
+    assert fetch.verify_files("scan", root)["scan/tasks.txt"].startswith("MISMATCH")
+    assert main(["data", "check", "scan", "--record", "--data_dir", str(root)]) == 0
+    recorded = json.loads((root / fetch.CHECKSUMS).read_text())["scan/tasks.txt"]
+    assert recorded == {"sha256": fetch.sha256(tasks_file), "bytes": tasks_file.stat().st_size}
+    assert fetch.verify_files("scan", root)["scan/tasks.txt"] == "ok"  # the record wins
+    with tasks_file.open("a") as handle:
+        handle.write("IN: jump OUT: I_JUMP\n")
+    assert fetch.verify_files("scan", root)["scan/tasks.txt"].startswith("MISMATCH")
+
+
+def test_failure_before_the_first_checkpoint_leaves_no_model_dir(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    """Out of memory at the first step (simulated: a real one would take the machine's memory)."""
+    from compgen_jax.multiseed import MultiSeedTrainer
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("RESOURCE_EXHAUSTED: simulated")
+
+    monkeypatch.setattr(MultiSeedTrainer, "train", out_of_memory)
+    model_dir = tmp_path / "cell"
+    with pytest.raises(MemoryError):
+        main(_args(model_dir))
+    assert not model_dir.exists()
