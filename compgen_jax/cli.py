@@ -46,7 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except (ValueError, FileNotFoundError) as err:
-        print(f"compgen-jax {args.command}: error: {err}", file=sys.stderr)
+        # gin appends "In call to configurable ..." lines to errors raised inside a configurable
+        message = "\n".join(line for line in str(err).splitlines()
+                            if not line.strip().startswith("In call to configurable"))
+        print(f"compgen-jax {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 
