@@ -167,12 +167,21 @@ def _cell_train_config(cell: DesignCell, train_config: TrainConfig) -> TrainConf
 
 
 @gin.configurable
+def design_settings(
+    model_config: ModelConfig = gin.REQUIRED,
+    train_config: TrainConfig = gin.REQUIRED,
+    budget: DeviceBudget | None = None,
+) -> tuple[ModelConfig, TrainConfig, DeviceBudget]:
+    """The model, run and device budget every cell of the configured design uses (gin)."""
+    return model_config, train_config, budget or DeviceBudget()
+
+
 def validate_design(
     cells: Sequence[DesignCell],
     shape_for: Callable[[str, str], TaskShape],
     *,
-    model_config: ModelConfig = gin.REQUIRED,
-    train_config: TrainConfig = gin.REQUIRED,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
     budget: DeviceBudget | None = None,
 ) -> list[dict[str, object]]:
     """Check every cell before any runs; raise DesignError (one line per problem) or return one
@@ -239,9 +248,8 @@ def task_shape(task: str, train_split: str, eval_splits: tuple[str, ...],
 
 
 def validate_configured_design(cells: Sequence[DesignCell]) -> list[dict[str, object]]:
-    """validate_design with the gin-configured TrainConfig's eval splits as the data shapes."""
-    from compgen_jax.train import TrainConfig
-
-    config = TrainConfig()
+    """validate_design with the gin-configured settings, on the real data's shapes."""
+    model_config, config, budget = design_settings()
     return validate_design(cells, lambda task, split: task_shape(
-        task, split, tuple(config.eval_splits), config.max_eval_examples))
+        task, split, tuple(config.eval_splits), config.max_eval_examples),
+        model_config=model_config, train_config=config, budget=budget)
