@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from compgen_jax import designs, validation
+from compgen_jax import designs, experiment, validation  # noqa: F401  (registers run_experiment)
 from compgen_jax.gin_utils import parse_gin
 from compgen_jax.models.decoder_only import DecoderConfig
 from compgen_jax.models.transformer import TransformerConfig
@@ -139,10 +139,14 @@ def test_every_design_file_validates(name: str, shared_data: Path) -> None:
     cells = designs.design()
     try:
         rows = validation.validate_configured_design(cells)
-    except (FileNotFoundError, KeyError) as err:
-        pytest.skip(f"{name}: data not available locally ({err})")
+    except DesignError as err:
+        lines = str(err).splitlines()
+        sample = not name.endswith("_cpu") and all(" examples of " in x for x in lines)
+        if not sample:
+            raise
+        pytest.skip(f"{name}: full-scale N exceeds the local sample's pool ({lines[0]})")
     except ValueError as err:
-        if isinstance(err, DesignError) or "split" not in str(err):
+        if "could not be registered" not in str(err) and "has no split" not in str(err):
             raise
         pytest.skip(f"{name}: data not available locally ({err})")
     assert len(rows) == len(cells)
