@@ -226,7 +226,7 @@ def _copy_training(sweep: Sweep, source: SweepCell, cell: SweepCell) -> None:
 
 
 def launch_local(
-    sweep: Sweep, parallel: int = 1, dry_run: bool = False, out: TextIO = sys.stdout
+    sweep: Sweep, parallel: int = 1, dry_run: bool = False, out: TextIO | None = None
 ) -> list[str]:
     """Run the unfinished cells, `parallel` processes at a time; returns the cells it ran.
 
@@ -241,6 +241,7 @@ def launch_local(
     pending = [c for c in unfinished if source[c.name] is c]
     copies = [c for c in unfinished if source[c.name] is not c]
     if dry_run:
+        out = out or sys.stdout  # the stream current at the call (not at import)
         for cell in pending:
             print(shlex.join(local_command(sweep, cell)), file=out)
         for cell in copies:
