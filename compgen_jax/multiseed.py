@@ -83,8 +83,10 @@ class MultiSeedTrainer:
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
         return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
-    def train_one(self, state: State, order: jax.Array, pool: Pool) -> tuple[State, jax.Array]:
-        """`steps_per_call` steps of one seed; order holds this seed's example ids.
+    def train_one(
+        self, state: State, order: jax.Array, pool: Pool, num_steps: int | None = None
+    ) -> tuple[State, jax.Array]:
+        """`num_steps` (default `steps_per_call`) steps of one seed; order holds its example ids.
 
         Stream position p (= step * B) is read at order[p % len(order)]: a full [T*B] table, or a
         ring buffer refilled before each call (the next steps_per_call * B positions of the
@@ -113,12 +115,21 @@ class MultiSeedTrainer:
                 "diverged": state["diverged"] | (live & ~finite),
             }, loss
 
-        return jax.lax.scan(step, state, None, length=self.steps_per_call)
+        return jax.lax.scan(step, state, None, length=num_steps or self.steps_per_call)
 
     @functools.cached_property
-    def train(self) -> Callable[[State, jax.Array, Pool], tuple[State, jax.Array]]:
-        """(state [S], orders [S, T*B], pool) -> (state, losses [S, steps_per_call]); donated."""
-        return jax.jit(jax.vmap(self.train_one, in_axes=(0, 0, None)), donate_argnums=0)
+    def train(self) -> Callable[..., tuple[State, jax.Array]]:
+        """(state [S], orders [S, T*B], pool, num_steps=None) -> (state, losses [S, num_steps]).
+
+        The state is donated. A shorter `num_steps` (a run's final, partial call) compiles once
+        more; the steps themselves are the same, so k + m steps equal one call of k + m.
+        """
+
+        def train(state: State, orders: jax.Array, pool: Pool, num_steps: int | None = None):
+            one = functools.partial(self.train_one, num_steps=num_steps)
+            return jax.vmap(one, in_axes=(0, 0, None))(state, orders, pool)
+
+        return jax.jit(train, donate_argnums=0, static_argnames="num_steps")
 
     def token_accuracy_one(self, params: nnx.State, pool: Pool) -> jax.Array:
         """Decoder-only, teacher-forced: per-example fraction of correct answer tokens [B]."""

@@ -5,6 +5,9 @@ and one directory per cell. A cell is finished once its `cell.json` marker exist
 written (atomically) only after the cell's process has written results.csv, predictions/ and
 config.gin, so a killed sweep leaves finished cells intact and a relaunch runs only the rest.
 Cell identity = sha256 of the cell's full gin config (MODEL_DIR excepted) + its manifest hashes.
+Training identity = the same without the cell's label and selection settings: cells whose training
+is identical (same manifests, model and run, e.g. random selection under two coverage splits)
+are trained once, and the others receive its results under their own names.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import functools
 import hashlib
 import json
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,6 +52,7 @@ class SweepCell:
     bindings: tuple[str, ...]
     manifest_hashes: tuple[str, ...]
     cell_id: str
+    train_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +64,7 @@ class Sweep:
     gin_bindings: tuple[str, ...]
     search_paths: tuple[str, ...]
     cells: tuple[SweepCell, ...]
+    checks: tuple[dict[str, Any], ...] = ()  # validation: one row per cell (lengths, memory)
 
     @property
     def design_hash(self) -> str:
@@ -114,8 +120,9 @@ def _index_builder() -> Callable[[str, str], Any]:
 def expand(
     gin_files: Sequence[str], gin_bindings: Sequence[str] = (), search_paths: Sequence[str] = ()
 ) -> Sweep:
-    """Parse the experiment file, expand its design to cells, and hash each cell's identity."""
-    from compgen_jax import experiment, train  # noqa: F401  (registers the configurables)
+    """Parse the experiment file, validate its design (validation.validate_design: nothing runs
+    or is written when a cell cannot), expand it to cells and hash each cell's identities."""
+    from compgen_jax import experiment, train, validation  # noqa: F401  (registers configurables)
 
     parse_gin(gin_files, gin_bindings, search_paths)
     try:
@@ -124,18 +131,24 @@ def expand(
         raise ValueError("MODEL_DIR (the sweep root) is not set: pass "
                          "--gin.MODEL_DIR=\\\"/path\\\"") from None
     design_cells = designs.design()
+    checks = validation.validate_configured_design(design_cells)
     built = designs.build_manifests(design_cells, _index_builder())
     cells = []
     for design_cell, manifests in built:
         bindings = cell_bindings(design_cell)
+        hashes = tuple(m.hash for m in manifests)
+        training = [b for b in bindings if not b.startswith(("CellConfig.label", "ManifestSpec."))]
+        parse_gin(gin_files, [*gin_bindings, *training, f"MODEL_DIR = {_PLACEHOLDER_DIR!r}"],
+                  search_paths)
+        train_id = _sha256([gin.config_str(), list(hashes)])
         parse_gin(gin_files, [*gin_bindings, *bindings, f"MODEL_DIR = {_PLACEHOLDER_DIR!r}"],
                   search_paths)
-        hashes = tuple(m.hash for m in manifests)
         cells.append(SweepCell(
             name=design_cell.name, factors=dict(design_cell.factors), bindings=bindings,
-            manifest_hashes=hashes, cell_id=_sha256([gin.config_str(), list(hashes)])))
+            manifest_hashes=hashes, cell_id=_sha256([gin.config_str(), list(hashes)]),
+            train_id=train_id))
     return Sweep(root=root, gin_files=tuple(gin_files), gin_bindings=tuple(gin_bindings),
-                 search_paths=tuple(search_paths), cells=tuple(cells))
+                 search_paths=tuple(search_paths), cells=tuple(cells), checks=tuple(checks))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -236,17 +249,50 @@ def local_command(sweep: Sweep, cell: SweepCell) -> list[str]:
             *sweep.train_args(cell, str(sweep.cell_dir(cell)))]
 
 
+def trained_as(sweep: Sweep) -> dict[str, SweepCell]:
+    """cell name -> the first cell of the design with the same training identity (itself if
+    none comes before it): each training is run once."""
+    first: dict[str, SweepCell] = {}
+    return {c.name: first.setdefault(c.train_id or c.cell_id, c) for c in sweep.cells}
+
+
+def _copy_training(sweep: Sweep, source: SweepCell, cell: SweepCell) -> None:
+    """Give `cell` the results of `source` (same training): its rows under its own name, the
+    manifests, predictions and operative config; a note names the source."""
+    src, dst = sweep.cell_dir(source), sweep.cell_dir(cell)
+    for name in ("manifests", "predictions"):
+        if (src / name).is_dir():
+            shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
+    if (src / "config.gin").exists():
+        shutil.copy2(src / "config.gin", dst / "config.gin")
+    write_text(dst / "trained_as.txt", f"{source.name}\n")
+    table = pd.read_csv(src / "results.csv")
+    table["cell"] = cell.name
+    write_text(dst / "results.csv", table.to_csv(index=False))
+
+
 def launch_local(
-    sweep: Sweep, parallel: int = 1, dry_run: bool = False, out: TextIO = sys.stdout
+    sweep: Sweep, parallel: int = 1, dry_run: bool = False, out: TextIO | None = None
 ) -> list[str]:
-    """Run the unfinished cells, `parallel` processes at a time; returns the cells it ran."""
+    """Run the unfinished cells, `parallel` processes at a time; returns the cells it ran.
+
+    A cell whose training identity equals an earlier cell's is not trained again: once that cell
+    has finished, it receives its results under its own name.
+    """
     if parallel < 1:
         raise ValueError(f"--parallel={parallel} must be >= 1")
     check_root(sweep)
-    pending = [c for c in sweep.cells if not is_finished(sweep, c)]
+    source = trained_as(sweep)
+    unfinished = [c for c in sweep.cells if not is_finished(sweep, c)]
+    pending = [c for c in unfinished if source[c.name] is c]
+    copies = [c for c in unfinished if source[c.name] is not c]
     if dry_run:
+        out = out or sys.stdout  # the stream current at the call (not at import)
         for cell in pending:
             print(shlex.join(local_command(sweep, cell)), file=out)
+        for cell in copies:
+            print(f"# {cell.name}: same training as {source[cell.name].name} (results copied)",
+                  file=out)
         return []
     if not (Path(sweep.root) / SWEEP_FILE).exists():
         _write_sweep_file(sweep)
@@ -287,6 +333,12 @@ def launch_local(
             proc.wait()
         bar.close()
         signal.signal(signal.SIGTERM, previous)
+    for cell in copies:
+        if is_finished(sweep, source[cell.name]):
+            _copy_training(sweep, source[cell.name], cell)
+            _mark_finished(sweep, cell)
+        else:
+            failed.append(f"{cell.name} (same training as {source[cell.name].name}, unfinished)")
     if failed:
         raise ValueError(f"{len(failed)} cells failed: {'; '.join(failed)}")
     return [c.name for c in pending]

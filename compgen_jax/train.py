@@ -36,6 +36,7 @@ from compgen_jax.sharding import (
     seed_mesh,
     shard_seeds,
 )
+from compgen_jax.validation import check_lengths
 from tasks import manifest as manifest_lib
 from tasks.data_dir import data_dir
 from tasks.selection import ManifestSpec, PoolIndex, cell_manifests
@@ -70,11 +71,8 @@ class TrainConfig:
         if self.total_steps < 1:
             raise ValueError(f"TrainConfig.total_steps={self.total_steps} (TRAIN_STEPS) must be "
                              ">= 1")
-        if self.total_steps % self.steps_per_call:
-            raise ValueError(
-                f"TrainConfig.total_steps={self.total_steps} must be a multiple of "
-                f"TrainConfig.steps_per_call={self.steps_per_call}"
-            )
+        if self.steps_per_call < 1:
+            raise ValueError(f"TrainConfig.steps_per_call={self.steps_per_call} must be >= 1")
         if self.eval_period and self.eval_period % self.steps_per_call:
             raise ValueError(
                 f"TrainConfig.eval_period={self.eval_period} must be a multiple of "
@@ -90,6 +88,17 @@ class TrainConfig:
     @property
     def seeds(self) -> list[int]:
         return list(range(self.random_seed, self.random_seed + self.num_seeds))
+
+    def call_ends(self, start: int) -> list[int]:
+        """The step at which each compiled call ends, resuming after `start`.
+
+        Calls end every `steps_per_call` steps; a budget that is not a multiple ends with one
+        shorter call, so checkpoints (taken at call ends) always resume onto the same schedule.
+        """
+        ends = list(range(start + self.steps_per_call, self.total_steps + 1, self.steps_per_call))
+        if start < self.total_steps and (not ends or ends[-1] != self.total_steps):
+            ends.append(self.total_steps)
+        return ends
 
 
 @gin.configurable
@@ -139,9 +148,12 @@ class CellConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TaskData:
-    """A task's tokenized train pool and eval pools on device, padded to common lengths."""
+    """A task's tokenized train pool and eval pools on device, each padded to its own longest
+    example (so the train step never pays for a longer eval split, and each eval split decodes
+    to its own longest target)."""
 
     task: str
+    train_split: str
     benchmark: str
     vocab_size: int
     train: Pool
@@ -150,31 +162,57 @@ class TaskData:
     vocabulary: seqio.Vocabulary
     index: PoolIndex
 
+    @property
+    def lengths(self) -> dict[str, dict[str, int]]:
+        """split -> feature -> padded length (the split's longest example, EOS included)."""
+        pools = {self.train_split: self.train, **self.evals}
+        return {split: {f: int(a.shape[1]) for f, a in pool.items()}
+                for split, pool in pools.items()}
 
-def _pad_to(array: np.ndarray, length: int) -> np.ndarray:
-    return np.pad(array, ((0, 0), (0, length - array.shape[1])))
+
+def _trimmed(array: np.ndarray) -> np.ndarray:
+    """A 0-padded token array cut to its longest row (EOS included)."""
+    return array[:, :max(int((array != 0).sum(axis=1).max(initial=0)), 1)]
+
+
+def split_arrays(
+    task: str, train_split: str, eval_splits: Sequence[str], max_eval_examples: int = 0
+) -> dict[str, dict[str, np.ndarray]]:
+    """split -> inputs / targets (each split cut to its own longest example) and example_id.
+
+    Eval splits larger than `max_eval_examples` (> 0) keep a fixed, seeded subset.
+    """
+    from tasks import registry  # imports TensorFlow (~7 s): only once data is really needed
+
+    registry.ensure_registered(task, data_dir())
+    out = {}
+    for split in [train_split, *eval_splits]:
+        arrays = registry.tokenized_pool(task, split)
+        n = arrays["inputs"].shape[0]
+        rows = np.arange(n)
+        if split != train_split and 0 < max_eval_examples < n:
+            rows = np.sort(np.random.default_rng(0).choice(n, max_eval_examples, replace=False))
+        out[split] = {"example_id": arrays["example_id"][rows],
+                      **{f: _trimmed(arrays[f][rows]) for f in ("inputs", "targets")}}
+    return out
 
 
 def load_task_data(
     task: str, train_split: str, eval_splits: Sequence[str], max_eval_examples: int = 0
 ) -> TaskData:
-    """Tokenize the pool and eval splits through the seqio task; eval subsets are seeded."""
-    from tasks import registry  # imports TensorFlow (~7 s): only once data is really needed
+    """Tokenize the pool and eval splits through the seqio task; eval subsets are seeded.
 
-    registry.ensure_registered(task, data_dir())
-    splits = [train_split, *eval_splits]
-    raw = {s: registry.tokenized_pool(task, s) for s in splits}
-    lengths = {f: max(raw[s][f].shape[1] for s in splits) for f in ("inputs", "targets")}
-    pools, ids = {}, {}
-    for split, arrays in raw.items():
-        n = arrays["inputs"].shape[0]
-        rows = np.arange(n)
-        if split != train_split and 0 < max_eval_examples < n:
-            rows = np.sort(np.random.default_rng(0).choice(n, max_eval_examples, replace=False))
-        pools[split] = {f: jnp.asarray(_pad_to(arrays[f][rows], lengths[f])) for f in lengths}
-        ids[split] = arrays["example_id"][rows]
+    Each split is padded to its own longest example (of the subset, for an eval subset).
+    """
+    from tasks import registry
+
+    arrays = split_arrays(task, train_split, eval_splits, max_eval_examples)
+    pools = {split: {f: jnp.asarray(a[f]) for f in ("inputs", "targets")}
+             for split, a in arrays.items()}
+    ids = {split: a["example_id"] for split, a in arrays.items()}
     return TaskData(
         task=task,
+        train_split=train_split,
         benchmark=registry.get_examples(task, train_split)[0].benchmark,
         vocab_size=registry.get_vocabulary(task).vocab_size,
         train=pools[train_split],
@@ -229,6 +267,7 @@ def train_cell(
     reported) fill the last device.
     """
     train_config.validate()
+    check_lengths(data.task, data.lengths, trainer.model_config)
     seeds = train_config.seeds
     manifests = cell_manifests(cell.manifest, data.index, len(seeds))
     fresh = not model_dir.exists()
@@ -287,16 +326,17 @@ def _train_locked(
     writer = metric_writers.create_default_writer(
         str(model_dir / "tensorboard"),
         just_logging=not train_config.tensorboard or jax.process_index() > 0)
-    for step in range(start + train_config.steps_per_call, train_config.total_steps + 1,
-                      train_config.steps_per_call):
-        state, losses = trainer.train(state, orders, pool)
+    done = start
+    for step in train_config.call_ends(start):
+        num_steps, done = step - done, step
+        state, losses = trainer.train(state, orders, pool, num_steps)
         # Mean on the host in float64: a device reduction's order depends on the per-device
         # shape, so it would differ between sharding layouts (and CPUs) in the last bits.
         chunk_loss = host_array(losses)[:len(seeds)].astype(np.float64).mean(axis=1)
         writer.write_scalars(step, {f"seed_{s}/train_loss": float(v)
                                     for s, v in zip(seeds, chunk_loss, strict=True)})
         if progress is not None:
-            progress.update(train_config.steps_per_call)
+            progress.update(num_steps)
             progress.set_postfix_str(f"{cell.name} loss/seed min {np.nanmin(chunk_loss):.3f} "
                                      f"max {np.nanmax(chunk_loss):.3f}")
         live = host_array(state["active"] & ~state["diverged"])[:len(seeds)]

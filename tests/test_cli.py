@@ -68,6 +68,16 @@ def test_manifest_larger_than_pool_is_one_clear_error(tmp_path: Path, capsys):
     assert not (tmp_path / "m" / "results.csv").exists()
 
 
+def test_train_on_a_design_file_points_at_sweep_launch(tmp_path: Path, capsys):
+    rc = main(["train", "--gin_file=experiments/cogs_e1_cpu.gin",
+               f"--gin.MODEL_DIR='{tmp_path / 'm'}'"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "compgen-jax sweep launch --gin_file=experiments/cogs_e1_cpu.gin" \
+        in err[0]
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.slow
 def test_demo_main_job_shows_em_rising_with_n(tmp_path: Path):
     proc = subprocess.run(

@@ -169,6 +169,46 @@ def test_unknown_factor_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureF
     assert not root.exists()
 
 
+def test_cells_with_the_same_training_are_trained_once(tmp_path: Path,
+                                                      capfd: pytest.CaptureFixture):
+    """Two cells that differ only in their label train once; both are finished and collected."""
+    root = tmp_path / "root"
+    gin_file = _gin_file(tmp_path, root, "{'copy': {'a': {'n_unique': 20, 'exposure': 2}, "
+                                         "'b': {'n_unique': 20, 'exposure': 2}}}")
+    assert main(_launch_args(gin_file, "--dry_run")) == 0
+    out = capfd.readouterr().out
+    assert out.count("compgen_jax.cli train") == 1
+    assert "# scan-copy=b: same training as scan-copy=a (results copied)" in out
+    assert "peak_GB" in out and not root.exists()
+    assert main(_launch_args(gin_file)) == 0
+    first, second = root / "scan-copy=a", root / "scan-copy=b"
+    assert (first / "train.log").exists() and not (second / "train.log").exists()
+    assert (second / "trained_as.txt").read_text() == "scan-copy=a\n"
+    table = sweep.collect(root)
+    a, b = (table[table["cell"] == c].drop(columns=["cell", "factor_copy", "cell_id"])
+            .reset_index(drop=True) for c in ("scan-copy=a", "scan-copy=b"))
+    assert len(a) == 2 and a.equals(b)
+
+
+def test_a_design_whose_cells_cannot_fit_writes_nothing(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture):
+    root = tmp_path / "root"
+    gin_file = _gin_file(tmp_path, root)
+    for command in (["--dry_run"], []):
+        assert main(_launch_args(gin_file, *command, "--gin.TransformerConfig.max_len=16",
+                                 "--gin.DeviceBudget.memory_gb=0.00001")) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 6, err  # per cell: train and test lengths, memory
+        assert err[0].startswith("compgen-jax sweep: error: cell scan-diversity=low-")
+        assert all(line.startswith("cell scan-diversity=") for line in err[1:])
+        assert sum("TransformerConfig.max_len=16" in line for line in err) == 4
+        assert sum("DeviceBudget.memory_gb=1e-05" in line for line in err) == 2
+    assert main(["manifest", "build", f"--gin_file={gin_file}",
+                 "--gin.TransformerConfig.max_len=16"]) == 2
+    assert "TransformerConfig.max_len=16" in capsys.readouterr().err
+    assert not root.exists()
+
+
 def _golden_sweep() -> sweep.Sweep:
     cells = tuple(sweep.SweepCell(
         name=f"demo-diversity={level}", factors={"diversity": level},

@@ -11,13 +11,14 @@ from compgen_jax.commands.train import configure, gin_flags
 
 def run_build(args: argparse.Namespace) -> None:
     """Write every cell's per-seed manifests under MODEL_DIR and print the per-cell table."""
-    from compgen_jax import designs
+    from compgen_jax import designs, validation
     from compgen_jax.train import TrainConfig, pool_index
     from tasks import registry
     from tasks.data_dir import data_dir
 
     model_dir = configure(args, [])
     cells = designs.design()
+    validation.validate_configured_design(cells)
     train_config = TrainConfig()
 
     @functools.cache

@@ -31,6 +31,10 @@ def run_launch(args: argparse.Namespace) -> None:
         return
     finished = len(spec.cells) - sum(not sweep.is_finished(spec, c) for c in spec.cells)
     print(f"sweep {spec.root}: {len(spec.cells)} cells, {finished} finished")
+    if args.dry_run:
+        from compgen_jax.designs import format_table
+
+        print(f"validated (lengths, steps, pool, memory):\n{format_table(list(spec.checks))}")
     ran = sweep.launch_local(spec, parallel=args.parallel, dry_run=args.dry_run)
     if not args.dry_run:
         print(f"ran {len(ran)} cells; collect with: compgen-jax sweep collect {spec.root}")

@@ -35,11 +35,29 @@ def configure(args: argparse.Namespace, default_files: Sequence[str]) -> Path:
         raise ValueError("MODEL_DIR is not set: pass --gin.MODEL_DIR=\\\"/path\\\"") from None
 
 
+def refuse_design(args: argparse.Namespace) -> None:
+    """`train` runs one cell: a design file (design.cells bound) is a clear error rather than a
+    silent run of its base cell, unless the bindings name one of its cells (CellConfig.label and
+    its settings), as `sweep launch` does for each cell."""
+    import gin
+
+    try:
+        gin.query_parameter("design.cells")
+    except ValueError:
+        return
+    if any(b.replace(" ", "").startswith("CellConfig.label=") for b in args.gin_bindings):
+        return
+    flags = " ".join(f"--gin_file={f}" for f in args.gin_file)
+    raise ValueError(f"{flags} is a design (design.cells is bound): `compgen-jax train` runs one "
+                     f"cell; run its cells with `compgen-jax sweep launch {flags}`")
+
+
 def run_train(args: argparse.Namespace) -> None:
     from compgen_jax.gin_utils import write_operative_config
     from compgen_jax.train import train
 
     model_dir = configure(args, [])
+    refuse_design(args)
     train()
     print(f"operative config: {write_operative_config(model_dir)}")
     print(f"results: {model_dir / 'results.csv'}")
