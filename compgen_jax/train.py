@@ -14,7 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from compgen_jax.checkpoints import NO_CHECKPOINTS, CellCheckpointer, CheckpointConfig
-from compgen_jax.evaluation import evaluate, write_predictions
+from compgen_jax.evaluation import decode, split_evaluators
 from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.multiseed import MultiSeedTrainer, Pool
 from compgen_jax.optim import OptimizerConfig, make_optimizer
@@ -27,6 +27,7 @@ from compgen_jax.sharding import (
     shard_seeds,
 )
 from tasks import manifest as manifest_lib
+from tasks.benchmarks import gscan
 from tasks.data_dir import data_dir
 from tasks.selection import ManifestSpec, PoolIndex, cell_manifests
 
@@ -137,6 +138,12 @@ class TaskData:
     vocabulary: seqio.Vocabulary
     index: PoolIndex
 
+    @property
+    def situation_shape(self) -> tuple[int, int]:
+        """(cells, channels) of the pools' situation features (gSCAN grids); (0, 0) if none."""
+        situation = self.train.get("situation")
+        return (0, 0) if situation is None else (situation.shape[1], situation.shape[2])
+
 
 def _pad_to(array: np.ndarray, length: int) -> np.ndarray:
     return np.pad(array, ((0, 0), (0, length - array.shape[1])))
@@ -160,6 +167,7 @@ def load_task_data(
             rows = np.sort(np.random.default_rng(0).choice(n, max_eval_examples, replace=False))
         pools[split] = {f: jnp.asarray(_pad_to(arrays[f][rows], lengths[f])) for f in lengths}
         ids[split] = arrays["example_id"][rows]
+    _attach_situations(task, pools, ids)
     return TaskData(
         task=task,
         benchmark=registry.get_examples(task, train_split)[0].benchmark,
@@ -170,6 +178,16 @@ def load_task_data(
         vocabulary=registry.get_vocabulary(task),
         index=pool_index(task, train_split, eval_splits),
     )
+
+
+def _attach_situations(task: str, pools: dict[str, Pool], ids: dict[str, np.ndarray]) -> None:
+    """gSCAN: give each pool its rows' grids, [N, G*G, C] uint8, fed as encoder tokens."""
+    from tasks import registry
+
+    if registry.get_examples(task, next(iter(pools)))[0].benchmark != gscan.BENCHMARK:
+        return
+    for split, pool in pools.items():
+        pool["situation"] = jnp.asarray(registry.gscan_situation_pool(task, split)[ids[split]])
 
 
 def pool_index(task: str, train_split: str, eval_splits: Sequence[str]) -> PoolIndex:
@@ -185,10 +203,13 @@ def pool_index(task: str, train_split: str, eval_splits: Sequence[str]) -> PoolI
 
 def build_trainer(
     model_config: TransformerConfig, optimizer_config: OptimizerConfig, train_config: TrainConfig,
-    vocab_size: int,
+    vocab_size: int, situation_shape: tuple[int, int] = (0, 0),
 ) -> MultiSeedTrainer:
+    """The cell's trainer; vocabulary size and situation (cells, channels) come from the task."""
+    cells, channels = situation_shape
     return MultiSeedTrainer(
-        model_config=dataclasses.replace(model_config, vocab_size=vocab_size),
+        model_config=dataclasses.replace(model_config, vocab_size=vocab_size,
+                                         situation_cells=cells, situation_channels=channels),
         optimizer=make_optimizer(optimizer_config),
         batch_size=train_config.batch_size,
         steps_per_call=train_config.steps_per_call,
@@ -210,6 +231,7 @@ def train_cell(
     are spread over the devices; padding lanes (inactive, never reported) fill the last device.
     """
     train_config.validate()
+    check_situation(data, trainer)
     model_dir.mkdir(parents=True, exist_ok=True)
     seeds = train_config.seeds
     manifests = cell_manifests(cell.manifest, data.index, len(seeds))
@@ -230,6 +252,7 @@ def train_cell(
         pool, evals = replicate(pool, mesh), replicate(evals, mesh)
 
     hashes = [m.hash for m in manifests]
+    evaluators = split_evaluators(data.task, data.eval_ids)
     checkpointer = CellCheckpointer(model_dir, checkpoint_config)
     start, rows = 0, []
     restored = checkpointer.restore(state)
@@ -265,24 +288,25 @@ def train_cell(
             diverged = host_array(state["diverged"])
             scores = {}
             for split, eval_pool in evals.items():
-                correct, tokens = evaluate(trainer, state["params"], eval_pool,
-                                           train_config.eval_batch_size)
-                scores[split] = correct[:len(seeds)].mean(axis=1)
-                writer.write_scalars(step, {f"seed_{s}/{split}/exact_match": float(v)
-                                            for s, v in zip(seeds, scores[split], strict=True)})
+                tokens = decode(trainer, state["params"], eval_pool, train_config.eval_batch_size)
+                result = evaluators[split].evaluate(tokens[:len(seeds)], data.vocabulary.tokens)
+                scores[split] = result.scores[split]
                 if train_config.save_predictions == "all" or (
                         train_config.save_predictions == "final" and last):
-                    write_predictions(model_dir / "predictions" / f"{split}_step{step}.csv",
-                                      seeds, data.eval_ids[split], correct, tokens,
-                                      data.vocabulary)
-                rows += [{
-                    "cell": cell.name, "benchmark": data.benchmark, "task": cell.task,
-                    "split": split, "strategy": cell.manifest.strategy, "n_unique": m.n_unique,
-                    "exposure": exposure, "manifest_hash": m.hash, "seed": seed, "step": step,
-                    "exact_match": float(scores[split][i]), "n_examples": int(correct.shape[1]),
-                    "train_loss": float(chunk_loss[i]), "diverged": bool(diverged[i]),
-                    "seed_steps": int(seed_steps[i]),
-                } for i, (seed, m) in enumerate(zip(seeds, manifests, strict=True))]
+                    evaluators[split].write_predictions(
+                        model_dir / "predictions" / f"{split}_step{step}.csv", seeds, result)
+                for name, score in result.scores.items():
+                    writer.write_scalars(step, {f"seed_{s}/{name}/exact_match": float(v)
+                                                for s, v in zip(seeds, score, strict=True)})
+                    rows += [{
+                        "cell": cell.name, "benchmark": data.benchmark, "task": cell.task,
+                        "split": name, "strategy": cell.manifest.strategy,
+                        "n_unique": m.n_unique, "exposure": exposure, "manifest_hash": m.hash,
+                        "seed": seed, "step": step, "exact_match": float(score[i]),
+                        "n_examples": result.sizes[name], "train_loss": float(chunk_loss[i]),
+                        "diverged": bool(diverged[i]), "seed_steps": int(seed_steps[i]),
+                        "metric": evaluators[split].metric,
+                    } for i, (seed, m) in enumerate(zip(seeds, manifests, strict=True))]
             if train_config.early_stop_split:
                 reached = scores[train_config.early_stop_split] >= train_config.early_stop_threshold
                 active = host_array(state["active"]).copy()
@@ -298,6 +322,22 @@ def train_cell(
     writer.close()
     write_results(rows, model_dir / "results.csv")
     return rows
+
+
+def check_situation(data: TaskData, trainer: MultiSeedTrainer) -> None:
+    """A gSCAN task trains only with its grid: its pools and model must carry the situation."""
+    if data.benchmark != gscan.BENCHMARK:
+        return
+    if not all("situation" in pool for pool in (data.train, *data.evals.values())):
+        reason = "its pools carry no situation (grid)"
+    elif not getattr(trainer.model_config, "situation_cells", 0):
+        reason = "the model has no situation encoder"
+    else:
+        return
+    raise ValueError(
+        f"task {data.task!r} is gSCAN but {reason}: fed the command only, a model cannot know "
+        "where to go. Load it with load_task_data and build the trainer with "
+        "build_trainer(..., situation_shape=data.situation_shape)")
 
 
 @gin.configurable
@@ -317,7 +357,8 @@ def train(
         raise ValueError(f"{jax.process_count()} processes need TrainConfig.shard_seeds=True")
     data = load_task_data(cell.task, cell.train_split, train_config.eval_splits,
                           train_config.max_eval_examples)
-    trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size)
+    trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size,
+                            data.situation_shape)
     print(f"model: {trainer.num_params:,} "
           f"parameters per seed x {train_config.num_seeds} seeds")
     with tqdm(total=train_config.total_steps, unit="step", desc=cell.name) as progress:
