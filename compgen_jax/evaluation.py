@@ -109,12 +109,13 @@ class SplitEvaluator:
 
     def write_predictions(self, path: Path, seeds: Sequence[int], result: SplitResult) -> None:
         """One row per (seed, example): id, category, input, target, prediction, correct (CSV)."""
+        examples = self.examples * len(seeds)
         columns = {
             "seed": np.repeat(np.asarray(seeds), len(self.examples)),
-            "example_id": np.tile([ex.id for ex in self.examples], len(seeds)),
-            "category": np.tile([ex.category or "" for ex in self.examples], len(seeds)),
-            "input": np.tile([ex.input for ex in self.examples], len(seeds)),
-            "target": np.tile([ex.target for ex in self.examples], len(seeds)),
+            "example_id": [ex.id for ex in examples],
+            "category": [ex.category or "" for ex in examples],
+            "input": [ex.input for ex in examples],
+            "target": [ex.target for ex in examples],
             "prediction": [text for seed in result.texts for text in seed],
             "correct": result.correct.reshape(-1),
         }
