@@ -277,12 +277,13 @@ class SituationEmbedding(nnx.Module):
 
     def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
         dtype = jnp.dtype(cfg.dtype)
+        self.dtype = cfg.dtype
         self.features = nnx.Linear(cfg.situation_channels, cfg.emb_dim, dtype=dtype, rngs=rngs)
         self.cells = nnx.Embed(cfg.situation_cells, cfg.emb_dim, dtype=dtype, rngs=rngs)
 
     def __call__(self, situation: jax.Array) -> jax.Array:
         """situation [B, C, F] (any numeric dtype) -> cell tokens [B, C, D]."""
-        x = self.features(situation.astype(self.features.kernel.value.dtype))
+        x = self.features(situation.astype(self.dtype))
         return x + self.cells(jnp.arange(situation.shape[1]))[None]
 
 
