@@ -52,7 +52,8 @@ def run_experiment(
     if too_big:
         raise ValueError(f"cells ask for N={too_big} unique examples but pool "
                          f"'{first.pool}' holds only {pool_size}")
-    trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size)
+    trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size,
+                            data.situation_shape)
     print(f"{len(cells)} cells x {train_config.num_seeds} seeds, {trainer.num_params:,} "
           "parameters per seed, "
           f"{train_config.total_steps} steps x batch {train_config.batch_size} per seed")

@@ -78,7 +78,8 @@ class MultiSeedTrainer:
             logits = self.model(params)(batch["tokens"], key)
             return answer_loss(logits, batch["tokens"], batch["loss_mask"])
         targets = batch["targets"]
-        logits = self.model(params)(batch["inputs"], shift_right(targets), key)
+        logits = self.model(params)(batch["inputs"], shift_right(targets), key,
+                                    situation=batch.get("situation"))
         weights = (targets != 0).astype(jnp.float32)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
         return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
@@ -143,10 +144,13 @@ class MultiSeedTrainer:
         """(params [S], pool of B examples) -> per-seed, per-example answer accuracy [S, B]."""
         return jax.jit(jax.vmap(self.token_accuracy_one, in_axes=(0, None)))
 
-    def decode_one(self, params: nnx.State, inputs: jax.Array, max_decode_len: int) -> jax.Array:
+    def decode_one(
+        self, params: nnx.State, inputs: jax.Array, max_decode_len: int,
+        situation: jax.Array | None,
+    ) -> jax.Array:
         """Greedy decoding with a KV cache: inputs [B, Li] -> tokens [B, max_decode_len]."""
         model: EncoderDecoder = self.model(params)
-        encoded = model.encode(inputs)
+        encoded = model.encode(inputs, situation=situation)
         caches = model.init_cache(encoded, max_decode_len)
         batch = inputs.shape[0]
 
@@ -161,9 +165,16 @@ class MultiSeedTrainer:
         return tokens.T
 
     @functools.cached_property
-    def decode(self) -> Callable[[nnx.State, jax.Array, int], jax.Array]:
-        """(params [S], inputs [B, Li], max_decode_len) -> tokens [S, B, max_decode_len]."""
-        return jax.jit(jax.vmap(self.decode_one, in_axes=(0, None, None)), static_argnums=2)
+    def _decode(self) -> Callable[[nnx.State, jax.Array, int, jax.Array | None], jax.Array]:
+        return jax.jit(jax.vmap(self.decode_one, in_axes=(0, None, None, None)),
+                       static_argnums=2)
+
+    def decode(
+        self, params: nnx.State, inputs: jax.Array, max_decode_len: int,
+        situation: jax.Array | None = None,
+    ) -> jax.Array:
+        """(params [S], inputs [B, Li], max_decode_len[, situation [B, C, F]]) -> [S, B, L]."""
+        return self._decode(params, inputs, max_decode_len, situation)
 
 
 def all_finite(tree: Any) -> jax.Array:
@@ -174,11 +185,6 @@ def all_finite(tree: Any) -> jax.Array:
 def select(condition: jax.Array, on_true: Any, on_false: Any) -> Any:
     """Leafwise jnp.where with a scalar condition (one seed's lane under vmap)."""
     return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
-
-
-def exact_match(predictions: jax.Array, targets: jax.Array) -> jax.Array:
-    """Per-example exact match of [..., B, L] token arrays (EOS-ended, 0-padded) -> [..., B]."""
-    return jnp.all(predictions == targets, axis=-1)
 
 
 def seed_slice(tree: Any, seed_index: int) -> Any:

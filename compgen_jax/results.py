@@ -1,4 +1,8 @@
-"""The results table: one row per (cell, seed, eval step, split), written atomically."""
+"""The results table: one row per (cell, seed, eval step, split), written atomically.
+
+`split` names the eval split or one of its groups (`gen`, `gen:hard`, `gen:cp_recursion`; see
+compgen_jax.evaluation); `exact_match` holds the benchmark's own metric, named in `metric`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from tasks.atomic import write_text
 RESULT_COLUMNS = (
     "cell", "benchmark", "task", "split", "strategy", "n_unique", "exposure", "manifest_hash",
     "seed", "step", "exact_match", "n_examples", "train_loss", "diverged", "seed_steps",
+    "metric",
 )
 
 

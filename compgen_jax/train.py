@@ -23,7 +23,7 @@ from compgen_jax.checkpoints import (
     run_settings,
     settings_meta,
 )
-from compgen_jax.evaluation import evaluate, write_predictions
+from compgen_jax.evaluation import decode, split_evaluators
 from compgen_jax.lock import check_model_dir, model_dir_lock
 from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.multiseed import MultiSeedTrainer, Pool
@@ -38,6 +38,7 @@ from compgen_jax.sharding import (
 )
 from compgen_jax.validation import check_lengths
 from tasks import manifest as manifest_lib
+from tasks.benchmarks import gscan
 from tasks.data_dir import data_dir
 from tasks.selection import ManifestSpec, PoolIndex, cell_manifests
 
@@ -169,6 +170,11 @@ class TaskData:
         return {split: {f: int(a.shape[1]) for f, a in pool.items()}
                 for split, pool in pools.items()}
 
+    def situation_shape(self) -> tuple[int, int]:
+        """(cells, channels) of the pools' situation features (gSCAN grids); (0, 0) if none."""
+        situation = self.train.get("situation")
+        return (0, 0) if situation is None else (situation.shape[1], situation.shape[2])
+
 
 def _trimmed(array: np.ndarray) -> np.ndarray:
     """A 0-padded token array cut to its longest row (EOS included)."""
@@ -210,6 +216,7 @@ def load_task_data(
     pools = {split: {f: jnp.asarray(a[f]) for f in ("inputs", "targets")}
              for split, a in arrays.items()}
     ids = {split: a["example_id"] for split, a in arrays.items()}
+    _attach_situations(task, pools, ids)
     return TaskData(
         task=task,
         train_split=train_split,
@@ -221,6 +228,16 @@ def load_task_data(
         vocabulary=registry.get_vocabulary(task),
         index=pool_index(task, train_split, eval_splits),
     )
+
+
+def _attach_situations(task: str, pools: dict[str, Pool], ids: dict[str, np.ndarray]) -> None:
+    """gSCAN: give each pool its rows' grids, [N, G*G, C] uint8, fed as encoder tokens."""
+    from tasks import registry
+
+    if registry.get_examples(task, next(iter(pools)))[0].benchmark != gscan.BENCHMARK:
+        return
+    for split, pool in pools.items():
+        pool["situation"] = jnp.asarray(registry.gscan_situation_pool(task, split)[ids[split]])
 
 
 def pool_index(task: str, train_split: str, eval_splits: Sequence[str]) -> PoolIndex:
@@ -236,10 +253,13 @@ def pool_index(task: str, train_split: str, eval_splits: Sequence[str]) -> PoolI
 
 def build_trainer(
     model_config: TransformerConfig, optimizer_config: OptimizerConfig, train_config: TrainConfig,
-    vocab_size: int,
+    vocab_size: int, situation_shape: tuple[int, int] = (0, 0),
 ) -> MultiSeedTrainer:
+    """The cell's trainer; vocabulary size and situation (cells, channels) come from the task."""
+    cells, channels = situation_shape
     return MultiSeedTrainer(
-        model_config=dataclasses.replace(model_config, vocab_size=vocab_size),
+        model_config=dataclasses.replace(model_config, vocab_size=vocab_size,
+                                         situation_cells=cells, situation_channels=channels),
         optimizer=make_optimizer(optimizer_config),
         batch_size=train_config.batch_size,
         steps_per_call=train_config.steps_per_call,
@@ -255,7 +275,7 @@ def train_cell(
     checkpoint_config: CheckpointConfig = NO_CHECKPOINTS,
     progress: tqdm | None = None,
     *,
-    settings: Mapping[str, str],
+    settings: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Train the S seeds of one cell in one compiled step; evaluate; write results + manifests.
 
@@ -267,7 +287,10 @@ def train_cell(
     reported) fill the last device.
     """
     train_config.validate()
+    if settings is None:  # direct API use: the settings this call can see
+        settings = run_settings(cell, trainer.model_config, train_config)
     check_lengths(data.task, data.lengths, trainer.model_config)
+    check_situation(data, trainer)
     seeds = train_config.seeds
     manifests = cell_manifests(cell.manifest, data.index, len(seeds))
     fresh = not model_dir.exists()
@@ -309,6 +332,7 @@ def _train_locked(
         pool, evals = replicate(pool, mesh), replicate(evals, mesh)
 
     hashes = [m.hash for m in manifests]
+    evaluators = split_evaluators(data.task, data.eval_ids)
     checkpointer = CellCheckpointer(model_dir, checkpoint_config)
     start, rows = 0, []
     restored = checkpointer.restore(state)
@@ -346,24 +370,25 @@ def _train_locked(
             diverged = host_array(state["diverged"])
             scores = {}
             for split, eval_pool in evals.items():
-                correct, tokens = evaluate(trainer, state["params"], eval_pool,
-                                           train_config.eval_batch_size)
-                scores[split] = correct[:len(seeds)].mean(axis=1)
-                writer.write_scalars(step, {f"seed_{s}/{split}/exact_match": float(v)
-                                            for s, v in zip(seeds, scores[split], strict=True)})
+                tokens = decode(trainer, state["params"], eval_pool, train_config.eval_batch_size)
+                result = evaluators[split].evaluate(tokens[:len(seeds)], data.vocabulary.tokens)
+                scores[split] = result.scores[split]
                 if train_config.save_predictions == "all" or (
                         train_config.save_predictions == "final" and last):
-                    write_predictions(model_dir / "predictions" / f"{split}_step{step}.csv",
-                                      seeds, data.eval_ids[split], correct, tokens,
-                                      data.vocabulary)
-                rows += [{
-                    "cell": cell.name, "benchmark": data.benchmark, "task": cell.task,
-                    "split": split, "strategy": cell.manifest.strategy, "n_unique": m.n_unique,
-                    "exposure": exposure, "manifest_hash": m.hash, "seed": seed, "step": step,
-                    "exact_match": float(scores[split][i]), "n_examples": int(correct.shape[1]),
-                    "train_loss": float(chunk_loss[i]), "diverged": bool(diverged[i]),
-                    "seed_steps": int(seed_steps[i]),
-                } for i, (seed, m) in enumerate(zip(seeds, manifests, strict=True))]
+                    evaluators[split].write_predictions(
+                        model_dir / "predictions" / f"{split}_step{step}.csv", seeds, result)
+                for name, score in result.scores.items():
+                    writer.write_scalars(step, {f"seed_{s}/{name}/exact_match": float(v)
+                                                for s, v in zip(seeds, score, strict=True)})
+                    rows += [{
+                        "cell": cell.name, "benchmark": data.benchmark, "task": cell.task,
+                        "split": name, "strategy": cell.manifest.strategy,
+                        "n_unique": m.n_unique, "exposure": exposure, "manifest_hash": m.hash,
+                        "seed": seed, "step": step, "exact_match": float(score[i]),
+                        "n_examples": result.sizes[name], "train_loss": float(chunk_loss[i]),
+                        "diverged": bool(diverged[i]), "seed_steps": int(seed_steps[i]),
+                        "metric": evaluators[split].metric,
+                    } for i, (seed, m) in enumerate(zip(seeds, manifests, strict=True))]
             if train_config.early_stop_split:
                 reached = scores[train_config.early_stop_split] >= train_config.early_stop_threshold
                 active = host_array(state["active"]).copy()
@@ -380,6 +405,22 @@ def _train_locked(
     writer.close()
     write_results(rows, model_dir / "results.csv")
     return rows
+
+
+def check_situation(data: TaskData, trainer: MultiSeedTrainer) -> None:
+    """A gSCAN task trains only with its grid: its pools and model must carry the situation."""
+    if data.benchmark != gscan.BENCHMARK:
+        return
+    if not all("situation" in pool for pool in (data.train, *data.evals.values())):
+        reason = "its pools carry no situation (grid)"
+    elif not getattr(trainer.model_config, "situation_cells", 0):
+        reason = "the model has no situation encoder"
+    else:
+        return
+    raise ValueError(
+        f"task {data.task!r} is gSCAN but {reason}: fed the command only, a model cannot know "
+        "where to go. Load it with load_task_data and build the trainer with "
+        "build_trainer(..., situation_shape=data.situation_shape)")
 
 
 @gin.configurable
@@ -403,7 +444,8 @@ def train(
     check_resume(Path(model_dir), settings)  # before the data loads; again once it has
     data = load_task_data(cell.task, cell.train_split, train_config.eval_splits,
                           train_config.max_eval_examples)
-    trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size)
+    trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size,
+                            data.situation_shape)
     print(f"model: {trainer.num_params:,} "
           f"parameters per seed x {train_config.num_seeds} seeds")
     with tqdm(total=train_config.total_steps, unit="step", desc=cell.name) as progress:

@@ -52,6 +52,10 @@ class TransformerConfig:
     use_bias: bool = True  # biases of the MLP and the output projection
     scale_attention: bool = True  # divide attention logits by sqrt(head_dim)
     logits_via_embedding: bool = False  # tied head: embedding.T applied to y * emb_dim**-0.5
+    # Situation encoder (gSCAN): each of `situation_cells` grid cells, a [situation_channels]
+    # feature vector, becomes one extra encoder token. Both come from the task's data; 0 = none.
+    situation_cells: int = 0
+    situation_channels: int = 0
 
     @property
     def head_dim(self) -> int:
@@ -67,6 +71,10 @@ class TransformerConfig:
                 f"TransformerConfig.{width}={self.qkv_dim or self.emb_dim} is not divisible by "
                 f"num_heads={self.num_heads}"
             )
+        if (self.situation_cells > 0) != (self.situation_channels > 0):
+            raise ValueError(
+                f"TransformerConfig.situation_cells={self.situation_cells} and "
+                f"situation_channels={self.situation_channels} must both be set or both be 0")
         for name, allowed in (("position", POSITIONS), ("mlp", MLPS), ("norm", NORMS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(
@@ -260,8 +268,39 @@ class DecoderLayer(nnx.Module):
         return y, cache._replace(self_k=self_k, self_v=self_v)
 
 
+class SituationEmbedding(nnx.Module):
+    """Grid cells as encoder tokens: a linear map of each cell's features + a learned cell id.
+
+    The features are binary (object size / shape / colour one-hots, agent bit, agent direction),
+    so the linear map sums one learned vector per feature present in the cell.
+    """
+
+    def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+        dtype = jnp.dtype(cfg.dtype)
+        self.dtype = cfg.dtype
+        self.features = nnx.Linear(cfg.situation_channels, cfg.emb_dim, dtype=dtype, rngs=rngs)
+        self.cells = nnx.Embed(cfg.situation_cells, cfg.emb_dim, dtype=dtype, rngs=rngs)
+
+    def __call__(self, situation: jax.Array) -> jax.Array:
+        """situation [B, C, F] (any numeric dtype) -> cell tokens [B, C, D]."""
+        x = self.features(situation.astype(self.dtype))
+        return x + self.cells(jnp.arange(situation.shape[1]))[None]
+
+
+def encoder_mask(encoder_tokens: jax.Array, encoded_length: int) -> jax.Array:
+    """Attention mask over encoder positions [B, 1, 1, Lk]: non-pad tokens, then every cell."""
+    extra = encoded_length - encoder_tokens.shape[1]
+    return jnp.pad(encoder_tokens != PAD_ID, ((0, 0), (0, extra)),
+                   constant_values=True)[:, None, None, :]
+
+
 class EncoderDecoder(nnx.Module):
-    """Encoder-decoder transformer over t5x batch keys (encoder/decoder_input_tokens)."""
+    """Encoder-decoder transformer over t5x batch keys (encoder/decoder_input_tokens).
+
+    With a situation encoder (TransformerConfig.situation_cells), `situation` [B, C, F] adds C
+    grid-cell tokens after the command tokens; the decoder cross-attends to both. Cells carry no
+    relative-position bias (their place in the grid is their learned cell embedding).
+    """
 
     def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
         cfg.validate()
@@ -278,6 +317,8 @@ class EncoderDecoder(nnx.Module):
             [EncoderLayer(cfg, rngs=rngs) for _ in range(cfg.num_encoder_layers)])
         self.decoder = nnx.List(
             [DecoderLayer(cfg, rngs=rngs) for _ in range(cfg.num_decoder_layers)])
+        if cfg.situation_cells:
+            self.situation = SituationEmbedding(cfg, rngs=rngs)
         self.enc_norm = _norm(cfg, rngs)
         self.dec_norm = _norm(cfg, rngs)
         if not cfg.logits_via_embedding:
@@ -300,13 +341,26 @@ class EncoderDecoder(nnx.Module):
             return self.embed.attend(y * self.cfg.emb_dim ** -0.5).astype(jnp.float32)
         return self.logits(y).astype(jnp.float32)
 
-    def encode(self, tokens: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        """tokens [B, Li] -> encoded [B, Li, D]."""
+    def encode(
+        self, tokens: jax.Array, key: jax.Array | None = None, situation: jax.Array | None = None
+    ) -> jax.Array:
+        """tokens [B, Li] (+ situation [B, C, F]) -> encoded [B, Li (+ C), D]."""
+        if (situation is None) != (not self.cfg.situation_cells):
+            raise ValueError(
+                "a model with a situation encoder needs the situation of every example"
+                if situation is None else
+                "situation features given to a model without a situation encoder "
+                "(TransformerConfig.situation_cells=0)")
         keys = _keys(key, len(self.encoder) + 1)
         positions = jnp.arange(tokens.shape[1])
         x, bias = self._embed(tokens, positions, positions, encoder=True)
+        if situation is not None:
+            x = jnp.concatenate([x, self.situation(situation)], axis=1)
+            if bias is not None:
+                cells = situation.shape[1]
+                bias = jnp.pad(bias, ((0, 0), (0, 0), (0, cells), (0, cells)))
         x = _dropout(x, self.cfg.dropout_rate, keys[0])
-        mask = (tokens != PAD_ID)[:, None, None, :]
+        mask = encoder_mask(tokens, x.shape[1])
         for layer, k in zip(self.encoder, keys[1:], strict=True):
             x = layer(x, mask, bias, k)
         return self.enc_norm(x)
@@ -325,9 +379,9 @@ class EncoderDecoder(nnx.Module):
         y, bias = self._embed(decoder_input_tokens, positions, positions, encoder=False)
         y = _dropout(y, self.cfg.dropout_rate, keys[0])
         causal = jnp.tril(jnp.ones((lt, lt), bool))[None, None]
-        cross_mask = (encoder_tokens != PAD_ID)[:, None, None, :]
+        cross = encoder_mask(encoder_tokens, encoded.shape[1])
         for layer, k in zip(self.decoder, keys[1:], strict=True):
-            y = layer(y, encoded, causal, bias, cross_mask, k)
+            y = layer(y, encoded, causal, bias, cross, k)
         return self._head(y)
 
     def __call__(
@@ -335,9 +389,10 @@ class EncoderDecoder(nnx.Module):
         encoder_input_tokens: jax.Array,
         decoder_input_tokens: jax.Array,
         key: jax.Array | None = None,
+        situation: jax.Array | None = None,
     ) -> jax.Array:
         k_enc, k_dec = _keys(key, 2)
-        encoded = self.encode(encoder_input_tokens, k_enc)
+        encoded = self.encode(encoder_input_tokens, k_enc, situation)
         return self.decode(encoded, encoder_input_tokens, decoder_input_tokens, k_dec)
 
     def init_cache(self, encoded: jax.Array, max_decode_len: int) -> list[LayerCache]:
@@ -357,10 +412,10 @@ class EncoderDecoder(nnx.Module):
         """Logits [B, V] for position t given the token [B] fed at t, and updated caches."""
         cache_positions = jnp.arange(caches[0].self_k.shape[1])
         y, bias = self._embed(token[:, None], t[None], cache_positions, encoder=False)
-        cross_mask = (encoder_tokens != PAD_ID)[:, None, None, :]
+        cross = encoder_mask(encoder_tokens, caches[0].cross_k.shape[1])
         new_caches = []
         for layer, cache in zip(self.decoder, caches, strict=True):
-            y, cache = layer.step(y, t, cache, bias, cross_mask)
+            y, cache = layer.step(y, t, cache, bias, cross)
             new_caches.append(cache)
         return self._head(y)[:, 0], new_caches
 

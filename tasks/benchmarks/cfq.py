@@ -11,7 +11,7 @@ from typing import Any
 from tasks.data_dir import benchmark_file
 from tasks.example import Example
 from tasks.jsonstream import iter_array, read_json_file
-from tasks.metrics import token_exact_match
+from tasks.metrics import token_exact_match, token_match
 
 BENCHMARK = "cfq"
 SPLITS = (
@@ -235,4 +235,6 @@ def load_example_data(data_dir: str | os.PathLike[str] | None = None) -> dict[st
     return load_files(dataset, split, "example")
 
 
+METRIC_NAME = "exact_match"
+match = token_match  # a prediction is correct when its tokens equal the target's
 metric = token_exact_match  # seqio metric fn: exact match of the preprocessed query

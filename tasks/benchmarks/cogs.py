@@ -12,9 +12,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from tasks.data_dir import benchmark_file
 from tasks.example import Example
-from tasks.metrics import token_exact_match
+from tasks.metrics import (
+    Match,
+    category_groups,
+    difficulty_groups,
+    group_means,
+    token_exact_match,
+    token_match,
+)
 
 BENCHMARK = "cogs"
 FORMATS = ("lf", "variable_free")
@@ -442,6 +451,8 @@ def load(
 # Metrics
 
 
+METRIC_NAME = "exact_match"
+match = token_match  # a prediction is correct when its tokens equal the target's
 metric = token_exact_match  # seqio metric fn
 
 
@@ -459,10 +470,21 @@ def _aligned(
     return list(predictions)
 
 
+def _correct(
+    examples: Sequence[Example],
+    predictions: Sequence[str] | Mapping[int, str],
+    match: Match | None,
+) -> np.ndarray:
+    """Per-example correctness under `match` (default: this benchmark's `match`)."""
+    same = match or token_match
+    return np.array([bool(same(ex.target, pred))
+                     for ex, pred in zip(examples, _aligned(examples, predictions), strict=True)])
+
+
 def per_category_exact_match(
     examples: Sequence[Example],
     predictions: Sequence[str] | Mapping[int, str],
-    match: Callable[[str, str], bool] | None = None,
+    match: Match | None = None,
 ) -> dict[str, float]:
     """Exact match (0-1) per category, in first-seen order.
 
@@ -471,32 +493,23 @@ def per_category_exact_match(
     """
     if not examples:
         raise ValueError("per_category_exact_match: no examples to score")
-    same = match or (lambda t, p: t.split() == p.split())
-    hits: dict[str, list[int]] = {}
-    for ex, pred in zip(examples, _aligned(examples, predictions), strict=True):
-        tally = hits.setdefault(ex.category or "", [0, 0])
-        tally[0] += bool(same(ex.target, pred))
-        tally[1] += 1
-    return {cat: h / n for cat, (h, n) in hits.items()}
+    correct = _correct(examples, predictions, match)
+    groups = category_groups([ex.category for ex in examples])
+    return {cat: float(v) for cat, v in group_means(correct, groups).items()}
 
 
 def difficulty_exact_match(
     examples: Sequence[Example],
     predictions: Sequence[str] | Mapping[int, str],
-    match: Callable[[str, str], bool] | None = None,
+    match: Match | None = None,
 ) -> dict[str, float]:
     """Exact match (0-1) over all examples and over the easy/hard gen categories present."""
     if not examples:
         raise ValueError("difficulty_exact_match: no examples to score")
-    same = match or (lambda t, p: t.split() == p.split())
-    groups: dict[str, list[bool]] = {"all": []}
-    for ex, pred in zip(examples, _aligned(examples, predictions), strict=True):
-        ok = bool(same(ex.target, pred))
-        groups["all"].append(ok)
-        level = CATEGORY_DIFFICULTY.get(ex.category or "")
-        if level:
-            groups.setdefault(level, []).append(ok)
-    return {k: sum(v) / len(v) for k, v in groups.items()}
+    correct = _correct(examples, predictions, match)
+    groups = difficulty_groups([ex.category for ex in examples], CATEGORY_DIFFICULTY)
+    return {"all": float(correct.mean()),
+            **{k: float(v) for k, v in group_means(correct, groups).items()}}
 
 
 def iter_pairs(examples: Iterable[Example]) -> set[tuple[str, str]]:

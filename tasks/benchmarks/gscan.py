@@ -12,7 +12,7 @@ import numpy as np
 from tasks.data_dir import benchmark_file
 from tasks.example import Example
 from tasks.jsonstream import JsonStream
-from tasks.metrics import token_exact_match
+from tasks.metrics import token_exact_match, token_match
 
 BENCHMARK = "gscan"
 DATASETS = {
@@ -271,4 +271,6 @@ def situation_pool(examples: Sequence[Example]) -> np.ndarray:
     return stacked.reshape(len(grids), -1, stacked.shape[-1])
 
 
+METRIC_NAME = "exact_match"
+match = token_match  # a prediction is correct when its tokens equal the target's
 metric = token_exact_match  # seqio metric fn: exact match of the whole action sequence

@@ -432,6 +432,10 @@ def metric(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, floa
     }
 
 
+METRIC_NAME = "recogs_exact_match"  # exact match up to variable renaming and conjunct order
+match = recogs_match
+
+
 def per_category_exact_match(
     examples: Sequence[Example], predictions: Sequence[str] | Mapping[int, str]
 ) -> dict[str, float]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from tasks.data_dir import benchmark_file
 from tasks.example import Example
-from tasks.metrics import token_exact_match
+from tasks.metrics import token_exact_match, token_match
 
 BENCHMARK = "scan"
 SPLITS = ("length", "simple", "addprim_jump")
@@ -269,4 +269,6 @@ def out_len(actions: str) -> int:
     return len(actions.split())
 
 
+METRIC_NAME = "exact_match"
+match = token_match  # a prediction is correct when its tokens equal the target's
 metric = token_exact_match  # seqio metric fn
