@@ -12,11 +12,14 @@ gin_configs/experiments/cogs_e5.gin and cogs_seed_threshold.gin), bf16 compute:
 4. wall time of the COGS E5 cells (5 seeds) and seed-threshold cells (50 seeds) and of both whole
    designs, extrapolated from the measured step time of the designs' own model (training only);
 5. greedy decode throughput with the KV cache (the trainer's decode path, E5's eval batch).
-A measurement that runs out of device memory is recorded as `oom` (larger S then skipped); one
-that would start after the time budget is recorded as skipped. Writes DIR/results.json and
-DIR/results.md. `--smoke`: every path at toy size on CPU (the test suite runs it).
+Order: torch (its cached memory is then handed back), the bf16 peak, JAX for S <= 32, the
+designs, decode, and last JAX for S > 32 (likeliest to run out of memory or time). A measurement
+that runs out of device memory is recorded as `oom` (larger S of that model then skipped); one that
+would start after the time budget is recorded as skipped. DIR/results.json is rewritten after
+every measurement ("complete": false until the end), DIR/results.md at the end. `--smoke`: every
+path at toy size on CPU (the test suite runs it).
 
-Run: python benchmarks/accelerator_suite.py --out DIR [--smoke] [--budget_s 420]
+Run: python benchmarks/accelerator_suite.py --out DIR [--smoke] [--budget_s 390]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+LATE_SEEDS = 32  # ensembles larger than this are measured last
 MODELS = {"small": "models/small.gin", "t5_small": "models/t5_small.gin"}
 DESIGNS = {"cogs_e5": "experiments/cogs_e5.gin",
            "cogs_seed_threshold": "experiments/cogs_seed_threshold.gin"}
@@ -257,6 +261,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                             "--xla_llvm_disable_expensive_passes=true"])
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     clock = Clock(args.budget_s)
+    from tasks.atomic import write_text
+
+    def save(results: dict[str, Any]) -> None:
+        """results.json as it stands (complete: false until the end), in case the run is cut."""
+        results["elapsed_s"] = clock.elapsed()
+        write_text(args.out / "results.json", json.dumps(results, indent=1, default=str) + "\n")
     from compgen_jax.optim import OptimizerConfig
     from tasks.data_dir import data_dir
 
@@ -277,7 +287,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     clock.log(f"workload: {shapes} ({source}), batch {batch}, seeds {args.seeds}")
 
     results: dict[str, Any] = {
-        "smoke": args.smoke, "budget_s": args.budget_s,
+        "complete": False, "smoke": args.smoke, "budget_s": args.budget_s,
         "workload": {**dataclasses.asdict(shapes), "source": source, "batch_size": batch,
                      "steps_per_call": args.steps_per_call, "compute_dtype": "bfloat16"},
         "flop_counting": "analytic matmul FLOPs (benchmarks/measure.py), training = 3 x forward",
@@ -292,21 +302,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # torch first: its cached memory is handed back before JAX allocates.
     torch_bench = TorchBench(shapes, batch, args.torch_warmup, args.torch_timed)
     results["torch_device"] = str(torch_bench.device)
-    torch_rows: dict[tuple[str, str, int], dict[str, Any]] = {}
+    training = results["training"]
+
+    def torch_row(name: str, mode: str, s: int, measure: Callable[[], float],
+                  blocked: str = "") -> str:
+        row = attempt(clock, f"torch {name} {mode} S={s}", lambda: {
+            "seconds_per_step": (t := measure()), "seed_steps_per_s": s / t},
+            share=args.torch_share, blocked=blocked)
+        training.append({"model": name, "framework": "torch", "mode": mode, "seeds": s, **row})
+        torch_bench.release()
+        save(results)
+        return row["status"]
+
     for name, cfg in configs.items():
-        row = attempt(clock, f"torch {name} plain loop", lambda cfg=cfg: {
-            "seconds_per_step": torch_bench.plain_seconds(cfg, optimizer_config)},
-            share=args.torch_share)
-        torch_rows[name, "plain loop", 1] = row
+        torch_row(name, "plain loop", 1,
+                  lambda cfg=cfg: torch_bench.plain_seconds(cfg, optimizer_config))
         blocked = ""
         for s in args.seeds:
-            row = attempt(clock, f"torch {name} torch.func ensemble S={s}", lambda cfg=cfg, s=s: {
-                "seconds_per_step": torch_bench.ensemble_seconds(cfg, optimizer_config, s)},
-                share=args.torch_share, blocked=blocked)
-            blocked = blocked or ("smaller S ran out of memory" if row["status"] == "oom" else "")
-            torch_rows[name, "torch.func ensemble", s] = row
-            torch_bench.release()
-    torch_bench.release()
+            status = torch_row(name, "torch.func ensemble", s, lambda cfg=cfg, s=s:
+                               torch_bench.ensemble_seconds(cfg, optimizer_config, s), blocked)
+            blocked = blocked or "a smaller S ran out of memory" * (status == "oom")
 
     import jax
     from measure import matmul_peak_flops, train_matmul_flops
@@ -321,21 +336,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return {"seconds_per_step": seconds, "seed_steps_per_s": s / seconds,
                 "flops_per_s": flops, "mfu": flops / peak}
 
-    for name, cfg in configs.items():
+    for row in training:  # the torch rows, now that the peak is known
+        if row["status"] == "ok":
+            row.update(rate_fields(configs[row["model"]], row["seeds"], row["seconds_per_step"]))
+
+    out_of_memory: set[str] = set()
+
+    def train_rows(name: str, cfg: Any, seeds: list[int]) -> None:
         trainer = bench.trainer(cfg, optimizer_config)
-        blocked = ""
-        for s in sorted({1, *args.seeds}):
-            row = attempt(clock, f"jax {name} vmapped S={s}", lambda trainer=trainer, s=s, cfg=cfg:
-                          rate_fields(cfg, s, bench.step_seconds(trainer, s)), blocked=blocked)
-            blocked = blocked or ("smaller S ran out of memory" if row["status"] == "oom" else "")
-            results["training"].append({"model": name, "framework": "jax", "mode": "vmapped",
-                                        "seeds": s, **row})
-        for (tname, mode, s), row in torch_rows.items():
-            if tname == name:
-                fields = rate_fields(cfg, s, row["seconds_per_step"]) if row["status"] == "ok" \
-                    else {}
-                results["training"].append({"model": name, "framework": "torch", "mode": mode,
-                                            "seeds": s, **fields, "status": row["status"]})
+        for s in seeds:
+            row = attempt(clock, f"jax {name} vmapped S={s}",
+                          lambda s=s: rate_fields(cfg, s, bench.step_seconds(trainer, s)),
+                          blocked="a smaller S ran out of memory" * (name in out_of_memory))
+            if row["status"] == "oom":
+                out_of_memory.add(name)
+            training.append({"model": name, "framework": "jax", "mode": "vmapped", "seeds": s,
+                             **row})
+            save(results)
+
+    # S above LATE_SEEDS is the likeliest to run out of memory or time: it runs last.
+    for name, cfg in configs.items():
+        train_rows(name, cfg, sorted(s for s in {1, *args.seeds} if s <= LATE_SEEDS))
 
     trainer = bench.trainer(design_model, optimizer_config)
     for design_name, design in designs.items():
@@ -344,7 +365,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             s = max(args.seeds)
         row = attempt(clock, f"jax cogs_design vmapped S={s} ({design_name})",
                       lambda s=s: rate_fields(design_model, s, bench.step_seconds(trainer, s)))
-        results["training"].append({"model": "cogs_design", "framework": "jax",
+        training.append({"model": "cogs_design", "framework": "jax",
                                     "mode": "vmapped", "seeds": s, **row})
         if row["status"] != "ok":
             continue
@@ -357,6 +378,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["cells"].append({"design": design_name, "cell": cell.name,
                                      "seeds": cell.num_seeds, "train_steps": cell.train_steps,
                                      "batch_size": cell.batch_size, "wall_s": wall})
+        save(results)
         results["designs"].append({"design": design_name, "cells": len(walls),
                                    "seeds": design["cells"][0].num_seeds, "measured_seeds": s,
                                    "seconds_per_step": scale,
@@ -371,7 +393,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            "tokens_per_s": s * decode_batch * shapes.target_len / t})
     results["decode"].append({"model": "cogs_design", "seeds": s, "batch": decode_batch,
                               "max_decode_len": shapes.target_len, **row})
-    results["elapsed_s"] = clock.elapsed()
+    save(results)
+    for name, cfg in configs.items():
+        train_rows(name, cfg, sorted(s for s in args.seeds if s > LATE_SEEDS))
     return results
 
 
@@ -424,7 +448,9 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = {(r["model"], r["framework"], r["mode"], r["seeds"]): r for r in results["training"]}
-    for (model, framework, _, s), row in rows.items():
+    order = list(models)
+    for (model, framework, _, s), row in sorted(rows.items(),
+                                                key=lambda kv: (order.index(kv[0][0]), kv[0][3])):
         if framework != "jax" or model == "cogs_design":
             continue
         one = rows.get((model, "jax", "vmapped", 1), {})
@@ -475,7 +501,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="toy sizes on CPU, every path")
     parser.add_argument("--seeds", type=int, nargs="+", default=[8, 32, 50],
                         help="ensemble sizes S besides the single-seed S=1")
-    parser.add_argument("--budget_s", type=float, default=420.0,
+    parser.add_argument("--budget_s", type=float, default=390.0,
                         help="no measurement starts after this many seconds")
     parser.add_argument("--torch_share", type=float, default=0.3,
                         help="fraction of the budget after which torch measurements stop")
@@ -501,6 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     from tasks.atomic import write_text
 
     results = run(args)
+    results["complete"] = True
     write_text(args.out / "results.json", json.dumps(results, indent=1, default=str) + "\n")
     write_text(args.out / "results.md", markdown(results))
     print(markdown(results), flush=True)

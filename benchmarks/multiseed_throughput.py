@@ -44,7 +44,8 @@ def torch_seconds_per_seed_step(cfg: TransformerConfig, pool: dict[str, np.ndarr
                                 seeds: int, steps: int) -> tuple[float, float] | None:
     """Seconds per seed-step of the torch peer: (plain one-seed loop, torch.func S-seed ensemble).
 
-    float32 like the JAX runs here; each step draws a fresh batch per seed from the pool.
+    float32 like the JAX runs here; each step draws a fresh batch per seed from the pool; best
+    of 3 rounds, as the JAX side keeps its best call.
     """
     try:
         import torch
@@ -62,10 +63,11 @@ def torch_seconds_per_seed_step(cfg: TransformerConfig, pool: dict[str, np.ndarr
 
     loop = torch_peer.PlainLoop(torch_peer.make_models(cfg, [0], cpu)[0], OptimizerConfig(),
                                 bf16=False)
-    plain = torch_peer.seconds_per_step(lambda: loop.step(*draw()), cpu, 1, steps)
+    plain = torch_peer.seconds_per_step(lambda: loop.step(*draw()), cpu, 1, steps, rounds=3)
     ensemble = torch_peer.Ensemble(torch_peer.make_models(cfg, list(range(seeds)), cpu),
                                    OptimizerConfig(), bf16=False)
-    vmapped = torch_peer.seconds_per_step(lambda: ensemble.step(*draw(seeds)), cpu, 1, steps)
+    vmapped = torch_peer.seconds_per_step(lambda: ensemble.step(*draw(seeds)), cpu, 1, steps,
+                                          rounds=3)
     return plain, vmapped / seeds
 
 

@@ -263,14 +263,18 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds_per_step(step: Callable[[], object], device: torch.device, warmup: int,
-                     timed: int) -> float:
-    """Mean seconds of `timed` consecutive steps after `warmup` untimed ones."""
+def seconds_per_step(step: Callable[[], object], device: torch.device, warmup: int, timed: int,
+                     rounds: int = 1) -> float:
+    """Mean seconds of `timed` consecutive steps after `warmup` untimed ones; the best of `rounds`
+    such means (more rounds for a shared, noisy machine)."""
     for _ in range(warmup):
         step()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(timed):
-        step()
-    synchronize(device)
-    return (time.perf_counter() - start) / timed
+    best = float("inf")
+    for _ in range(rounds):
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(timed):
+            step()
+        synchronize(device)
+        best = min(best, (time.perf_counter() - start) / timed)
+    return best
