@@ -365,8 +365,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             s = max(args.seeds)
         row = attempt(clock, f"jax cogs_design vmapped S={s} ({design_name})",
                       lambda s=s: rate_fields(design_model, s, bench.step_seconds(trainer, s)))
-        training.append({"model": "cogs_design", "framework": "jax",
-                                    "mode": "vmapped", "seeds": s, **row})
+        training.append({"model": "cogs_design", "framework": "jax", "mode": "vmapped",
+                         "seeds": s, "design": design_name, **row})
         if row["status"] != "ok":
             continue
         # step time at the design's batch (the same as the measured one unless --batch is set)

@@ -18,6 +18,7 @@ from flax import nnx
 
 from compgen_jax.models import make_model, param_counts
 from compgen_jax.models.__main__ import model_config
+from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.optim import OptimizerConfig
 from tests.conftest import REPO_ROOT
 
@@ -59,8 +60,8 @@ def test_smoke_measures_every_path(smoke: tuple[dict, str]) -> None:
         assert math.isfinite(row["seconds_per_step"]) and row["seconds_per_step"] > 0
         assert row["seed_steps_per_s"] == pytest.approx(row["seeds"] / row["seconds_per_step"])
         assert 0 < row["mfu"] <= 1
-        cfg = model_config(results["models"][row["model"]]["gin"], w["vocab_size"])
-        cfg = suite.toy(cfg)
+        cfg = TransformerConfig(**results["models"][row["model"]]["config"])
+        assert (cfg.vocab_size, cfg.dtype, cfg.emb_dim) == (w["vocab_size"], "bfloat16", 32)
         flops = train_matmul_flops(cfg, w["input_len"], w["target_len"]) * w["batch_size"]
         assert row["flops_per_s"] == pytest.approx(flops * row["seeds"] / row["seconds_per_step"])
         assert row["mfu"] == pytest.approx(row["flops_per_s"] / results["matmul_peak_flops"])
@@ -80,8 +81,8 @@ def test_smoke_extrapolates_the_designs_cells(smoke: tuple[dict, str]) -> None:
         rows = [c for c in results["cells"] if c["design"] == name]
         assert [c["cell"] for c in rows] == [c.name for c in cells]
         assert [c["train_steps"] for c in rows] == [c.train_steps for c in cells]
-        measured = next(r for r in results["training"] if r["model"] == "cogs_design"
-                        and r["seeds"] == summary["measured_seeds"])
+        measured = next(r for r in results["training"] if r.get("design") == name)
+        assert measured["seeds"] == summary["measured_seeds"]
         per_step = measured["seconds_per_step"] * cells[0].batch_size / scale
         assert summary["seconds_per_step"] == pytest.approx(per_step)
         assert summary["total_s"] == pytest.approx(sum(c.train_steps for c in cells) * per_step)
@@ -183,10 +184,15 @@ def test_torch_func_ensemble_equals_plain_loops() -> None:
 
 
 def test_recorded_cogs_shapes_match_the_data(shared_data) -> None:
-    """The shapes used without data are COGS's, as the seqio task tokenizes and pads it."""
+    """The shapes the suite uses where the data is absent are those of the COGS files."""
+    assert suite.cogs_shapes(shared_data) == suite.COGS_SHAPES
+
+
+@pytest.mark.slow
+def test_recorded_cogs_shapes_match_the_seqio_task(shared_data) -> None:
+    """... and of the seqio task's tokenized, padded train pool and joint vocabulary."""
     from tasks import registry
 
-    assert suite.cogs_shapes(shared_data) == suite.COGS_SHAPES
     registry.register_cogs_tasks(shared_data)
     pool = registry.tokenized_pool("cogs", "train")
     assert suite.COGS_SHAPES == suite.Shapes(pool["inputs"].shape[1], pool["targets"].shape[1],
