@@ -197,3 +197,18 @@ def test_recorded_cogs_shapes_match_the_seqio_task(shared_data) -> None:
     pool = registry.tokenized_pool("cogs", "train")
     assert suite.COGS_SHAPES == suite.Shapes(pool["inputs"].shape[1], pool["targets"].shape[1],
                                              registry.get_vocabulary("cogs").vocab_size)
+
+
+def test_bf16_kv_cache_decode() -> None:
+    """bf16 compute: the self-attention cache takes the k/v dtype, so cached decoding runs."""
+    from compgen_jax.multiseed import MultiSeedTrainer
+    from compgen_jax.optim import make_optimizer
+
+    cfg = dataclasses.replace(toy_config("models/t5_small.gin"), dtype="bfloat16")
+    model = make_model(cfg, rngs=nnx.Rngs(0))
+    inputs = jnp.asarray(np.random.default_rng(0).integers(3, 40, (2, 8)), jnp.int32)
+    caches = model.init_cache(model.encode(inputs), 6)
+    assert caches[0].self_k.dtype == jnp.bfloat16
+    trainer = MultiSeedTrainer(cfg, make_optimizer(OptimizerConfig()), 2, 1)
+    tokens = trainer.decode(trainer.init(jnp.arange(2))["params"], inputs, 6)
+    assert tokens.shape == (2, 2, 6) and tokens.dtype == jnp.int32
