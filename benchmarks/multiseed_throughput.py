@@ -1,9 +1,11 @@
 """Multi-seed training and decoding throughput, measured side by side in one run (real SCAN pool).
 
 1. One vmapped step over S seeds vs S single-seed steps run back to back (same compiled function),
-   with achieved FLOP/s against a float32 matmul peak measured in the same process.
-2. Per-seed throughput of the vmapped JAX trainer vs an equivalent PyTorch training loop (same model
-   sizes, batch and optimizer; skipped when torch is not installed).
+   with achieved FLOP/s (analytic matmul FLOPs, benchmarks/measure.py) against a float32 matmul
+   peak measured in the same process.
+2. Per-seed throughput of the vmapped JAX trainer vs its PyTorch peers (benchmarks/torch_peer.py:
+   same model, batch and AdamW): a torch.func vmapped ensemble of the same S seeds and a plain
+   one-seed loop (skipped when torch is not installed).
 3. Greedy decoding with the KV cache vs re-running the decoder over the prefix at every position.
 
 Run: python benchmarks/multiseed_throughput.py [--models tiny small] [--seeds 8 32]
@@ -13,17 +15,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 from collections.abc import Callable
 
 import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
+from measure import best_seconds, matmul_peak_flops, seconds_per_step, train_matmul_flops
 
-from compgen_jax.gin_utils import GIN_CONFIGS_DIR
+from compgen_jax.models.__main__ import model_config as gin_model_config
 from compgen_jax.models.transformer import TransformerConfig
-from compgen_jax.multiseed import MultiSeedTrainer, Pool
+from compgen_jax.multiseed import MultiSeedTrainer
 from compgen_jax.optim import OptimizerConfig, make_optimizer
 from tasks import registry
 
@@ -33,101 +35,40 @@ STEPS_PER_CALL = {"tiny": 10, "small": 2}
 
 def model_config(name: str, vocab_size: int) -> TransformerConfig:
     """TransformerConfig as gin_configs/models/<name>.gin sets it (dropout off for timing)."""
+    cfg = gin_model_config(f"models/{name}.gin", vocab_size)
     gin.clear_config()
-    gin.parse_config_file(str(GIN_CONFIGS_DIR / "models" / f"{name}.gin"))
-    cfg = TransformerConfig()
-    gin.clear_config()
-    return dataclasses.replace(cfg, vocab_size=vocab_size, dropout_rate=0.0)
+    return dataclasses.replace(cfg, dropout_rate=0.0)
 
 
-def best_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """Fastest of `repeats` timed calls after one untimed (compiling) call."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
+def torch_seconds_per_seed_step(cfg: TransformerConfig, pool: dict[str, np.ndarray], batch: int,
+                                seeds: int, steps: int) -> tuple[float, float] | None:
+    """Seconds per seed-step of the torch peer: (plain one-seed loop, torch.func S-seed ensemble).
 
-
-def matmul_peak_flops(n: int = 2048) -> float:
-    """Float32 FLOP/s of a large square matmul: the machine's practical peak for this dtype."""
-    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
-    mm = jax.jit(lambda x: x @ x)
-    return 2 * n**3 / best_seconds(lambda: mm(a), 5)
-
-
-def seconds_per_step(trainer: MultiSeedTrainer, groups: list, pool: Pool, repeats: int) -> float:
-    """Best per-step time of running every (state, orders) group once per call.
-
-    Call 1 compiles; states are donated and replaced, so no copies enter the timing.
+    float32 like the JAX runs here; each step draws a fresh batch per seed from the pool; best
+    of 3 rounds, as the JAX side keeps its best call.
     """
-    best = float("inf")
-    for call in range(repeats + 1):
-        start = time.perf_counter()
-        results = [trainer.train(state, orders, pool) for state, orders in groups]
-        jax.block_until_ready([loss for _, loss in results])
-        groups = [(state, orders) for (state, _), (_, orders) in zip(results, groups, strict=True)]
-        if call:
-            best = min(best, time.perf_counter() - start)
-    return best / trainer.steps_per_call
-
-
-def torch_seconds_per_step(cfg: TransformerConfig, pool: dict[str, np.ndarray], batch: int,
-                           steps: int) -> float | None:
-    """Per-step time of the same encoder-decoder trained by a plain PyTorch loop (one seed)."""
     try:
         import torch
+        import torch_peer
     except ImportError:
         return None
-    torch.manual_seed(0)
-
-    class Seq2Seq(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            d = cfg.emb_dim
-            self.embed = torch.nn.Embedding(cfg.vocab_size, d)
-            self.enc_pos = torch.nn.Embedding(cfg.max_len, d)
-            self.dec_pos = torch.nn.Embedding(cfg.max_len, d)
-            self.core = torch.nn.Transformer(
-                d, cfg.num_heads, cfg.num_encoder_layers, cfg.num_decoder_layers, cfg.mlp_dim,
-                dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
-            self.logits = torch.nn.Linear(d, cfg.vocab_size)
-
-        def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-            s = self.embed(src) + self.enc_pos(torch.arange(src.shape[1]))
-            t = self.embed(tgt_in) + self.dec_pos(torch.arange(tgt_in.shape[1]))
-            causal = self.core.generate_square_subsequent_mask(tgt_in.shape[1])
-            out = self.core(s, t, tgt_mask=causal, src_key_padding_mask=src == 0,
-                            memory_key_padding_mask=src == 0)
-            return self.logits(out)
-
-    model = Seq2Seq()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    cpu = torch.device("cpu")
     inputs = torch.as_tensor(pool["inputs"], dtype=torch.long)
     targets = torch.as_tensor(pool["targets"], dtype=torch.long)
-    rng = np.random.default_rng(0)
+    gen = torch.Generator().manual_seed(0)
 
-    def run() -> None:
-        for _ in range(steps):
-            idx = torch.as_tensor(rng.integers(0, len(inputs), batch))
-            src, tgt = inputs[idx], targets[idx]
-            tgt_in = torch.nn.functional.pad(tgt, (1, 0))[:, :-1]
-            logits = model(src, tgt_in)
-            loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=0)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+    def draw(*lead: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(0, len(inputs), (*lead, batch), generator=gen)
+        return inputs[idx], targets[idx]
 
-    run()
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times) / steps
+    loop = torch_peer.PlainLoop(torch_peer.make_models(cfg, [0], cpu)[0], OptimizerConfig(),
+                                bf16=False)
+    plain = torch_peer.seconds_per_step(lambda: loop.step(*draw()), cpu, 1, steps, rounds=3)
+    ensemble = torch_peer.Ensemble(torch_peer.make_models(cfg, list(range(seeds)), cpu),
+                                   OptimizerConfig(), bf16=False)
+    vmapped = torch_peer.seconds_per_step(lambda: ensemble.step(*draw(seeds)), cpu, 1, steps,
+                                          rounds=3)
+    return plain, vmapped / seeds
 
 
 def uncached_decode(trainer: MultiSeedTrainer) -> Callable:
@@ -161,10 +102,10 @@ def main() -> None:
     pool = {k: jnp.asarray(host_pool[k]) for k in ("inputs", "targets")}
     vocab_size = registry.get_vocabulary("scan_simple").vocab_size
     peak = matmul_peak_flops()
-    n, tokens_per_example = pool["inputs"].shape[0], sum(pool[k].shape[1] for k in pool)
+    n, (input_len, target_len) = pool["inputs"].shape[0], (pool[k].shape[1] for k in pool)
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}; float32 matmul peak "
-          f"{peak / 1e9:.1f} GFLOP/s; SCAN simple pool {n} examples, {tokens_per_example} tokens "
-          "each (inputs + targets)\n")
+          f"{peak / 1e9:.1f} GFLOP/s; SCAN simple pool {n} examples, {input_len} + {target_len} "
+          "tokens each (inputs + targets)\n")
     print("| model | params | batch | seeds | vmapped s/step | sequential s/step | speed-up | "
           "seed-steps/s | GFLOP/s | % of peak |\n|---|---|---|---|---|---|---|---|---|---|")
     per_seed = {}
@@ -180,23 +121,26 @@ def main() -> None:
                                       args.repeats)
             singles = [(trainer.init(jnp.asarray([k])), orders[k:k + 1]) for k in range(s)]
             t_seq = seconds_per_step(trainer, singles, pool, args.repeats)
-            flops = 6.0 * n_params * batch * tokens_per_example * s / t_vmap
+            flops = train_matmul_flops(cfg, input_len, target_len) * batch * s / t_vmap
             per_seed[name] = min(per_seed.get(name, (np.inf, 0)), (t_vmap / s, s))
             print(f"| {name} | {n_params / 1e6:.2f}M | {batch} | {s} | {t_vmap:.4f} | "
                   f"{t_seq:.4f} | {t_seq / t_vmap:.2f}x | {s / t_vmap:.1f} | {flops / 1e9:.1f} | "
                   f"{100 * flops / peak:.0f}% |", flush=True)
 
-    print("\n| model | JAX vmapped s per seed-step (best S) | PyTorch s/step (one seed) | "
-          "JAX per-seed speed-up |\n|---|---|---|---|")
+    print("\n| model | JAX vmapped s per seed-step (best S) | torch.func ensemble s per "
+          "seed-step (same S) | plain PyTorch loop s/step (one seed) | JAX vs torch.func | "
+          "JAX vs plain PyTorch |\n|---|---|---|---|---|---|")
     for name in args.models:
-        t_torch = torch_seconds_per_step(model_config(name, vocab_size), host_pool, BATCH[name],
-                                         STEPS_PER_CALL[name] * 2)
         jax_seconds, best_s = per_seed[name]
-        if t_torch is None:
-            print(f"| {name} | {jax_seconds:.4f} (S={best_s}) | torch not installed | - |")
+        torch_seconds = torch_seconds_per_seed_step(
+            model_config(name, vocab_size), host_pool, BATCH[name], best_s,
+            STEPS_PER_CALL[name] * 2)
+        if torch_seconds is None:
+            print(f"| {name} | {jax_seconds:.4f} (S={best_s}) | torch not installed | - | - | - |")
         else:
-            print(f"| {name} | {jax_seconds:.4f} (S={best_s}) | {t_torch:.4f} | "
-                  f"{t_torch / jax_seconds:.2f}x |", flush=True)
+            plain, ensemble = torch_seconds
+            print(f"| {name} | {jax_seconds:.4f} (S={best_s}) | {ensemble:.4f} | {plain:.4f} | "
+                  f"{ensemble / jax_seconds:.2f}x | {plain / jax_seconds:.2f}x |", flush=True)
 
     cfg = model_config("tiny", vocab_size)
     trainer = MultiSeedTrainer(cfg, make_optimizer(OptimizerConfig()), 32, 1)

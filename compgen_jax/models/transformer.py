@@ -398,7 +398,8 @@ class EncoderDecoder(nnx.Module):
     def init_cache(self, encoded: jax.Array, max_decode_len: int) -> list[LayerCache]:
         """Empty self-attention caches plus precomputed cross-attention k/v for every layer."""
         b = encoded.shape[0]
-        empty = jnp.zeros((b, max_decode_len, self.cfg.num_heads, self.cfg.head_dim), encoded.dtype)
+        empty = jnp.zeros((b, max_decode_len, self.cfg.num_heads, self.cfg.head_dim),
+                          jnp.dtype(self.cfg.dtype))  # the self-attention k/v dtype (bf16 too)
         return [LayerCache(empty, empty, *layer.cross_attn.project_kv(encoded))
                 for layer in self.decoder]
 
