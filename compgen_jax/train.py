@@ -24,6 +24,7 @@ from compgen_jax.checkpoints import (
     settings_meta,
 )
 from compgen_jax.evaluation import decode, split_evaluators
+from compgen_jax.gin_utils import write_operative_config
 from compgen_jax.lock import check_model_dir, model_dir_lock
 from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.multiseed import MultiSeedTrainer, Pool
@@ -350,6 +351,9 @@ def _train_locked(
     writer = metric_writers.create_default_writer(
         str(model_dir / "tensorboard"),
         just_logging=not train_config.tensorboard or jax.process_index() > 0)
+    if jax.process_index() == 0:  # the run's config before its first step, as t5x records it
+        config_text = write_operative_config(model_dir).read_text()
+        writer.write_texts(start, {"config": f"```\n{config_text}\n```"})
     done = start
     for step in train_config.call_ends(start):
         num_steps, done = step - done, step

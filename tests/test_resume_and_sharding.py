@@ -58,6 +58,10 @@ def test_killed_run_resumes_to_bitwise_identical_results(tmp_path: Path):
                    if p.name.split("_")[1].isdigit())  # not orbax's in-progress *-tmp dirs
     assert saved and saved[-1] < 400, f"the run was not interrupted (checkpoints {saved})"
     assert not (killed / "results.csv").exists()
+    # t5x-style: the operative config is on disk (and in TensorBoard) before the first step
+    assert "TRAIN_STEPS = 400" in (killed / "config.gin").read_text()
+    events = list((killed / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and b"TRAIN_STEPS = 400" in events[0].read_bytes()
 
     _run(_train_command(killed, *budget))
     pd.testing.assert_frame_equal(_results(killed), _results(whole), check_exact=True)
@@ -72,3 +76,4 @@ def test_twelve_seeds_sharded_on_eight_devices_equal_unsharded(tmp_path: Path):
     plain, sharded = _results(tmp_path / "plain"), _results(tmp_path / "sharded")
     assert sorted(sharded["seed"].unique()) == list(range(12))  # padding lanes never reported
     assert_results_equivalent(sharded, plain)
+
