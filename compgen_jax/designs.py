@@ -130,6 +130,17 @@ def design(cells: Sequence[DesignCell] = gin.REQUIRED) -> list[DesignCell]:
     return list(cells)
 
 
+def configured_design() -> list[DesignCell]:
+    """The cells of the design the parsed gin files bind; a single-cell config is a ValueError."""
+    try:
+        gin.query_parameter("design.cells")
+    except ValueError:
+        raise ValueError("the gin files bind no design (design.cells): this is a single-cell "
+                         "config; `compgen-jax train` trains and writes the manifests of one "
+                         "cell") from None
+    return design()
+
+
 def build_manifests(
     cells: Sequence[DesignCell],
     index_for: Callable[[str, str], PoolIndex],

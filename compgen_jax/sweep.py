@@ -130,7 +130,7 @@ def expand(
     except ValueError:
         raise ValueError("MODEL_DIR (the sweep root) is not set: pass "
                          "--gin.MODEL_DIR=\\\"/path\\\"") from None
-    design_cells = designs.design()
+    design_cells = designs.configured_design()
     checks = validation.validate_configured_design(design_cells)
     built = designs.build_manifests(design_cells, _index_builder())
     cells = []

@@ -78,6 +78,35 @@ def test_train_on_a_design_file_points_at_sweep_launch(tmp_path: Path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("command", [["manifest", "build"], ["sweep", "launch", "--dry_run"]])
+def test_design_commands_on_a_single_cell_config_are_one_clear_error(
+        tmp_path: Path, capsys, command: list[str]):
+    rc = main([*command, "--gin_file=experiments/scan_simple_cell_cpu.gin",
+               f"--gin.MODEL_DIR='{tmp_path / 'm'}'"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "single-cell config" in err[0] and "compgen-jax train" in err[0]
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(("binding", "message"), [
+    ("--gin.TRAIN_STEP=50", "macro TRAIN_STEP; did you mean TRAIN_STEPS?"),
+    ("--gin.TRAIN_STEPS='abc'", "TrainConfig.total_steps = 'abc' (through %TRAIN_STEPS): "
+                                "expected int, got str"),
+    ("--gin.LEARNING_RATE='0.1'", "learning_rate = '0.1' (through %LEARNING_RATE): expected "
+                                  "float"),
+    ("--gin.TrainConfig.shard_seeds=1", "TrainConfig.shard_seeds = 1: expected bool"),
+])
+def test_misspelled_macro_and_wrong_type_are_one_clear_error(
+        tmp_path: Path, capsys, binding: str, message: str):
+    rc = main(["train", "--gin_file=experiments/scan_simple_cell_cpu.gin",
+               f"--gin.MODEL_DIR='{tmp_path / 'm'}'", binding])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.slow
 def test_demo_main_job_shows_em_rising_with_n(tmp_path: Path):
     proc = subprocess.run(

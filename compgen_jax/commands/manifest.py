@@ -17,7 +17,7 @@ def run_build(args: argparse.Namespace) -> None:
     from tasks.data_dir import data_dir
 
     model_dir = configure(args, [])
-    cells = designs.design()
+    cells = designs.configured_design()
     validation.validate_configured_design(cells)
     train_config = TrainConfig()
 
