@@ -20,6 +20,7 @@ from typing import Any
 import gin
 import jax
 import orbax.checkpoint as ocp
+import tensorstore as ts
 from tqdm.auto import tqdm
 
 from compgen_jax.multiseed import State
@@ -82,6 +83,26 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
 
 
+_ARRAY_DRIVERS = {"/.zarray": "zarr", "/zarr.json": "zarr3"}  # array metadata key -> driver
+
+
+def read_every_array(state_dir: Path) -> None:
+    """Read each array of an orbax OCDBT state directory, one at a time; raise if one fails.
+
+    orbax reads arrays concurrently and, when one fails, closes its event loop with the other
+    reads in flight: their late callbacks print tracebacks. Reading sequentially first turns a
+    damaged file into one exception and nothing else printed (the cost: a second read on resume).
+    """
+    base = {"driver": "ocdbt", "base": f"file://{Path(state_dir).absolute()}"}
+    for key in ts.KvStore.open(base).result().list().result():
+        name = key.decode()
+        for suffix, driver in _ARRAY_DRIVERS.items():
+            if name.endswith(suffix):
+                path = name[:-len(suffix)] + "/"
+                ts.open({"driver": driver, "kvstore": {**base, "path": path}}).result() \
+                    .read().result()
+
+
 class CellCheckpointer:
     """Save and restore (stacked state, JSON metadata) pairs of one cell's run."""
 
@@ -108,6 +129,7 @@ class CellCheckpointer:
         missing = [f for f in ORBAX_FILES if not (path / f).is_file()]
         if missing:  # orbax's own error for these is a pytree mismatch that names neither
             raise FileNotFoundError(f"missing {', '.join(missing)}")
+        read_every_array(path / "state")
         target = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), _saveable(like))
         out = self.manager.restore(step, args=ocp.args.Composite(

@@ -171,6 +171,7 @@ class TaskData:
         return {split: {f: int(a.shape[1]) for f, a in pool.items()}
                 for split, pool in pools.items()}
 
+    @property
     def situation_shape(self) -> tuple[int, int]:
         """(cells, channels) of the pools' situation features (gSCAN grids); (0, 0) if none."""
         situation = self.train.get("situation")

@@ -6,12 +6,16 @@ import os
 from pathlib import Path
 
 DATA_DIR_ENV = "COMPGEN_DATA_DIR"
+DEFAULT_DATA_DIR = Path("../shared/data")  # beside the project root, when run from it
 
 
 def data_dir(override: str | os.PathLike[str] | None = None) -> Path | None:
-    """The benchmark data directory: an explicit override, else $COMPGEN_DATA_DIR, else None."""
+    """The benchmark data directory: an explicit override, else $COMPGEN_DATA_DIR, else
+    ../shared/data (relative to the working directory) when it exists, else None."""
     value = override if override is not None else os.environ.get(DATA_DIR_ENV)
-    return Path(value).expanduser() if value else None
+    if value:
+        return Path(value).expanduser()
+    return DEFAULT_DATA_DIR if DEFAULT_DATA_DIR.is_dir() else None
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -31,7 +35,8 @@ def benchmark_file(
     root = data_dir(data_dir_setting)
     if root is None:
         raise FileNotFoundError(
-            f"{what}: no data directory given and {DATA_DIR_ENV} is not set "
+            f"{what}: no data directory given, {DATA_DIR_ENV} is not set and "
+            f"{DEFAULT_DATA_DIR} does not exist "
             f"(expected <dir>/{relpath})"
         )
     return require_file(root / relpath, what)

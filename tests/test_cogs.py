@@ -27,7 +27,7 @@ def _examples(fmt: str, split: str) -> list:
 
 
 def test_registers_all_tasks(cogs_tasks: list[str]) -> None:
-    assert cogs_tasks == ["cogs", "cogs_variable_free", "recogs_v1", "recogs_pos"]
+    assert cogs_tasks == ["cogs", "cogs_variable_free", "recogs_v1", "recogs_v2", "recogs_pos"]
     assert registry.register_cogs_tasks("") == []
 
 

@@ -136,6 +136,7 @@ def test_load_missing_file_names_file_and_setting(tmp_path: Path, monkeypatch) -
     assert "length_split/tasks_train_length.txt" in str(info.value)
     assert "COMPGEN_DATA_DIR" in str(info.value)
     monkeypatch.delenv("COMPGEN_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ../shared/data to default to
     with pytest.raises(FileNotFoundError, match="COMPGEN_DATA_DIR is not set"):
         scan.load("length", "train")
 
