@@ -10,9 +10,11 @@ DEFAULT_DATA_DIR = Path("../shared/data")  # beside the project root, when run f
 
 
 def data_dir(override: str | os.PathLike[str] | None = None) -> Path | None:
-    """The benchmark data directory: an explicit override, else $COMPGEN_DATA_DIR, else
-    ../shared/data (relative to the working directory) when it exists, else None."""
-    value = override if override is not None else os.environ.get(DATA_DIR_ENV)
+    """The benchmark data directory: an explicit override ("" for none), else $COMPGEN_DATA_DIR,
+    else ../shared/data (relative to the working directory) when it exists, else None."""
+    if override is not None:  # "" says: explicitly no data directory
+        return Path(override).expanduser() if str(override) else None
+    value = os.environ.get(DATA_DIR_ENV)
     if value:
         return Path(value).expanduser()
     return DEFAULT_DATA_DIR if DEFAULT_DATA_DIR.is_dir() else None

@@ -62,7 +62,7 @@ class _Spec:
 
 _SPECS: dict[str, _Spec] = {}
 _EXAMPLES: dict[str, dict[str, list[Example]]] = {}  # what has been read so far, per task
-_EXPLICIT: set[str] = set()  # registered by a register_* call (data dir fixed, files checked)
+_EXPLICIT: dict[str, Path | None] = {}  # register_* call -> its data dir (None: reads no files)
 _FOREIGN: dict[tuple[str, str], list[Example]] = {}  # examples of other seqio tasks/mixtures
 
 
@@ -142,17 +142,22 @@ def _register(
     metric_fn: Callable[..., dict[str, float]],
     vocab: WordVocabulary | None = None,
     explicit: bool = True,
+    root: Path | None = None,
 ) -> None:
     """(Re-)register a deterministic Task whose splits are read by `load` on first use.
 
     `vocab` None: the joint word vocabulary of all splits, built (lazily) from the data.
+    `root`: the data dir an explicit registration read its files from.
     """
     vocabulary = vocab or LazyWordVocabulary(lambda: (
         text for split in splits for ex in _split_examples(name, split)
         for text in (ex.input, ex.target)))
     _SPECS[name] = _Spec(tuple(splits), load, metric_fn, vocabulary)
     _EXAMPLES.pop(name, None)
-    (_EXPLICIT.add if explicit else _EXPLICIT.discard)(name)
+    if explicit:
+        _EXPLICIT[name] = root
+    else:
+        _EXPLICIT.pop(name, None)
     seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add(
         name,
@@ -166,12 +171,12 @@ def _register(
 
 def _register_loaded(name: str, examples: Mapping[str, list[Example]],
                      metric_fn: Callable[..., dict[str, float]],
-                     vocab: WordVocabulary | None = None) -> None:
+                     vocab: WordVocabulary | None = None, root: Path | None = None) -> None:
     """Register a task over examples already in memory (empty splits are an error)."""
     empty = [split for split, exs in examples.items() if not exs]
     if empty:
         raise ValueError(f"task {name!r}: splits {empty} have no examples")
-    _register(name, list(examples), examples.__getitem__, metric_fn, vocab)
+    _register(name, list(examples), examples.__getitem__, metric_fn, vocab, root=root)
     _EXAMPLES[name] = dict(examples)
 
 
@@ -213,7 +218,8 @@ def register_scan_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[
             for subset in scan.SUBSETS:
                 benchmark_file(root, f"scan/{scan.FILES[(split, subset)]}",
                                f"SCAN {split} split, {subset} subset")
-            _register(name, scan.SUBSETS, _scan_file_loader(split, root), scan.metric, vocab)
+            _register(name, scan.SUBSETS, _scan_file_loader(split, root), scan.metric, vocab,
+                      root=root)
             names.append(name)
     return names
 
@@ -249,13 +255,13 @@ def register_cogs_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[
             continue
         for split in cogs.SPLITS:
             cogs.split_path(split, root, fmt)
-        _register(name, cogs.SPLITS, _cogs_loader(root, fmt), cogs.metric)
+        _register(name, cogs.SPLITS, _cogs_loader(root, fmt), cogs.metric, root=root)
         names.append(name)
     for name, version in RECOGS_VERSIONS.items():
         present = [s for s in recogs.SPLITS if recogs.available(s, root, version)]
         if not present:
             continue
-        _register(name, present, _recogs_loader(root, version), recogs.metric)
+        _register(name, present, _recogs_loader(root, version), recogs.metric, root=root)
         names.append(name)
     return names
 
@@ -450,7 +456,7 @@ def register_gscan_tasks(
         loaded = gscan.load_all(root, dataset, shots, seed)
         task = f"{name}_k{shots}_seed{seed}" if shots else name
         _register_loaded(task, {split: exs for split, exs in loaded.items() if exs},
-                         gscan.metric)
+                         gscan.metric, root=root)
         names.append(task)
     return names
 
@@ -474,13 +480,15 @@ def register_cfq_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[s
     names = []
     if (root / "cfq" / "example_data").is_dir():
         _register("cfq_example_data", tuple(cfq.SUBSETS),
-                  _per_task(functools.partial(cfq.load_example_data, root)), cfq.metric)
+                  _per_task(functools.partial(cfq.load_example_data, root)), cfq.metric,
+                  root=root)
         names.append("cfq_example_data")
     for split in cfq.SPLITS:
         if (root / "cfq" / "splits" / f"{split}.json").is_file():
             cfq.load_paths(split, root)  # dataset.json must exist too
             _register(f"cfq_{split}", tuple(cfq.SUBSETS),
-                      _per_task(functools.partial(cfq.load, split, root)), cfq.metric)
+                      _per_task(functools.partial(cfq.load, split, root)), cfq.metric,
+                      root=root)
             names.append(f"cfq_{split}")
     return names
 
@@ -514,7 +522,7 @@ def register_scan_optional_tasks(data_dir: str | os.PathLike[str] | None = None)
     for name, split in SCAN_OPTIONAL_FILES.items():
         if all((root / "scan" / scan.FILE_ONLY[(split, s)]).is_file() for s in scan.SUBSETS):
             _register(name, scan.SUBSETS, _scan_file_loader(split, root), scan.metric,
-                      scan_vocabulary())
+                      scan_vocabulary(), root=root)
             names.append(name)
     return names
 
@@ -531,8 +539,8 @@ def ensure_registered(task_name: str, data_dir: str | os.PathLike[str] | None = 
     fetch command; otherwise ValueError names the task when its family is unknown or its files
     absent.
     """
-    if task_name in _EXPLICIT:
-        return
+    if task_name in _EXPLICIT and _EXPLICIT[task_name] in (None, resolve_data_dir(data_dir)):
+        return  # registered already, from this data dir (or reading no files)
     kshot = _GSCAN_KSHOT.fullmatch(task_name)
     if task_name in SCAN_GENERATED:
         register_scan_tasks("")

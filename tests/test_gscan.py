@@ -219,7 +219,9 @@ TINY = TransformerConfig(emb_dim=32, num_heads=4, num_encoder_layers=1, num_deco
 OPT = OptimizerConfig(learning_rate=1e-3, warmup_steps=10, grad_clip_norm=1.0)
 
 
-def test_trainer_feeds_the_grid_and_refuses_a_gscan_cell_without_it(tmp_path: Path) -> None:
+def test_trainer_feeds_the_grid_and_refuses_a_gscan_cell_without_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPGEN_DATA_DIR", str(FIXTURES))  # the trainer reads the data-dir setting
     task = registry.register_gscan_tasks(FIXTURES, k=1, seed=0)[0]
     data = load_task_data(task, "train", ["test"])
     assert data.situation_shape == (16, 16)  # a 4 x 4 grid, 11 object + 5 agent channels

@@ -123,7 +123,7 @@ def _drop_last_row(text: str) -> str:
 
 
 @pytest.mark.parametrize("damage, why", [
-    (_cut_mid_row, "seed_steps blank at line 3"),
+    (_cut_mid_row, "metric blank at line 3"),
     (_abc, "exact_match (expected a fraction in [0, 1]; 1 bad, first 'abc' at line 2)"),
     (_drop_last_row, "1 seeds, the design has 2"),
     (lambda text: random.Random(0).randbytes(512).decode("latin-1"),
@@ -213,7 +213,7 @@ def _golden_sweep() -> sweep.Sweep:
     cells = tuple(sweep.SweepCell(
         name=f"demo-diversity={level}", factors={"diversity": level},
         bindings=("CellConfig.task = 'scan_simple'", f"ManifestSpec.n_unique = {n}"),
-        manifest_hashes=(f"{k}a", f"{k}b"), cell_id=f"{k:064x}")
+        manifest_hashes=(f"{k}a", f"{k}b"), cell_id=f"{k:064x}", train_id=f"{k + 10:064x}")
         for k, (level, n) in enumerate([("low", 200), ("high", 800)]))
     return sweep.Sweep(root="runs/demo", gin_files=("experiments/scan_sweep_cpu.gin",),
                        gin_bindings=("NUM_SEEDS = 8",), search_paths=(), cells=cells)
