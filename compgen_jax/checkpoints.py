@@ -98,9 +98,8 @@ def read_every_array(state_dir: Path) -> None:
         name = key.decode()
         for suffix, driver in _ARRAY_DRIVERS.items():
             if name.endswith(suffix):
-                path = name[:-len(suffix)] + "/"
-                ts.open({"driver": driver, "kvstore": {**base, "path": path}}).result() \
-                    .read().result()
+                spec = {"driver": driver, "kvstore": {**base, "path": name[:-len(suffix)] + "/"}}
+                ts.open(spec).result().read().result()
 
 
 class CellCheckpointer:

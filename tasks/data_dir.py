@@ -17,7 +17,8 @@ def data_dir(override: str | os.PathLike[str] | None = None) -> Path | None:
     value = os.environ.get(DATA_DIR_ENV)
     if value:
         return Path(value).expanduser()
-    return DEFAULT_DATA_DIR if DEFAULT_DATA_DIR.is_dir() else None
+    # absolute: lazy loaders keep this path, and it must not move with the working directory
+    return DEFAULT_DATA_DIR.resolve() if DEFAULT_DATA_DIR.is_dir() else None
 
 
 def require_file(path: Path, what: str) -> Path:
