@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "compgen_jax.commands.data",
     "compgen_jax.commands.report",
     "compgen_jax.commands.sweep",
+    "compgen_jax.commands.reproduce",
     "compgen_jax.commands.coverage",
 )
 

@@ -186,10 +186,12 @@ def _write_sweep_file(sweep: Sweep) -> None:
         "cells": [dataclasses.asdict(c) for c in sweep.cells]}, indent=1))
 
 
-def _mark_finished(sweep: Sweep, cell: SweepCell) -> None:
-    """Check the cell's results against the schema and its design, then write cell.json."""
+def _mark_finished(sweep: Sweep, cell: SweepCell, wall_s: float) -> None:
+    """Check the cell's results against the schema and its design, then write cell.json (with
+    the training's wall time: 0 for a cell that received another cell's training)."""
     record = dataclasses.asdict(cell)
     cell_results(sweep.cell_dir(cell), record)
+    record["wall_s"] = round(wall_s, 1)
     write_text(sweep.cell_dir(cell) / CELL_FILE, json.dumps(record, indent=1))
 
 
@@ -297,7 +299,7 @@ def launch_local(
     if not (Path(sweep.root) / SWEEP_FILE).exists():
         _write_sweep_file(sweep)
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    running: dict[str, tuple[subprocess.Popen, SweepCell]] = {}
+    running: dict[str, tuple[subprocess.Popen, SweepCell, float]] = {}
     failed: list[str] = []
     queue = list(pending)
     bar = tqdm(total=len(sweep.cells), initial=len(sweep.cells) - len(pending), unit="cell",
@@ -312,15 +314,15 @@ def launch_local(
                 with log.open("w") as handle:
                     proc = subprocess.Popen(local_command(sweep, cell), stdout=handle,
                                             stderr=subprocess.STDOUT)
-                running[cell.name] = (proc, cell)
+                running[cell.name] = (proc, cell, time.monotonic())
             if started:
                 bar.set_postfix_str("running " + ", ".join(running))
-            for name, (proc, cell) in list(running.items()):
+            for name, (proc, cell, start) in list(running.items()):
                 if proc.poll() is None:
                     continue
                 del running[name]
                 if proc.returncode == 0:
-                    _mark_finished(sweep, cell)
+                    _mark_finished(sweep, cell, time.monotonic() - start)
                     bar.update(1)
                 else:
                     failed.append(f"{name} (exit {proc.returncode}, log "
@@ -328,7 +330,7 @@ def launch_local(
             if running:
                 time.sleep(0.2)
     finally:
-        for proc, _ in running.values():
+        for proc, _, _ in running.values():
             proc.terminate()
             proc.wait()
         bar.close()
@@ -336,7 +338,7 @@ def launch_local(
     for cell in copies:
         if is_finished(sweep, source[cell.name]):
             _copy_training(sweep, source[cell.name], cell)
-            _mark_finished(sweep, cell)
+            _mark_finished(sweep, cell, 0.0)
         else:
             failed.append(f"{cell.name} (same training as {source[cell.name].name}, unfinished)")
     if failed:

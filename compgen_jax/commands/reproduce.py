@@ -1,0 +1,72 @@
+"""`compgen-jax reproduce`: the paper's programme (every part a sweep) and one combined report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from compgen_jax.commands.train import gin_flags
+
+DEFAULT_PROGRAMME = "programme/cpu.gin"
+
+
+def run_reproduce(args: argparse.Namespace) -> None:
+    """Validate every part, run the unfinished cells (or write the Cloud TPU scripts), report."""
+    from analysis.programme import write_programme_report
+    from analysis.report import ReportOptions
+    from compgen_jax import programme, sweep
+    from tasks.atomic import write_text
+
+    prog = programme.load(args.gin_file or [DEFAULT_PROGRAMME], args.gin_bindings,
+                          args.gin_search_paths)
+    specs = programme.expand(prog, args.gin_search_paths)
+    cells = sum(len(spec.cells) for _, spec in specs)
+    finished = sum(sweep.is_finished(spec, c) for _, spec in specs for c in spec.cells)
+    print(f"programme {prog.root}: {len(specs)} parts, {cells} cells validated, "
+          f"{finished} finished")
+    if args.dry_run:
+        for part, spec in specs:
+            print(f"# part {part.name}: {len(spec.cells)} cells -> {spec.root}")
+            sweep.launch_local(spec, dry_run=True)
+        return
+    if args.backend == "tpu-vm":
+        if not (args.tpu_project and args.tpu_zone and args.gcs_root):
+            raise ValueError("--backend=tpu-vm needs --tpu_project, --tpu_zone and --gcs_root")
+        tpu = sweep.TpuConfig(project=args.tpu_project, zone=args.tpu_zone,
+                              accelerator_type=args.tpu_type, runtime_version=args.tpu_runtime,
+                              gcs_root=args.gcs_root, spot=args.spot, source=args.source,
+                              ref=args.ref)
+        for part, spec in specs:
+            write_text(Path(spec.root) / "tpu_launch.sh", sweep.render_tpu(spec, tpu))
+            print(f"part {part.name}: {Path(spec.root) / 'tpu_launch.sh'}")
+        print(f"run each script with bash, copy {args.gcs_root} back into {prog.root}, then "
+              "rerun this command without --backend to write the report")
+        return
+    ran = programme.run_local(specs, parallel=args.parallel)
+    command = shlex.join(["compgen-jax", "reproduce", *sys.argv[2:]])
+    path = write_programme_report(programme.part_records(specs), prog.decomposition,
+                                  Path(prog.root) / "report", command,
+                                  ReportOptions(n_perm=args.n_perm, n_boot=args.n_boot))
+    print(f"trained {ran} cells; report: {path}")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `reproduce`."""
+    parser = subparsers.add_parser(
+        "reproduce", parents=[gin_flags()],
+        help=f"the paper's programme end to end + one report (default {DEFAULT_PROGRAMME}; "
+             "programme/full.gin for Cloud TPU)")
+    parser.add_argument("--backend", choices=("local", "tpu-vm"), default="local")
+    parser.add_argument("--parallel", type=int, default=1, help="local: cells run at a time")
+    parser.add_argument("--dry_run", action="store_true", help="validate and print, run nothing")
+    parser.add_argument("--n_perm", type=int, default=10000, help="permutations per test")
+    parser.add_argument("--n_boot", type=int, default=2000, help="bootstrap resamples")
+    for flag, default in (("--tpu_project", ""), ("--tpu_zone", ""), ("--gcs_root", ""),
+                          ("--tpu_type", "v5litepod-8"), ("--tpu_runtime", "v2-alpha-tpuv5-lite"),
+                          ("--source", "https://github.com/OWNER/compgen-jax.git"),
+                          ("--ref", "main")):
+        parser.add_argument(flag, default=default)
+    parser.add_argument("--spot", action="store_true", help="queued resources, spot capacity")
+    parser.set_defaults(run=run_reproduce)
