@@ -52,11 +52,12 @@ def write_programme_report(
     decomposition: Sequence[str],
     out: str | os.PathLike,
     command: str,
-    options: ReportOptions = ReportOptions(),
+    options: ReportOptions | None = None,
 ) -> Path:
     """Write <out>/report.md (findings vs paper, per-part tables and plots) and each part's full
     report; return the path of report.md. Byte-identical for identical inputs."""
     out = Path(out)
+    options = options or ReportOptions()
     by_name = {p["name"]: p for p in parts}
     doc = ["# The paper's programme: measured vs published", "",
            f"Command: `{command}`", "",

@@ -120,7 +120,8 @@ def part_records(specs: Sequence[tuple[Part, sweep.Sweep]]) -> list[dict[str, An
             "name": part.name, "analysis": part.analysis, "split": part.split,
             "smoke_test": part.smoke_test, "results": str(Path(spec.root) / sweep.COLLECTED_FILE),
             "gin_files": list(part.gin_files), "bindings": list(part.bindings),
-            "cells": len(spec.cells), "trainings": len({c.name for c in sweep.trained_as(spec).values()}),
+            "cells": len(spec.cells),
+            "trainings": len({c.name for c in sweep.trained_as(spec).values()}),
             "wall_s": None if None in walls else round(sum(walls), 1),
         })
     return records
