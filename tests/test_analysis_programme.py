@@ -135,3 +135,19 @@ def test_unknown_analysis_is_refused() -> None:
 
     with pytest.raises(ValueError, match="analysis 'anova' is not one of"):
         Part(name="x", gin_files=("a.gin",), analysis="anova", split="test")
+
+
+def test_a_floor_leaves_findings_untested(tmp_path: Path) -> None:
+    def zeros(name: str, factors: list[dict]) -> str:
+        return _sweep(tmp_path / name, name, "cogs", "gen:easy",
+                      [{**f, "em": [0.0] * 5} for f in factors])
+
+    arms = [{"n": 200, "factors": {"coverage": c, "difficulty": "easy"}} for c in ("high", "low")]
+    parts = [_part(e, "decomposition", "gen:easy", zeros(e, arms)) for e in ("e1", "e2", "e3")]
+    parts.append(_part("e6", "equivalence", "gen:easy", zeros("e6", [
+        {"n": n, "factors": {"n_unique": n, "quantile": q}}
+        for n in (1000, 2000) for q in ("q1", "q99")])))
+    rows = _findings(write_programme_report(parts, ("e1", "e2", "e3"), tmp_path / "report",
+                                            "cmd", OPTIONS))
+    assert rows["E1 -> E2 -> E3: decomposition"][3] == "untested: floor"
+    assert rows["e6: equivalence"][3] == "untested: floor"
