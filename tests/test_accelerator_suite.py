@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 from flax import nnx
 
 from compgen_jax.models import make_model, param_counts
@@ -21,6 +20,9 @@ from compgen_jax.models.__main__ import model_config
 from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.optim import OptimizerConfig
 from tests.conftest import REPO_ROOT
+
+# the suite measures JAX against PyTorch peers: torch comes with the `hf` extra (CI installs it)
+torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install -e '.[dev,hf]')")
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import accelerator_suite as suite  # noqa: E402
