@@ -117,9 +117,10 @@ def _guarded(body: Callable[[], tuple[list[str], str, str]]) -> tuple[list[str],
         return [f"_Not computed: {why}._", ""], f"not computed ({why})", "untested"
 
 
-def _final(part: Mapping[str, Any], split: str | None = None) -> pd.DataFrame:
+def _final(part: Mapping[str, Any], raw: pd.DataFrame | None = None) -> pd.DataFrame:
     """Final-step per-seed rows of the part's split (diverged / NaN seeds excluded)."""
-    return tidy_results(read_results(part["results"]), split or part["split"], METRIC).frame
+    raw = read_results(part["results"]) if raw is None else raw
+    return tidy_results(raw, part["split"], METRIC).frame
 
 
 def _floor(values: pd.Series) -> bool:
@@ -143,7 +144,7 @@ def _dose_response(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, 
         table[f"{split} mean %"] = 100 * summary["mean"].reindex(table["N"]).to_numpy()
         table[f"{split} sd"] = 100 * summary["sd"].reindex(table["N"]).to_numpy()
     trend = dose_response.diversity_trend(raw, part["split"], METRIC)
-    final = _final(part)
+    final = _final(part, raw)
     means = final.groupby("n_unique")[METRIC].mean()
     fit_text = "logistic fit not computed"
     try:
@@ -166,7 +167,8 @@ def _dose_response(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, 
 
 
 def _factorial(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, str]:
-    final = _final(part)
+    raw = read_results(part["results"])
+    final = _final(part, raw)
     if _floor(final[METRIC]):
         return ([f"Every seed is below 1% EM on {part['split']}.", ""],
                 "floor: every seed < 1% EM", "untested: floor")
@@ -174,7 +176,7 @@ def _factorial(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, str]
     eta_n, eta_e = _eta(anova, "n_unique"), _eta(anova, "exposure")
     measured = f"partial eta^2 diversity {eta_n:.3f} vs exposure {eta_e:.3f}"
     try:
-        labels = escape.label_escapes(read_results(part["results"]), part["split"], METRIC)
+        labels = escape.label_escapes(raw, part["split"], METRIC)
         fit = escape.escape_regression(labels)
         measured += (f"; P(escape) ~ log N + log E: {fit['coef']['log_n']:+.2f}, "
                      f"{fit['coef']['log_e']:+.2f} ({int(labels['escaped'].sum())}/"

@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from compgen_jax.commands.sweep import add_backend_flags, tpu_config
 from compgen_jax.commands.train import gin_flags
 
 DEFAULT_PROGRAMME = "programme/cpu.gin"
@@ -32,12 +33,7 @@ def run_reproduce(args: argparse.Namespace) -> None:
             sweep.launch_local(spec, dry_run=True)
         return
     if args.backend == "tpu-vm":
-        if not (args.tpu_project and args.tpu_zone and args.gcs_root):
-            raise ValueError("--backend=tpu-vm needs --tpu_project, --tpu_zone and --gcs_root")
-        tpu = sweep.TpuConfig(project=args.tpu_project, zone=args.tpu_zone,
-                              accelerator_type=args.tpu_type, runtime_version=args.tpu_runtime,
-                              gcs_root=args.gcs_root, spot=args.spot, source=args.source,
-                              ref=args.ref)
+        tpu = tpu_config(args)
         for part, spec in specs:
             write_text(Path(spec.root) / "tpu_launch.sh", sweep.render_tpu(spec, tpu))
             print(f"part {part.name}: {Path(spec.root) / 'tpu_launch.sh'}")
@@ -58,15 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "reproduce", parents=[gin_flags()],
         help=f"the paper's programme end to end + one report (default {DEFAULT_PROGRAMME}; "
              "programme/full.gin for Cloud TPU)")
-    parser.add_argument("--backend", choices=("local", "tpu-vm"), default="local")
-    parser.add_argument("--parallel", type=int, default=1, help="local: cells run at a time")
-    parser.add_argument("--dry_run", action="store_true", help="validate and print, run nothing")
+    add_backend_flags(parser)
     parser.add_argument("--n_perm", type=int, default=10000, help="permutations per test")
     parser.add_argument("--n_boot", type=int, default=2000, help="bootstrap resamples")
-    for flag, default in (("--tpu_project", ""), ("--tpu_zone", ""), ("--gcs_root", ""),
-                          ("--tpu_type", "v5litepod-8"), ("--tpu_runtime", "v2-alpha-tpuv5-lite"),
-                          ("--source", "https://github.com/OWNER/compgen-jax.git"),
-                          ("--ref", "main")):
-        parser.add_argument(flag, default=default)
-    parser.add_argument("--spot", action="store_true", help="queued resources, spot capacity")
     parser.set_defaults(run=run_reproduce)

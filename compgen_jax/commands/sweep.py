@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from compgen_jax.commands.train import gin_flags
 
@@ -16,12 +17,7 @@ def run_launch(args: argparse.Namespace) -> None:
     spec = sweep.expand(args.gin_file, args.gin_bindings, args.gin_search_paths)
     sweep.check_root(spec)
     if args.backend == "tpu-vm":
-        if not (args.tpu_project and args.tpu_zone and args.gcs_root):
-            raise ValueError("--backend=tpu-vm needs --tpu_project, --tpu_zone and --gcs_root")
-        script = sweep.render_tpu(spec, sweep.TpuConfig(
-            project=args.tpu_project, zone=args.tpu_zone, accelerator_type=args.tpu_type,
-            runtime_version=args.tpu_runtime, gcs_root=args.gcs_root, spot=args.spot,
-            source=args.source, ref=args.ref))
+        script = sweep.render_tpu(spec, tpu_config(args))
         if args.dry_run:
             print(script, end="")
             return
@@ -38,6 +34,33 @@ def run_launch(args: argparse.Namespace) -> None:
     ran = sweep.launch_local(spec, parallel=args.parallel, dry_run=args.dry_run)
     if not args.dry_run:
         print(f"ran {len(ran)} cells; collect with: compgen-jax sweep collect {spec.root}")
+
+
+def tpu_config(args: argparse.Namespace) -> Any:
+    """The sweep.TpuConfig of the --tpu_* flags (add_backend_flags); ValueError if incomplete."""
+    from compgen_jax import sweep
+
+    if not (args.tpu_project and args.tpu_zone and args.gcs_root):
+        raise ValueError("--backend=tpu-vm needs --tpu_project, --tpu_zone and --gcs_root")
+    return sweep.TpuConfig(
+        project=args.tpu_project, zone=args.tpu_zone, accelerator_type=args.tpu_type,
+        runtime_version=args.tpu_runtime, gcs_root=args.gcs_root, spot=args.spot,
+        source=args.source, ref=args.ref)
+
+
+def add_backend_flags(parser: argparse.ArgumentParser) -> None:
+    """--backend, --parallel, --dry_run and the Cloud TPU flags (sweep launch, reproduce)."""
+    parser.add_argument("--backend", choices=("local", "tpu-vm"), default="local")
+    parser.add_argument("--parallel", type=int, default=1, help="local: cells run at a time")
+    parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument("--tpu_project", default="")
+    parser.add_argument("--tpu_zone", default="")
+    parser.add_argument("--tpu_type", default="v5litepod-8", help="accelerator type (a slice)")
+    parser.add_argument("--tpu_runtime", default="v2-alpha-tpuv5-lite")
+    parser.add_argument("--gcs_root", default="", help="gs:// folder that receives the cells")
+    parser.add_argument("--spot", action="store_true", help="queued resources, spot capacity")
+    parser.add_argument("--source", default="https://github.com/OWNER/compgen-jax.git")
+    parser.add_argument("--ref", default="main", help="git branch or tag to install")
 
 
 def run_status(args: argparse.Namespace) -> None:
@@ -64,17 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="sweep_command", required=True)
     launch = sub.add_parser("launch", parents=[gin_flags()],
                             help="train every unfinished cell of the design into MODEL_DIR/<cell>")
-    launch.add_argument("--backend", choices=("local", "tpu-vm"), default="local")
-    launch.add_argument("--parallel", type=int, default=1, help="local: cells run at a time")
-    launch.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
-    launch.add_argument("--tpu_project", default="")
-    launch.add_argument("--tpu_zone", default="")
-    launch.add_argument("--tpu_type", default="v5litepod-8", help="accelerator type (a slice)")
-    launch.add_argument("--tpu_runtime", default="v2-alpha-tpuv5-lite")
-    launch.add_argument("--gcs_root", default="", help="gs:// folder that receives the cells")
-    launch.add_argument("--spot", action="store_true", help="queued resources, spot capacity")
-    launch.add_argument("--source", default="https://github.com/OWNER/compgen-jax.git")
-    launch.add_argument("--ref", default="main", help="git branch or tag to install")
+    add_backend_flags(launch)
     launch.set_defaults(run=run_launch)
     for name, run, text in (("status", run_status, "finished / partial / pending per cell"),
                             ("collect", run_collect, "merge finished cells into one table")):
