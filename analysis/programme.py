@@ -53,9 +53,12 @@ def write_programme_report(
     out: str | os.PathLike,
     command: str,
     options: ReportOptions | None = None,
+    settings: Sequence[str] = (),
 ) -> Path:
     """Write <out>/report.md (findings vs paper, per-part tables and plots) and each part's full
-    report; return the path of report.md. Byte-identical for identical inputs."""
+    report; return the path of report.md. Byte-identical for identical inputs.
+
+    `settings` are the programme-wide gin bindings (every part's, before its own)."""
     out = Path(out)
     options = options or ReportOptions()
     by_name = {p["name"]: p for p in parts}
@@ -66,7 +69,9 @@ def write_programme_report(
            "ordering), by the stated rule; at CPU scale a floor (every seed near 0% EM) leaves a "
            "finding untested rather than refuted.", "",
            "## Parts", "",
-           "| part | analysis | split | design | scale settings | cells | trainings | wall (min) |",
+           f"Programme-wide settings: {'; '.join(settings) or '-'}.", "",
+           "| part | analysis | split | design | scale settings | cells | trainings "
+           "| cell wall (min) |",
            "|---|---|---|---|---|---|---|---|"]
     for p in parts:
         wall = "n/a" if p["wall_s"] is None else f"{p['wall_s'] / 60:.1f}"
@@ -76,7 +81,8 @@ def write_programme_report(
                    f"{wall} |")
     total = [p["wall_s"] for p in parts]
     if None not in total:
-        doc += ["", f"Total wall time: {sum(total) / 60:.1f} min."]
+        doc += ["", f"Total wall time: {sum(total) / 60:.1f} min (the sum of the cells' own wall "
+                "times; cells that ran side by side overlap in elapsed time)."]
     findings: list[tuple[str, str, str, str]] = []
     sections: list[str] = []
     for p in parts:
@@ -156,6 +162,10 @@ def _dose_response(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, 
     measured = (f"EM {_pct(means.iloc[0])} -> {_pct(means.iloc[-1])} over N = "
                 f"{means.index[0]} .. {means.index[-1]} ({trend['n_levels']} levels); Spearman "
                 f"rho = {trend['rho_means']:.3f} (p = {trend['p_means']:.2g}); {fit_text}")
+    if "dev" in splits and part["split"] != "dev":
+        dev = dose_response.diversity_trend(raw, "dev", METRIC)
+        measured += (f"; in-distribution dev: EM {table['dev mean %'].iloc[0]:.2f}% -> "
+                     f"{table['dev mean %'].iloc[-1]:.2f}%, rho = {dev['rho_means']:.3f}")
     if _floor(final[METRIC]):
         verdict = "untested: floor (every seed < 1% EM)"
     elif trend["n_levels"] >= 5 and trend["rho_means"] >= 0.9:

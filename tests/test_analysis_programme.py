@@ -90,7 +90,7 @@ def test_verdicts_follow_the_data(tmp_path: Path) -> None:
              _part("scan", "replication", "test", floor),
              _part("cfq", "replication", "test", floor, smoke=True)]
     report = write_programme_report(parts, (), tmp_path / "report", "compgen-jax reproduce",
-                                    OPTIONS)
+                                    OPTIONS, ("NUM_SEEDS = 5",))
     rows = _findings(report)
     assert rows["e4: dose response"][3] == "yes"
     assert "rho = 1.000" in rows["e4: dose response"][2]
@@ -106,7 +106,8 @@ def test_verdicts_follow_the_data(tmp_path: Path) -> None:
     assert rows["cfq: replication"][3] == "smoke test: no finding read"
     assert (tmp_path / "report" / "e4_dose.png").is_file()
     assert (tmp_path / "report" / "e4" / "report.md").is_file()
-    assert "Total wall time: 7.0 min." in report.read_text()
+    assert "Total wall time: 7.0 min (" in report.read_text()
+    assert "Programme-wide settings: NUM_SEEDS = 5." in report.read_text()
 
 
 def test_decomposition_and_rerun_is_byte_identical(tmp_path: Path) -> None:
@@ -151,3 +152,19 @@ def test_a_floor_leaves_findings_untested(tmp_path: Path) -> None:
                                             "cmd", OPTIONS))
     assert rows["E1 -> E2 -> E3: decomposition"][3] == "untested: floor"
     assert rows["e6: equivalence"][3] == "untested: floor"
+
+
+def test_gen_floor_with_learning_dev_is_untested_and_reports_dev(tmp_path: Path) -> None:
+    levels = (50, 200, 500, 1000, 4000)
+    gen = pd.read_csv(_sweep(tmp_path / "gen", "e4", "cogs", "gen:easy", [
+        {"n": n, "factors": {"n_unique": n}, "em": [0.0] * 5} for n in levels]))
+    dev = pd.read_csv(_sweep(tmp_path / "dev", "e4", "cogs", "dev", [
+        {"n": n, "factors": {"n_unique": n}, "em": _noise(0.05 + 0.04 * i, i)}
+        for i, n in enumerate(levels)]))
+    (tmp_path / "e4").mkdir()
+    pd.concat([dev, gen]).to_csv(tmp_path / "e4" / "sweep_results.csv", index=False)
+    part = _part("e4", "dose_response", "gen:easy", str(tmp_path / "e4" / "sweep_results.csv"))
+    row = _findings(write_programme_report([part], (), tmp_path / "report", "cmd", OPTIONS))
+    verdict, measured = row["e4: dose response"][3], row["e4: dose response"][2]
+    assert verdict.startswith("untested: floor")
+    assert "in-distribution dev: EM 5.00% -> 21.00%, rho = 1.000" in measured

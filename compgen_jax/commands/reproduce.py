@@ -44,7 +44,8 @@ def run_reproduce(args: argparse.Namespace) -> None:
     command = shlex.join(["compgen-jax", "reproduce", *sys.argv[2:]])
     path = write_programme_report(programme.part_records(specs), prog.decomposition,
                                   Path(prog.root) / "report", command,
-                                  ReportOptions(n_perm=args.n_perm, n_boot=args.n_boot))
+                                  ReportOptions(n_perm=args.n_perm, n_boot=args.n_boot),
+                                  prog.bindings)
     print(f"trained {ran} cells; report: {path}")
 
 
