@@ -154,6 +154,7 @@ CELL_FACTORS = ("benchmark", "task", "strategy", "n_unique", "exposure")
 # Design factors beyond N and E: the sweep's `factor_<name>` columns (compgen_jax sweep collect).
 # Other columns (seed_steps, cell_id, anything left over) are never treated as factors.
 FACTOR_PREFIX = "factor_"
+DESIGN_EXPOSURE = f"{FACTOR_PREFIX}exposure"
 EXCLUDED_COLUMNS = ["cell", "seed", "reason"]
 
 
@@ -182,6 +183,21 @@ def factor_name(column: str) -> str:
     return column[len(FACTOR_PREFIX):] if column.startswith(FACTOR_PREFIX) else column
 
 
+def design_exposure(frame: pd.DataFrame) -> pd.DataFrame:
+    """`exposure` at the design's level where the sweep records one (factor_exposure).
+
+    A cell's realized exposure is steps x batch / N with whole steps, so a design level E = 2 comes
+    out as 2.24 at N = 100 and 2.0 at N = 400; analysed as is, one design level would become
+    several and N x E analyses would see N and E confounded. The realized value is kept in
+    `realized_exposure`.
+    """
+    if DESIGN_EXPOSURE not in frame.columns:
+        return frame
+    design = pd.to_numeric(frame[DESIGN_EXPOSURE], errors="coerce")
+    return frame.assign(realized_exposure=frame["exposure"],
+                        exposure=design.fillna(frame["exposure"]).astype(float))
+
+
 def tidy_results(
     df: pd.DataFrame,
     split: str,
@@ -203,7 +219,7 @@ def tidy_results(
     if rows.empty:
         present = ", ".join(map(repr, sorted(df["split"].unique())))
         raise ValueError(f"results table: no rows for split {split!r} (present: {present})")
-    final = final_step(rows).sort_values(["cell", "seed"], ignore_index=True)
+    final = design_exposure(final_step(rows).sort_values(["cell", "seed"], ignore_index=True))
     varying = final.groupby("cell")[[*CELL_FACTORS, *design_factors(final)]].nunique(
         dropna=False
     ).gt(1)

@@ -100,3 +100,27 @@ def test_hash_mismatch_between_results_and_manifest(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="results name manifest 'deadbeef'"):
         attach_manifests(frame, read_manifests(root))
     assert pd.api.types.is_string_dtype(read_manifests(root)["hash"])
+
+
+def test_exposure_is_analysed_at_its_design_level(tmp_path: Path) -> None:
+    """Whole training steps make a design level E = 2 come out as 2.24 at N = 100 and 2.0 at
+    N = 400 (7 x 32 / 100, 25 x 32 / 400); the N x E ANOVA must still see two levels of E."""
+    from analysis import stats
+
+    rows = []
+    for n, e, steps in [(100, 2, 7), (100, 8, 25), (400, 2, 25), (400, 8, 100)]:
+        for seed in range(3):
+            rows.append({"cell": f"n{n}_e{e}", "benchmark": "cogs", "task": "cogs",
+                         "split": "gen", "strategy": "random", "n_unique": n,
+                         "exposure": steps * 32 / n, "manifest_hash": f"{n}{e}{seed}",
+                         "seed": seed, "step": steps, "exact_match": 0.1 * seed + 0.01 * n / 100,
+                         "n_examples": 50, "train_loss": 1.0, "diverged": False,
+                         "seed_steps": steps, "metric": "exact_match",
+                         "factor_n_unique": n, "factor_exposure": e})
+    frame = tidy_results(pd.DataFrame(rows), "gen").frame
+    assert sorted(frame["exposure"].unique()) == [2.0, 8.0]
+    assert sorted(frame["realized_exposure"].unique()) == [2.0, 2.24, 8.0]
+    anova = stats.two_way_anova(frame, "n_unique", "exposure", "exact_match")
+    assert anova.loc["exposure", "df"] == 1
+    realized = pd.DataFrame(rows)
+    assert realized["exposure"].nunique() == 3  # the raw table keeps what each cell trained
