@@ -133,6 +133,12 @@ def _floor(values: pd.Series) -> bool:
     return bool((values.to_numpy() < 0.01).all())
 
 
+def _floor_finding(split: str) -> tuple[list[str], str, str]:
+    """Section lines, measured text and verdict of a finding whose seeds are all at the floor."""
+    return ([f"Every seed is below 1% EM on {split}.", ""], "floor: every seed < 1% EM",
+            "untested: floor")
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
@@ -180,8 +186,7 @@ def _factorial(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, str]
     raw = read_results(part["results"])
     final = _final(part, raw)
     if _floor(final[METRIC]):
-        return ([f"Every seed is below 1% EM on {part['split']}.", ""],
-                "floor: every seed < 1% EM", "untested: floor")
+        return _floor_finding(part["split"])
     anova = stats.two_way_anova(final, "n_unique", "exposure", METRIC)
     eta_n, eta_e = _eta(anova, "n_unique"), _eta(anova, "exposure")
     measured = f"partial eta^2 diversity {eta_n:.3f} vs exposure {eta_e:.3f}"
@@ -200,8 +205,7 @@ def _factorial(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, str]
 def _equivalence(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, str]:
     final = _final(part)
     if _floor(final[METRIC]):
-        return ([f"Every seed is below 1% EM on {part['split']}.", ""],
-                "floor: every seed < 1% EM", "untested: floor")
+        return _floor_finding(part["split"])
     quantile = "factor_quantile"
     require_columns(final, [quantile], part["results"])
     # N is a blocking factor: each seed's EM is taken relative to its N level's mean, so the
