@@ -12,27 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# Required columns of a results table and the kind of value each holds.
-COLUMNS: dict[str, str] = {
-    "cell": "str",
-    "benchmark": "str",
-    "task": "str",
-    "split": "str",
-    "strategy": "str",
-    "n_unique": "int",
-    "exposure": "float",
-    "manifest_hash": "str",
-    "seed": "int",
-    "step": "int",
-    "exact_match": "float",
-    "n_examples": "int",
-    "train_loss": "float",
-    "diverged": "bool",
-}
-# One row per (cell, seed, eval step, split).
-KEY = ("cell", "seed", "step", "split")
-# Columns whose values are fractions in [0, 1].
-FRACTIONS = ("exact_match",)
+from analysis.schema import EXTRA, FRACTIONS, KEY, REQUIRED
+
+COLUMNS = REQUIRED  # required columns of a results table and the kind of value each holds
 # Column added by read_results: the file each row came from, so reports can state their inputs.
 SOURCE = "source_file"
 RESULT_NAMES = ("results.csv", "results.parquet")
@@ -98,7 +80,8 @@ def _read_one(path: Path) -> pd.DataFrame:
     line = (lambda i: f"line {i + 2}") if suffix == ".csv" else (lambda i: f"row {i}")
     df = raw.copy()
     problems = []
-    for name, kind in COLUMNS.items():
+    known = {**COLUMNS, **{c: k for c, k in EXTRA.items() if c in raw.columns}}
+    for name, kind in known.items():
         values, bad = _coerce(raw[name], kind)
         if name in FRACTIONS:
             bad |= values.notna() & ((values < 0) | (values > 1))
@@ -122,6 +105,8 @@ def _coerce(col: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     missing = col.isna() | text.str.lower().isin(_MISSING_TEXT)
     if kind == "str":
         return text, missing
+    if kind == "text":
+        return text.where(~col.isna(), ""), pd.Series(False, index=col.index)
     if kind == "bool":
         lower = text.str.lower()
         bad = ~(lower.isin(_TRUE) | lower.isin(_FALSE))

@@ -168,13 +168,14 @@ class JaxBench:
 
     def trainer(self, cfg: Any, optimizer_config: Any) -> Any:
         """One trainer per (model, optimizer) config, so equal configs share compiled steps."""
+        from compgen_jax.models import model_family
         from compgen_jax.multiseed import MultiSeedTrainer
         from compgen_jax.optim import make_optimizer
 
         key = (cfg, optimizer_config)
         if key not in self.trainers:
-            self.trainers[key] = MultiSeedTrainer(cfg, make_optimizer(optimizer_config),
-                                                  self.batch, self.spc)
+            optimizer = make_optimizer(optimizer_config, model_family(cfg).weight_decay_mask)
+            self.trainers[key] = MultiSeedTrainer(cfg, optimizer, self.batch, self.spc)
         return self.trainers[key]
 
     def step_seconds(self, trainer: Any, seeds: int) -> float:

@@ -24,7 +24,7 @@ import numpy as np
 from measure import best_seconds, matmul_peak_flops, seconds_per_step, train_matmul_flops
 
 from compgen_jax.models.__main__ import model_config as gin_model_config
-from compgen_jax.models.transformer import TransformerConfig
+from compgen_jax.models.transformer import TransformerConfig, matrices_only
 from compgen_jax.multiseed import MultiSeedTrainer
 from compgen_jax.optim import OptimizerConfig, make_optimizer
 from tasks import registry
@@ -112,7 +112,8 @@ def main() -> None:
     for name in args.models:
         cfg = model_config(name, vocab_size)
         batch, spc = BATCH[name], STEPS_PER_CALL[name]
-        trainer = MultiSeedTrainer(cfg, make_optimizer(OptimizerConfig()), batch, spc)
+        optimizer = make_optimizer(OptimizerConfig(), matrices_only)
+        trainer = MultiSeedTrainer(cfg, optimizer, batch, spc)
         n_params = trainer.num_params
         for s in args.seeds:
             length = (args.repeats + 1) * spc * batch
@@ -143,7 +144,7 @@ def main() -> None:
                   f"{ensemble / jax_seconds:.2f}x | {plain / jax_seconds:.2f}x |", flush=True)
 
     cfg = model_config("tiny", vocab_size)
-    trainer = MultiSeedTrainer(cfg, make_optimizer(OptimizerConfig()), 32, 1)
+    trainer = MultiSeedTrainer(cfg, make_optimizer(OptimizerConfig(), matrices_only), 32, 1)
     params = trainer.init(jnp.arange(8))["params"]
     inputs, max_len = pool["inputs"][:args.decode_examples], pool["targets"].shape[1]
     cached = best_seconds(lambda: trainer.decode(params, inputs, max_len), args.repeats)

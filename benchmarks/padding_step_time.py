@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from compgen_jax.models.transformer import TransformerConfig
+from compgen_jax.models.transformer import TransformerConfig, matrices_only
 from compgen_jax.multiseed import MultiSeedTrainer, Pool
 from compgen_jax.optim import OptimizerConfig, make_optimizer
-from compgen_jax.train import split_arrays
+from compgen_jax.task_data import split_arrays
 
 SEEDS, BATCH, STEPS_PER_CALL = 2, 32, 5
 TINY = TransformerConfig(emb_dim=64, num_heads=4, num_encoder_layers=2, num_decoder_layers=2,
@@ -57,7 +57,7 @@ def main() -> None:
     padded = {f: jnp.pad(own[f], ((0, 0), (0, common[f] - own[f].shape[1]))) for f in own}
     trainer = MultiSeedTrainer(
         dataclasses.replace(TINY, vocab_size=registry.get_vocabulary("cogs").vocab_size),
-        make_optimizer(OptimizerConfig()), BATCH, STEPS_PER_CALL)
+        make_optimizer(OptimizerConfig(), matrices_only), BATCH, STEPS_PER_CALL)
     rows = [("train split's own (per-split)", own), ("longest of any split (before)", padded)]
     times = {}
     print(f"COGS train pool, tiny model, {SEEDS} seeds x batch {BATCH}")

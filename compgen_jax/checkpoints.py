@@ -40,12 +40,38 @@ ORBAX_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA", "meta/metadata")
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
-    """t5x SaveCheckpointConfig essentials: period in steps (0: final state only), how many kept
-    (None: all)."""
+    """When state is saved (besides the run's last step), how many kept (None: all), async.
 
-    period: int = 0
+    `period`, one rule for every cadence: an int saves every `period` steps (0: the final state
+    only); a tuple of (until_step, period) pairs saves every `period` steps up to `until_step`,
+    the first pair that covers the step deciding (until_step 0: no end), e.g. upstream's
+    coverage cadence ((5000, 250), (0, 2500)). Periods are multiples of steps_per_call, since
+    state exists only at call ends.
+    """
+
+    period: int | tuple[tuple[int, int], ...] = 0
     keep: int | None = 2
     async_save: bool = True
+
+    @property
+    def schedule(self) -> tuple[tuple[int, int], ...]:
+        """(until_step, period) pairs; until_step 0 means no end."""
+        if isinstance(self.period, int):
+            return ((0, self.period),)
+        return tuple((int(until), int(period)) for until, period in self.period)
+
+    def validate(self, steps_per_call: int) -> None:
+        for _, period in self.schedule:
+            if period < 0 or period % steps_per_call:
+                raise ValueError(f"CheckpointConfig.period={self.period!r}: period {period} "
+                                 f"must be 0 (off) or a multiple of TrainConfig.steps_per_call="
+                                 f"{steps_per_call}")
+
+    def due(self, step: int) -> bool:
+        for until, period in self.schedule:
+            if not until or step <= until:
+                return period > 0 and step % period == 0
+        return False
 
 
 def run_settings(*configs: Any) -> dict[str, str]:
@@ -116,7 +142,7 @@ class CellCheckpointer:
         )
 
     def due(self, step: int) -> bool:
-        return self.config.period > 0 and step % self.config.period == 0
+        return self.config.due(step)
 
     def save(self, step: int, state: State, meta: dict[str, Any]) -> None:
         """Asynchronous save; the host copy of the state is taken before returning."""

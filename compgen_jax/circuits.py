@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.coverage import kcoverage_table
+from compgen_jax.coverage_data import CoverageData
 from compgen_jax.multiseed import MultiSeedTrainer
-from compgen_jax.synthetic import CoverageData
 from tasks.atomic import write_text
 from tasks.benchmarks import coverage
 

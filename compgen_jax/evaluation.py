@@ -1,6 +1,11 @@
-"""Evaluators: vmapped greedy decoding scored by the benchmark's own metric, per split and group.
+"""Evaluators, the host loop's plug-ins: each scores every seed's params at an eval step.
 
-Every eval split yields result rows named
+- `DecodeEvaluator` (seq2seq benchmarks): vmapped greedy decoding scored by the benchmark's own
+  metric, per split and group;
+- `TypeAccuracyEvaluator` (synthetic coverage tasks): teacher-forced answer-token accuracy per
+  test type.
+
+Every eval split of a DecodeEvaluator yields result rows named
 - `<split>`: the whole (possibly subsampled) split;
 - `<split>:<category>`: one per category, when the split holds more than one (COGS/ReCOGS gen:
   its 21 generalization categories);
@@ -14,19 +19,24 @@ import dataclasses
 import importlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from compgen_jax import coverage_data
+from compgen_jax.coverage_data import CoverageData
 from compgen_jax.multiseed import MultiSeedTrainer, Pool
-from compgen_jax.sharding import host_array
+from compgen_jax.sharding import host_array, replicate
 from tasks.atomic import write_text
 from tasks.benchmarks.cogs import CATEGORY_DIFFICULTY
 from tasks.example import Example
 from tasks.metrics import Match, category_groups, difficulty_groups, group_means, token_match
 from tasks.vocab import EOS
+
+if TYPE_CHECKING:
+    from jax.sharding import Mesh
 
 
 def decode(
@@ -130,3 +140,106 @@ def split_evaluators(task: str, eval_ids: dict[str, np.ndarray]) -> dict[str, Sp
                                                 for i in ids])
             for split, ids in eval_ids.items()}
 
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """One evaluation of every seed: score name -> [S], with its example count and metric."""
+
+    scores: dict[str, np.ndarray]
+    sizes: dict[str, int]
+    metrics: dict[str, str]
+
+
+class Evaluator(Protocol):
+    """Scores the seeds' params at an eval step; writes its own files into MODEL_DIR."""
+
+    def __call__(self, trainer: MultiSeedTrainer, params: Any, seeds: Sequence[int], step: int,
+                 model_dir: Path) -> Scores:
+        ...
+
+    def finish(self, model_dir: Path) -> None:
+        """Write what the run's last evaluation leaves behind (a rule may end the run only
+        once the scores are in, so the last evaluation is known only afterwards)."""
+        ...
+
+    def on_mesh(self, mesh: Mesh) -> Evaluator:
+        """The evaluator with its data placed for params sharded over `mesh`."""
+        ...
+
+
+@dataclasses.dataclass
+class DecodeEvaluator:
+    """Greedy decoding of each eval split, scored per split and group by its benchmark's metric;
+    predictions CSVs per `save_predictions` ('none', 'final', 'all')."""
+
+    pools: dict[str, Pool]
+    splits: dict[str, SplitEvaluator]
+    words: Sequence[str]
+    batch_size: int
+    save_predictions: str = "final"
+    latest: tuple[int, Sequence[int], dict[str, SplitResult]] | None = None
+
+    def on_mesh(self, mesh: Mesh) -> DecodeEvaluator:
+        return dataclasses.replace(self, pools=replicate(self.pools, mesh))
+
+    def __call__(self, trainer: MultiSeedTrainer, params: Any, seeds: Sequence[int], step: int,
+                 model_dir: Path) -> Scores:
+        scores, sizes, metrics, results = {}, {}, {}, {}
+        for split, pool in self.pools.items():
+            tokens = decode(trainer, params, pool, self.batch_size)
+            results[split] = result = self.splits[split].evaluate(tokens[:len(seeds)], self.words)
+            scores.update(result.scores)
+            sizes.update(result.sizes)
+            metrics.update(dict.fromkeys(result.scores, self.splits[split].metric))
+        self.latest = (step, seeds, results)
+        if self.save_predictions == "all":
+            self._write_predictions(model_dir)
+        return Scores(scores, sizes, metrics)
+
+    def finish(self, model_dir: Path) -> None:
+        if self.save_predictions == "final":
+            self._write_predictions(model_dir)
+
+    def _write_predictions(self, model_dir: Path) -> None:
+        """predictions/<split>_step<step>.csv of the latest evaluation."""
+        if self.latest is None:
+            return
+        step, seeds, results = self.latest
+        for split, result in results.items():
+            self.splits[split].write_predictions(
+                model_dir / "predictions" / f"{split}_step{step}.csv", seeds, result)
+
+
+@dataclasses.dataclass
+class TypeAccuracyEvaluator:
+    """Teacher-forced answer-token accuracy of every seed per test type (upstream's evaluation);
+    the last eval's per-example accuracy is written to MODEL_DIR/per_example.csv."""
+
+    data: CoverageData
+    batch_size: int
+    latest: tuple[np.ndarray, Sequence[int]] | None = None  # per-example accuracy [S, N], seeds
+
+    def on_mesh(self, mesh: Mesh) -> TypeAccuracyEvaluator:
+        return self
+
+    def __call__(self, trainer: MultiSeedTrainer, params: Any, seeds: Sequence[int], step: int,
+                 model_dir: Path) -> Scores:
+        per_example = coverage_data.evaluate_types(trainer, params, self.data.test,
+                                                   self.batch_size)[:len(seeds)]
+        self.latest = (per_example, seeds)
+        types = self.data.test_types
+        accuracy = coverage_data.type_accuracy(per_example, self.data.test["loss_mask"], types)
+        return Scores(accuracy, {t: int((types == t).sum()) for t in accuracy},
+                      dict.fromkeys(accuracy, coverage_data.METRIC))
+
+    @property
+    def per_example(self) -> pd.DataFrame | None:
+        """(index, seed, type, input, accuracy) rows of the latest evaluation."""
+        if self.latest is None:
+            return None
+        return coverage_data.per_example_frame(self.data, *self.latest)
+
+    def finish(self, model_dir: Path) -> None:
+        if self.latest is not None:
+            write_text(model_dir / "per_example.csv", self.per_example.to_csv(index=False))

@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 from compgen_jax.checkpoints import run_settings
 from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.optim import OptimizerConfig
-from compgen_jax.train import CellConfig, TrainConfig, build_trainer, load_task_data, train_cell
+from compgen_jax.task_data import load_task_data
+from compgen_jax.train import CellConfig, TrainConfig, build_trainer, train_cell
 
 
 @gin.configurable

@@ -20,8 +20,7 @@ import optax
 from flax import nnx
 
 from compgen_jax.models import ModelConfig, make_model
-from compgen_jax.models.decoder_only import DecoderConfig, answer_loss
-from compgen_jax.models.transformer import EncoderDecoder, count_params, shift_right
+from compgen_jax.models.transformer import count_params
 
 # Device-resident int32 pools: encoder-decoder {"inputs": [N, Li], "targets": [N, Lt]};
 # decoder-only {"tokens": [N, L], "loss_mask": [N, L]} (answer positions, COVERAGE_PRINCIPLE s.3).
@@ -31,7 +30,9 @@ State = dict[str, Any]  # params, opt, key, step [S], active [S], diverged [S], 
 
 @dataclasses.dataclass(frozen=True)
 class MultiSeedTrainer:
-    """Compiled init / train / decode functions for one (model, optimizer, batch) setting.
+    """Compiled init / train / score / decode functions for one (model, optimizer, batch) setting.
+
+    The model family owns its loss, score and predict; the trainer only vmaps and compiles them.
 
     Cells that share the setting reuse the compiled step (same shapes -> jit cache hit).
     """
@@ -45,10 +46,6 @@ class MultiSeedTrainer:
     def graphdef(self) -> nnx.GraphDef:
         abstract = nnx.eval_shape(lambda: make_model(self.model_config, rngs=nnx.Rngs(0)))
         return nnx.split(abstract)[0]
-
-    @property
-    def decoder_only(self) -> bool:
-        return isinstance(self.model_config, DecoderConfig)
 
     def model(self, params: nnx.State) -> nnx.Module:
         return nnx.merge(self.graphdef, params)
@@ -73,16 +70,8 @@ class MultiSeedTrainer:
         return jax.jit(jax.vmap(self.init_one))
 
     def loss_fn(self, params: nnx.State, batch: Pool, key: jax.Array) -> jax.Array:
-        """Cross-entropy on non-pad targets (t5x), or on answer tokens only (decoder-only)."""
-        if self.decoder_only:
-            logits = self.model(params)(batch["tokens"], key)
-            return answer_loss(logits, batch["tokens"], batch["loss_mask"])
-        targets = batch["targets"]
-        logits = self.model(params)(batch["inputs"], shift_right(targets), key,
-                                    situation=batch.get("situation"))
-        weights = (targets != 0).astype(jnp.float32)
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-        return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+        """The model family's own training loss on one batch."""
+        return self.model(params).loss(batch, key)
 
     def train_one(
         self, state: State, order: jax.Array, pool: Pool, num_steps: int | None = None
@@ -132,48 +121,26 @@ class MultiSeedTrainer:
 
         return jax.jit(train, donate_argnums=0, static_argnames="num_steps")
 
-    def token_accuracy_one(self, params: nnx.State, pool: Pool) -> jax.Array:
-        """Decoder-only, teacher-forced: per-example fraction of correct answer tokens [B]."""
-        logits = self.model(params)(pool["tokens"])
-        weights = pool["loss_mask"][:, 1:].astype(jnp.float32)
-        correct = (jnp.argmax(logits[:, :-1], axis=-1) == pool["tokens"][:, 1:]) * weights
-        return correct.sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
-
     @functools.cached_property
-    def token_accuracy(self) -> Callable[[nnx.State, Pool], jax.Array]:
-        """(params [S], pool of B examples) -> per-seed, per-example answer accuracy [S, B]."""
-        return jax.jit(jax.vmap(self.token_accuracy_one, in_axes=(0, None)))
-
-    def decode_one(
-        self, params: nnx.State, inputs: jax.Array, max_decode_len: int,
-        situation: jax.Array | None,
-    ) -> jax.Array:
-        """Greedy decoding with a KV cache: inputs [B, Li] -> tokens [B, max_decode_len]."""
-        model: EncoderDecoder = self.model(params)
-        encoded = model.encode(inputs, situation=situation)
-        caches = model.init_cache(encoded, max_decode_len)
-        batch = inputs.shape[0]
-
-        def step(carry, t):
-            token, caches, done = carry
-            logits, caches = model.decode_step(token, t, caches, inputs)
-            nxt = jnp.where(done, 0, jnp.argmax(logits, axis=-1).astype(jnp.int32))
-            return (nxt, caches, done | (nxt == 1)), nxt
-
-        init = (jnp.zeros((batch,), jnp.int32), caches, jnp.zeros((batch,), bool))
-        _, tokens = jax.lax.scan(step, init, jnp.arange(max_decode_len))
-        return tokens.T
+    def score(self) -> Callable[[nnx.State, Pool], jax.Array]:
+        """(params [S], pool of B examples) -> per-seed, per-example teacher-forced score [S, B]
+        (the family's `score`; decoder-only: fraction of answer tokens right)."""
+        return jax.jit(jax.vmap(lambda params, pool: self.model(params).score(pool),
+                                in_axes=(0, None)))
 
     @functools.cached_property
     def _decode(self) -> Callable[[nnx.State, jax.Array, int, jax.Array | None], jax.Array]:
-        return jax.jit(jax.vmap(self.decode_one, in_axes=(0, None, None, None)),
-                       static_argnums=2)
+        def predict(params, inputs, max_decode_len, situation):
+            return self.model(params).predict(inputs, max_decode_len, situation)
+
+        return jax.jit(jax.vmap(predict, in_axes=(0, None, None, None)), static_argnums=2)
 
     def decode(
         self, params: nnx.State, inputs: jax.Array, max_decode_len: int,
         situation: jax.Array | None = None,
     ) -> jax.Array:
-        """(params [S], inputs [B, Li], max_decode_len[, situation [B, C, F]]) -> [S, B, L]."""
+        """Greedy decoding, (params [S], inputs [B, Li], max_decode_len[, situation [B, C, F]])
+        -> tokens [S, B, L] (the family's `predict`)."""
         return self._decode(params, inputs, max_decode_len, situation)
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import gin
-import jax
 import optax
 
 
@@ -39,17 +39,13 @@ def learning_rate_schedule(cfg: OptimizerConfig) -> optax.Schedule:
     return optax.join_schedules([warmup, after], [max(cfg.warmup_steps, 1)])
 
 
-def weight_decay_mask(params: Any) -> Any:
-    """True for matrices (kernels, embeddings), False for vectors (biases, LayerNorm scales).
+def make_optimizer(
+    cfg: OptimizerConfig, weight_decay_mask: Callable[[Any], Any]
+) -> optax.GradientTransformation:
+    """The configured optimizer after per-seed global-norm clipping (per seed under vmap).
 
-    The rule of GPT-2-style training (nanoGPT's `configure_optimizers`, the coverage-principle
-    setup): only parameters with two or more dimensions decay. Applied per seed, inside vmap.
+    `weight_decay_mask` (params -> bool tree) is the model family's: which parameters decay.
     """
-    return jax.tree.map(lambda leaf: leaf.ndim >= 2, params)
-
-
-def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
-    """The configured optimizer after per-seed global-norm clipping (per seed under vmap)."""
     schedule = learning_rate_schedule(cfg)
     if cfg.name == "adamw":
         core = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay,

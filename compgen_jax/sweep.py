@@ -31,10 +31,10 @@ import gin
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analysis.results import COLUMNS, read_results
+from analysis.results import read_results
+from analysis.schema import EXTRA, RESULT_COLUMNS
 from compgen_jax import designs
 from compgen_jax.gin_utils import parse_gin
-from compgen_jax.results import RESULT_COLUMNS
 from tasks.atomic import write_text
 
 SWEEP_FILE = "sweep.json"
@@ -103,7 +103,8 @@ def cell_bindings(cell: designs.DesignCell) -> tuple[str, ...]:
 
 def _index_builder() -> Callable[[str, str], Any]:
     """A cached (task, split) -> PoolIndex against the configured eval splits."""
-    from compgen_jax.train import TrainConfig, pool_index
+    from compgen_jax.task_data import pool_index
+    from compgen_jax.train import TrainConfig
     from tasks import registry
     from tasks.data_dir import data_dir
 
@@ -208,7 +209,8 @@ def cell_results(cell_dir: Path, cell: dict[str, Any]) -> pd.DataFrame:
     """A cell's results.csv, checked before anything trusts it; ValueError naming the file.
 
     Checks the results schema (analysis.results: the columns, their types, fractions in [0, 1],
-    one row per key, plus every column of compgen_jax.results.RESULT_COLUMNS present and filled)
+    one row per key, plus every column of analysis.schema.RESULT_COLUMNS present, and filled
+    where a blank means nothing)
     and the cell's design: only this cell's name and manifests, one seed per manifest, the same
     (split, eval step) rows for every seed, no eval step beyond the cell's train steps.
     """
@@ -218,8 +220,8 @@ def cell_results(cell_dir: Path, cell: dict[str, Any]) -> pd.DataFrame:
     missing = [c for c in RESULT_COLUMNS if c not in table]
     problems = [f"missing columns {missing}"] if missing else []
     problems += [f"{c} blank at line {int(table[c].isna().to_numpy().argmax()) + 2}"
-                 for c in RESULT_COLUMNS
-                 if c in table and c not in COLUMNS and table[c].isna().any()]
+                 for c, kind in EXTRA.items()
+                 if kind != "text" and c in table and table[c].isna().any()]
     if set(checked["cell"]) != {cell["name"]}:
         problems.append(f"rows of cells {sorted(set(checked['cell']))}, expected only "
                         f"{cell['name']} (mixed cells)")

@@ -1,20 +1,29 @@
-"""The t5x-like entry point: train one cell (S seeds, vectorised) and write its results table."""
+"""The one host loop: train one cell (S seeds in one compiled step), evaluate, stop, checkpoint.
+
+Every model family and task kind runs through `run_cell`, read top to bottom: a `CellPlan` says
+what the cell trains on (pool, each seed's order stream, budget) and how it is scored (evaluator
+plug-ins); `TrainConfig.stop_rules` say when a seed stops; `CheckpointConfig` says when state is
+saved. `train_cell` plans a seq2seq benchmark cell, `compgen_jax.synthetic` a coverage cell.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
+from analysis.schema import STOP_COLUMNS, write_results
 from compgen_jax.checkpoints import (
     NO_CHECKPOINTS,
     CellCheckpointer,
@@ -23,34 +32,28 @@ from compgen_jax.checkpoints import (
     run_settings,
     settings_meta,
 )
-from compgen_jax.evaluation import decode, split_evaluators
+from compgen_jax.evaluation import DecodeEvaluator, Evaluator, Scores, split_evaluators
 from compgen_jax.gin_utils import write_operative_config
 from compgen_jax.lock import check_model_dir, model_dir_lock
+from compgen_jax.models import ModelConfig, model_family
 from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.multiseed import MultiSeedTrainer, Pool
 from compgen_jax.optim import OptimizerConfig, make_optimizer
-from compgen_jax.results import write_results
-from compgen_jax.sharding import (
-    host_array,
-    padded_seed_count,
-    replicate,
-    seed_mesh,
-    shard_seeds,
-)
+from compgen_jax.orders import EpochOrders, ManifestOrders
+from compgen_jax.sharding import host_array, padded_seed_count, replicate, seed_mesh, shard_seeds
+from compgen_jax.stopping import SeedStops, StopRule
+from compgen_jax.task_data import TaskData, load_task_data
 from compgen_jax.validation import check_lengths
 from tasks import manifest as manifest_lib
+from tasks.atomic import write_text
 from tasks.benchmarks import gscan
-from tasks.data_dir import data_dir
-from tasks.selection import ManifestSpec, PoolIndex, cell_manifests
-
-if TYPE_CHECKING:
-    import seqio
+from tasks.selection import ManifestSpec, cell_manifests
 
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """How a cell trains and evaluates: seeds, budget, batch, eval cadence."""
+    """How a cell trains, evaluates and stops: seeds, budget, batch, eval cadence, stop rules."""
 
     num_seeds: int = 5
     total_steps: int = 1000
@@ -62,8 +65,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     random_seed: int = 0
     shard_seeds: bool = False
-    early_stop_split: str = ""
-    early_stop_threshold: float = 1.0
+    stop_rules: tuple[StopRule, ...] = ()
     save_predictions: str = "final"
     tensorboard: bool = True
 
@@ -75,31 +77,30 @@ class TrainConfig:
                              ">= 1")
         if self.steps_per_call < 1:
             raise ValueError(f"TrainConfig.steps_per_call={self.steps_per_call} must be >= 1")
-        if self.eval_period and self.eval_period % self.steps_per_call:
+        if self.eval_period < 0 or self.eval_period % self.steps_per_call:
             raise ValueError(
-                f"TrainConfig.eval_period={self.eval_period} must be a multiple of "
-                f"TrainConfig.steps_per_call={self.steps_per_call}"
+                f"TrainConfig.eval_period={self.eval_period} must be 0 (end only) or a multiple "
+                f"of TrainConfig.steps_per_call={self.steps_per_call}"
             )
         if self.save_predictions not in ("none", "final", "all"):
             raise ValueError(f"TrainConfig.save_predictions={self.save_predictions!r}: expected "
                              "'none', 'final' or 'all'")
-        if self.early_stop_split and self.early_stop_split not in self.eval_splits:
-            raise ValueError(f"TrainConfig.early_stop_split={self.early_stop_split!r} is not one "
-                             f"of TrainConfig.eval_splits={self.eval_splits}")
 
     @property
     def seeds(self) -> list[int]:
         return list(range(self.random_seed, self.random_seed + self.num_seeds))
 
-    def call_ends(self, start: int) -> list[int]:
-        """The step at which each compiled call ends, resuming after `start`.
+    def call_ends(self, start: int, total: int | None = None) -> list[int]:
+        """The step at which each compiled call ends, resuming after `start`, up to `total`
+        (default total_steps).
 
         Calls end every `steps_per_call` steps; a budget that is not a multiple ends with one
         shorter call, so checkpoints (taken at call ends) always resume onto the same schedule.
         """
-        ends = list(range(start + self.steps_per_call, self.total_steps + 1, self.steps_per_call))
-        if start < self.total_steps and (not ends or ends[-1] != self.total_steps):
-            ends.append(self.total_steps)
+        total = self.total_steps if total is None else total
+        ends = list(range(start + self.steps_per_call, total + 1, self.steps_per_call))
+        if start < total and (not ends or ends[-1] != total):
+            ends.append(total)
         return ends
 
 
@@ -148,124 +149,215 @@ class CellConfig:
         return self.label or f"{self.task}-{self.manifest.strategy}-N{self.manifest.n_unique}"
 
 
-@dataclasses.dataclass(frozen=True)
-class TaskData:
-    """A task's tokenized train pool and eval pools on device, each padded to its own longest
-    example (so the train step never pays for a longer eval split, and each eval split decodes
-    to its own longest target)."""
-
-    task: str
-    train_split: str
-    benchmark: str
-    vocab_size: int
-    train: Pool
-    evals: dict[str, Pool]
-    eval_ids: dict[str, np.ndarray]
-    vocabulary: seqio.Vocabulary
-    index: PoolIndex
-
-    @property
-    def lengths(self) -> dict[str, dict[str, int]]:
-        """split -> feature -> padded length (the split's longest example, EOS included)."""
-        pools = {self.train_split: self.train, **self.evals}
-        return {split: {f: int(a.shape[1]) for f, a in pool.items()}
-                for split, pool in pools.items()}
-
-    @property
-    def situation_shape(self) -> tuple[int, int]:
-        """(cells, channels) of the pools' situation features (gSCAN grids); (0, 0) if none."""
-        situation = self.train.get("situation")
-        return (0, 0) if situation is None else (situation.shape[1], situation.shape[2])
-
-
-def _trimmed(array: np.ndarray) -> np.ndarray:
-    """A 0-padded token array cut to its longest row (EOS included)."""
-    return array[:, :max(int((array != 0).sum(axis=1).max(initial=0)), 1)]
-
-
-def split_arrays(
-    task: str, train_split: str, eval_splits: Sequence[str], max_eval_examples: int = 0
-) -> dict[str, dict[str, np.ndarray]]:
-    """split -> inputs / targets (each split cut to its own longest example) and example_id.
-
-    Eval splits larger than `max_eval_examples` (> 0) keep a fixed, seeded subset.
-    """
-    from tasks import registry  # imports TensorFlow (~7 s): only once data is really needed
-
-    registry.ensure_registered(task, data_dir())
-    out = {}
-    for split in [train_split, *eval_splits]:
-        arrays = registry.tokenized_pool(task, split)
-        n = arrays["inputs"].shape[0]
-        rows = np.arange(n)
-        if split != train_split and 0 < max_eval_examples < n:
-            rows = np.sort(np.random.default_rng(0).choice(n, max_eval_examples, replace=False))
-        out[split] = {"example_id": arrays["example_id"][rows],
-                      **{f: _trimmed(arrays[f][rows]) for f in ("inputs", "targets")}}
-    return out
-
-
-def load_task_data(
-    task: str, train_split: str, eval_splits: Sequence[str], max_eval_examples: int = 0
-) -> TaskData:
-    """Tokenize the pool and eval splits through the seqio task; eval subsets are seeded.
-
-    Each split is padded to its own longest example (of the subset, for an eval subset).
-    """
-    from tasks import registry
-
-    arrays = split_arrays(task, train_split, eval_splits, max_eval_examples)
-    pools = {split: {f: jnp.asarray(a[f]) for f in ("inputs", "targets")}
-             for split, a in arrays.items()}
-    ids = {split: a["example_id"] for split, a in arrays.items()}
-    _attach_situations(task, pools, ids)
-    return TaskData(
-        task=task,
-        train_split=train_split,
-        benchmark=registry.get_examples(task, train_split)[0].benchmark,
-        vocab_size=registry.get_vocabulary(task).vocab_size,
-        train=pools[train_split],
-        evals={s: pools[s] for s in eval_splits},
-        eval_ids={s: ids[s] for s in eval_splits},
-        vocabulary=registry.get_vocabulary(task),
-        index=pool_index(task, train_split, eval_splits),
-    )
-
-
-def _attach_situations(task: str, pools: dict[str, Pool], ids: dict[str, np.ndarray]) -> None:
-    """gSCAN: give each pool its rows' grids, [N, G*G, C] uint8, fed as encoder tokens."""
-    from tasks import registry
-
-    if registry.get_examples(task, next(iter(pools)))[0].benchmark != gscan.BENCHMARK:
-        return
-    for split, pool in pools.items():
-        pool["situation"] = jnp.asarray(registry.gscan_situation_pool(task, split)[ids[split]])
-
-
-def pool_index(task: str, train_split: str, eval_splits: Sequence[str]) -> PoolIndex:
-    """The registered task's pool indexed against its eval splits (and their difficulty groups)."""
-    from tasks import registry
-    from tasks.selection import build_index, eval_sets
-
-    splits = {s.partition(":")[0] for s in eval_splits}
-    by_split = {s: registry.get_examples(task, s) for s in sorted(splits)}
-    return build_index(f"{task}:{train_split}", registry.get_examples(task, train_split),
-                       eval_sets(by_split, eval_splits))
-
-
 def build_trainer(
-    model_config: TransformerConfig, optimizer_config: OptimizerConfig, train_config: TrainConfig,
-    vocab_size: int, situation_shape: tuple[int, int] = (0, 0),
+    model_config: ModelConfig, optimizer_config: OptimizerConfig, train_config: TrainConfig,
+    vocab_size: int, situation_shape: tuple[int, int] = (0, 0), batch_size: int | None = None,
 ) -> MultiSeedTrainer:
-    """The cell's trainer; vocabulary size and situation (cells, channels) come from the task."""
+    """The cell's trainer for any model family: vocabulary size and (gSCAN) situation (cells,
+    channels) come from the task; the optimizer decays what the family says decays."""
     cells, channels = situation_shape
+    sizes = {"situation_cells": cells, "situation_channels": channels} if cells else {}
+    model_config = dataclasses.replace(model_config, vocab_size=vocab_size, **sizes)
     return MultiSeedTrainer(
-        model_config=dataclasses.replace(model_config, vocab_size=vocab_size,
-                                         situation_cells=cells, situation_channels=channels),
-        optimizer=make_optimizer(optimizer_config),
-        batch_size=train_config.batch_size,
+        model_config=model_config,
+        optimizer=make_optimizer(optimizer_config, model_family(model_config).weight_decay_mask),
+        batch_size=batch_size or train_config.batch_size,
         steps_per_call=train_config.steps_per_call,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class CellPlan:
+    """What one cell trains on and how it is scored, whatever the model family or task kind."""
+
+    name: str
+    task: str
+    pool: Pool  # the train pool, on device
+    lengths: Mapping[str, Mapping[str, int]]  # split -> feature -> padded length
+    orders: ManifestOrders | EpochOrders  # each seed's example order
+    total_steps: int
+    steps_per_epoch: int
+    columns: Sequence[Mapping[str, Any]]  # per seed: the cell's identity columns of every row
+    evaluators: Sequence[Evaluator]
+    manifests: Sequence[manifest_lib.Manifest] = ()  # saved under MODEL_DIR/manifests/
+
+    @property
+    def hashes(self) -> list[str]:
+        """Per seed, the identity of its training data (manifest hash), checked on resume."""
+        return [str(c["manifest_hash"]) for c in self.columns]
+
+
+def run_cell(
+    plan: CellPlan,
+    model_dir: Path,
+    trainer: MultiSeedTrainer,
+    config: TrainConfig,
+    checkpoint_config: CheckpointConfig = NO_CHECKPOINTS,
+    progress: tqdm | None = None,
+    *,
+    settings: Mapping[str, str],
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Train the S seeds of one cell; return its results rows and per-seed stops table.
+
+    Everything is checked before MODEL_DIR is touched: the config, the checkpoint schedule, every
+    split's lengths against the model, and an existing MODEL_DIR's settings and data. The run
+    resumes from the newest intact checkpoint_<step>; MODEL_DIR is locked against a second
+    writer, and a MODEL_DIR this call created is removed again if training fails before its
+    first checkpoint. With `shard_seeds`, seeds are spread over the devices; padding lanes
+    (inactive, never reported) fill the last device.
+    """
+    config.validate()
+    checkpoint_config.validate(config.steps_per_call)
+    check_lengths(plan.task, plan.lengths, trainer.model_config)
+    fresh = not model_dir.exists()
+    # creates MODEL_DIR: every check above has passed
+    with model_dir_lock(model_dir, exclusive=jax.process_index() == 0):
+        check_resume(model_dir, settings, plan.hashes)
+        try:
+            rows, stops = _run_locked(plan, model_dir, trainer, config, checkpoint_config,
+                                      progress, settings)
+        except BaseException:  # e.g. out of memory at the first step: leave no partial MODEL_DIR
+            if fresh and not any(model_dir.glob("checkpoint_*")):
+                shutil.rmtree(model_dir, ignore_errors=True)
+            raise
+    diverged = stops.loc[stops["diverged"], "seed"].tolist()
+    if diverged:
+        tqdm.write(f"warning: cell {plan.name}: seeds {diverged} of {config.seeds} diverged "
+                   "(non-finite loss or gradients; frozen, rows flagged diverged=True)",
+                   file=sys.stderr)
+    return rows, stops
+
+
+def _run_locked(
+    plan: CellPlan, model_dir: Path, trainer: MultiSeedTrainer, config: TrainConfig,
+    checkpoint_config: CheckpointConfig, progress: tqdm | None, settings: Mapping[str, str],
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    seeds = config.seeds
+    mesh = seed_mesh() if config.shard_seeds else None
+    lanes = padded_seed_count(len(seeds), mesh.size) if mesh else len(seeds)
+    lane_seeds = seeds + [seeds[-1] + 1 + k for k in range(lanes - len(seeds))]
+    state = trainer.init(jnp.asarray(lane_seeds))
+    state["active"] = jnp.arange(lanes) < len(seeds)
+    pool, evaluators = plan.pool, list(plan.evaluators)
+    if mesh is not None:
+        state, pool = shard_seeds(state, mesh), replicate(pool, mesh)
+        evaluators = [e.on_mesh(mesh) for e in evaluators]
+
+    checkpointer = CellCheckpointer(model_dir, checkpoint_config)
+    start, rows = 0, []
+    stops = SeedStops.fresh(len(config.stop_rules), len(seeds))
+    restored = checkpointer.restore(state)
+    if restored is not None:
+        start, state, meta = restored
+        rows, stops = meta["rows"], SeedStops.from_meta(meta)
+        if progress is not None:
+            progress.update(start)
+    for s, m in zip(seeds, plan.manifests, strict=False):  # once a checkpoint has restored
+        manifest_lib.save(m, model_dir / "manifests" / f"seed_{s}.json")
+    from clu import metric_writers  # imports TensorFlow: only once a cell really trains
+
+    writer = metric_writers.create_default_writer(
+        str(model_dir / "tensorboard"),
+        just_logging=not config.tensorboard or jax.process_index() > 0)
+    if jax.process_index() == 0:  # the run's config before its first step, as t5x records it
+        config_text = write_operative_config(model_dir).read_text()
+        writer.write_texts(start, {"config": f"```\n{config_text}\n```"})
+    eval_period = config.eval_period or plan.total_steps
+    window = config.steps_per_call * trainer.batch_size
+    orders, done = None, start
+    for step in config.call_ends(start, plan.total_steps):
+        num_steps, done = step - done, step
+        if orders is None or not plan.orders.fixed:
+            positions = host_array(state["step"]).astype(np.int64) * trainer.batch_size
+            orders = jnp.asarray(plan.orders.window(lane_seeds, positions, window))
+            orders = orders if mesh is None else shard_seeds(orders, mesh)
+        state, losses = trainer.train(state, orders, pool, num_steps)
+        # Mean on the host in float64: a device reduction's order depends on the per-device
+        # shape, so it would differ between sharding layouts (and CPUs) in the last bits.
+        chunk_loss = host_array(losses)[:len(seeds)].astype(np.float64).mean(axis=1)
+        writer.write_scalars(step, {f"seed_{s}/train_loss": float(v)
+                                    for s, v in zip(seeds, chunk_loss, strict=True)})
+        if progress is not None:
+            progress.update(num_steps)
+            progress.set_postfix_str(f"{plan.name} loss/seed min {np.nanmin(chunk_loss):.3f} "
+                                     f"max {np.nanmax(chunk_loss):.3f}")
+        live = host_array(state["active"] & ~state["diverged"])[:len(seeds)]
+        last = step == plan.total_steps or not live.any()
+        if step % eval_period == 0 or last:
+            seed_steps = host_array(state["step"])[:len(seeds)]
+            diverged = host_array(state["diverged"])[:len(seeds)]
+            epoch = seed_steps // plan.steps_per_epoch
+            scores = _evaluate(evaluators, trainer, state["params"], seeds, step, model_dir)
+            active = host_array(state["active"]).copy()
+            active[:len(seeds)] = stops.update(config.stop_rules, scores.scores, epoch,
+                                               seed_steps, active[:len(seeds)], diverged)
+            state["active"] = jax.device_put(active, state["active"].sharding)
+            for name, score in scores.scores.items():
+                writer.write_scalars(step, {f"seed_{s}/{name}/{scores.metrics[name]}": float(v)
+                                            for s, v in zip(seeds, score, strict=True)})
+                rows += [{
+                    **plan.columns[i], "split": name, "seed": seed, "step": step,
+                    "exact_match": float(score[i]), "n_examples": scores.sizes[name],
+                    "train_loss": float(chunk_loss[i]), "diverged": bool(diverged[i]),
+                    "seed_steps": int(seed_steps[i]), "metric": scores.metrics[name],
+                    "epoch": int(epoch[i]), "stop_reason": str(stops.reason[i]),
+                } for i, seed in enumerate(seeds)]
+            last = last or not (active & ~host_array(state["diverged"])).any()
+        if checkpointer.due(step) or last:
+            checkpointer.save(step, state, {"seeds": seeds, "manifest_hashes": plan.hashes,
+                                            "cell": plan.name, "step": step, "rows": rows,
+                                            **stops.meta(), **settings_meta(settings)})
+        if last:
+            break
+    checkpointer.close()
+    writer.close()
+    for evaluator in evaluators:
+        evaluator.finish(model_dir)
+    write_results(rows, model_dir / "results.csv")
+    stop_step, reason = stops.final(host_array(state["step"])[:len(seeds)])
+    table = pd.DataFrame({"cell": plan.name, "seed": seeds, "stop_step": stop_step,
+                          "stop_reason": reason,
+                          "diverged": host_array(state["diverged"])[:len(seeds)]},
+                         columns=list(STOP_COLUMNS))
+    write_text(model_dir / "stops.csv", table.to_csv(index=False))
+    return rows, table
+
+
+def _evaluate(evaluators: Sequence[Evaluator], trainer: MultiSeedTrainer, params: Any,
+              seeds: Sequence[int], step: int, model_dir: Path) -> Scores:
+    """Every evaluator's scores of one eval step, merged (names are unique across evaluators)."""
+    merged = Scores({}, {}, {})
+    for evaluator in evaluators:
+        result = evaluator(trainer, params, seeds, step, model_dir)
+        merged.scores.update(result.scores)
+        merged.sizes.update(result.sizes)
+        merged.metrics.update(result.metrics)
+    return merged
+
+
+def seq2seq_plan(cell: CellConfig, data: TaskData, trainer: MultiSeedTrainer,
+                 config: TrainConfig) -> CellPlan:
+    """A benchmark cell: each seed trains on its manifest of the task's pool, scored by greedy
+    decoding of the eval splits with the benchmark's own metric."""
+    check_situation(data, trainer)
+    for rule in config.stop_rules:
+        if rule.split.partition(":")[0] not in config.eval_splits:
+            raise ValueError(f"TrainConfig.stop_rules: {rule} reads split {rule.split!r}, which "
+                             f"is not one of TrainConfig.eval_splits={config.eval_splits}")
+    manifests = cell_manifests(cell.manifest, data.index, config.num_seeds)
+    exposure = manifests[0].exposure(config.total_steps, config.batch_size)
+    columns = [{"cell": cell.name, "benchmark": data.benchmark, "task": cell.task,
+                "strategy": cell.manifest.strategy, "n_unique": m.n_unique,
+                "exposure": exposure, "manifest_hash": m.hash} for m in manifests]
+    evaluator = DecodeEvaluator(data.evals, split_evaluators(data.task, data.eval_ids),
+                                data.vocabulary.tokens, config.eval_batch_size,
+                                config.save_predictions)
+    return CellPlan(
+        name=cell.name, task=data.task, pool=data.train, lengths=data.lengths,
+        orders=ManifestOrders(manifests, config.total_steps * config.batch_size),
+        total_steps=config.total_steps,
+        steps_per_epoch=math.ceil(manifests[0].n_unique / config.batch_size),
+        columns=columns, evaluators=[evaluator], manifests=manifests)
 
 
 def train_cell(
@@ -279,137 +371,14 @@ def train_cell(
     *,
     settings: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train the S seeds of one cell in one compiled step; evaluate; write results + manifests.
-
-    Resumes from the newest intact MODEL_DIR/checkpoint_<step> when one exists and was written
-    with the same `settings` (checkpoints.run_settings) and manifests; anything else is refused
-    before MODEL_DIR is touched. MODEL_DIR is locked against a second writer while training; a
-    MODEL_DIR this call created is removed again if training fails before its first checkpoint.
-    With `shard_seeds`, seeds are spread over the devices; padding lanes (inactive, never
-    reported) fill the last device.
-    """
+    """Train one benchmark cell into MODEL_DIR (results.csv, stops.csv, manifests/, predictions/,
+    checkpoints); resumes only a run with the same `settings` (checkpoints.run_settings)."""
     train_config.validate()
     if settings is None:  # direct API use: the settings this call can see
         settings = run_settings(cell, trainer.model_config, train_config)
-    check_lengths(data.task, data.lengths, trainer.model_config)
-    check_situation(data, trainer)
-    seeds = train_config.seeds
-    manifests = cell_manifests(cell.manifest, data.index, len(seeds))
-    fresh = not model_dir.exists()
-    # creates MODEL_DIR: every check above has passed
-    with model_dir_lock(model_dir, exclusive=jax.process_index() == 0):
-        check_resume(model_dir, settings, [m.hash for m in manifests])
-        try:
-            rows = _train_locked(cell, model_dir, data, trainer, train_config,
-                                 checkpoint_config, progress, manifests, settings)
-        except BaseException:  # e.g. out of memory at the first step: leave no partial MODEL_DIR
-            if fresh and not any(model_dir.glob("checkpoint_*")):
-                shutil.rmtree(model_dir, ignore_errors=True)
-            raise
-    diverged = sorted({r["seed"] for r in rows if r["diverged"]})
-    if diverged:
-        tqdm.write(f"warning: cell {cell.name}: seeds {diverged} of {seeds} diverged (non-finite "
-                   "loss or gradients; frozen, rows flagged diverged=True)", file=sys.stderr)
-    return rows
-
-
-def _train_locked(
-    cell: CellConfig, model_dir: Path, data: TaskData, trainer: MultiSeedTrainer,
-    train_config: TrainConfig, checkpoint_config: CheckpointConfig, progress: tqdm | None,
-    manifests: list[manifest_lib.Manifest], settings: Mapping[str, str],
-) -> list[dict[str, Any]]:
-    seeds = train_config.seeds
-    mesh = seed_mesh() if train_config.shard_seeds else None
-    lanes = padded_seed_count(len(seeds), mesh.size) if mesh else len(seeds)
-    padding = lanes - len(seeds)
-    lane_seeds = seeds + [seeds[-1] + 1 + k for k in range(padding)]
-    lane_manifests = manifests + manifests[-1:] * padding
-    orders = jnp.asarray(manifest_lib.order_table(
-        lane_manifests, lane_seeds, train_config.total_steps * train_config.batch_size))
-    state = trainer.init(jnp.asarray(lane_seeds))
-    state["active"] = jnp.arange(lanes) < len(seeds)
-    pool, evals = data.train, data.evals
-    if mesh is not None:
-        state, orders = shard_seeds(state, mesh), shard_seeds(orders, mesh)
-        pool, evals = replicate(pool, mesh), replicate(evals, mesh)
-
-    hashes = [m.hash for m in manifests]
-    evaluators = split_evaluators(data.task, data.eval_ids)
-    checkpointer = CellCheckpointer(model_dir, checkpoint_config)
-    start, rows = 0, []
-    restored = checkpointer.restore(state)
-    if restored is not None:
-        start, state, meta = restored
-        rows = meta["rows"]
-        if progress is not None:
-            progress.update(start)
-    for s, m in zip(seeds, manifests, strict=True):  # once a checkpoint (if any) has restored
-        manifest_lib.save(m, model_dir / "manifests" / f"seed_{s}.json")
-    from clu import metric_writers  # imports TensorFlow: only once a cell really trains
-
-    exposure = manifests[0].exposure(train_config.total_steps, train_config.batch_size)
-    eval_period = train_config.eval_period or train_config.total_steps
-    writer = metric_writers.create_default_writer(
-        str(model_dir / "tensorboard"),
-        just_logging=not train_config.tensorboard or jax.process_index() > 0)
-    if jax.process_index() == 0:  # the run's config before its first step, as t5x records it
-        config_text = write_operative_config(model_dir).read_text()
-        writer.write_texts(start, {"config": f"```\n{config_text}\n```"})
-    done = start
-    for step in train_config.call_ends(start):
-        num_steps, done = step - done, step
-        state, losses = trainer.train(state, orders, pool, num_steps)
-        # Mean on the host in float64: a device reduction's order depends on the per-device
-        # shape, so it would differ between sharding layouts (and CPUs) in the last bits.
-        chunk_loss = host_array(losses)[:len(seeds)].astype(np.float64).mean(axis=1)
-        writer.write_scalars(step, {f"seed_{s}/train_loss": float(v)
-                                    for s, v in zip(seeds, chunk_loss, strict=True)})
-        if progress is not None:
-            progress.update(num_steps)
-            progress.set_postfix_str(f"{cell.name} loss/seed min {np.nanmin(chunk_loss):.3f} "
-                                     f"max {np.nanmax(chunk_loss):.3f}")
-        live = host_array(state["active"] & ~state["diverged"])[:len(seeds)]
-        last = step == train_config.total_steps or not live.any()
-        if step % eval_period == 0 or last:
-            seed_steps = host_array(state["step"])
-            diverged = host_array(state["diverged"])
-            scores = {}
-            for split, eval_pool in evals.items():
-                tokens = decode(trainer, state["params"], eval_pool, train_config.eval_batch_size)
-                result = evaluators[split].evaluate(tokens[:len(seeds)], data.vocabulary.tokens)
-                scores[split] = result.scores[split]
-                if train_config.save_predictions == "all" or (
-                        train_config.save_predictions == "final" and last):
-                    evaluators[split].write_predictions(
-                        model_dir / "predictions" / f"{split}_step{step}.csv", seeds, result)
-                for name, score in result.scores.items():
-                    writer.write_scalars(step, {f"seed_{s}/{name}/exact_match": float(v)
-                                                for s, v in zip(seeds, score, strict=True)})
-                    rows += [{
-                        "cell": cell.name, "benchmark": data.benchmark, "task": cell.task,
-                        "split": name, "strategy": cell.manifest.strategy,
-                        "n_unique": m.n_unique, "exposure": exposure, "manifest_hash": m.hash,
-                        "seed": seed, "step": step, "exact_match": float(score[i]),
-                        "n_examples": result.sizes[name], "train_loss": float(chunk_loss[i]),
-                        "diverged": bool(diverged[i]), "seed_steps": int(seed_steps[i]),
-                        "metric": evaluators[split].metric,
-                    } for i, (seed, m) in enumerate(zip(seeds, manifests, strict=True))]
-            if train_config.early_stop_split:
-                reached = scores[train_config.early_stop_split] >= train_config.early_stop_threshold
-                active = host_array(state["active"]).copy()
-                active[:len(seeds)] &= ~reached
-                state["active"] = jax.device_put(active, state["active"].sharding)
-                last = last or not (active & ~host_array(state["diverged"])).any()
-        if checkpointer.due(step) or last:
-            checkpointer.save(step, state, {"seeds": seeds, "manifest_hashes": hashes,
-                                            "step": step, "rows": rows,
-                                            **settings_meta(settings)})
-        if last:
-            break
-    checkpointer.close()
-    writer.close()
-    write_results(rows, model_dir / "results.csv")
-    return rows
+    plan = seq2seq_plan(cell, data, trainer, train_config)
+    return run_cell(plan, model_dir, trainer, train_config, checkpoint_config, progress,
+                    settings=settings)[0]
 
 
 def check_situation(data: TaskData, trainer: MultiSeedTrainer) -> None:

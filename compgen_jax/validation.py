@@ -236,7 +236,7 @@ def task_shape(task: str, train_split: str, eval_splits: tuple[str, ...],
                max_eval_examples: int = 0) -> TaskShape:
     """The task's vocabulary size and its splits' shapes, exactly as the trainer will hold them
     (cached per process: a design's cells share a few tasks)."""
-    from compgen_jax.train import split_arrays
+    from compgen_jax.task_data import split_arrays
     from tasks import registry
 
     arrays = split_arrays(task, train_split, eval_splits, max_eval_examples)

@@ -17,7 +17,7 @@ from flax import nnx
 
 from compgen_jax.models import make_model, param_counts
 from compgen_jax.models.__main__ import model_config
-from compgen_jax.models.transformer import TransformerConfig
+from compgen_jax.models.transformer import TransformerConfig, matrices_only
 from compgen_jax.optim import OptimizerConfig
 from tests.conftest import REPO_ROOT
 
@@ -211,6 +211,6 @@ def test_bf16_kv_cache_decode() -> None:
     inputs = jnp.asarray(np.random.default_rng(0).integers(3, 40, (2, 8)), jnp.int32)
     caches = model.init_cache(model.encode(inputs), 6)
     assert caches[0].self_k.dtype == jnp.bfloat16
-    trainer = MultiSeedTrainer(cfg, make_optimizer(OptimizerConfig()), 2, 1)
+    trainer = MultiSeedTrainer(cfg, make_optimizer(OptimizerConfig(), matrices_only), 2, 1)
     tokens = trainer.decode(trainer.init(jnp.arange(2))["params"], inputs, 6)
     assert tokens.shape == (2, 2, 6) and tokens.dtype == jnp.int32

@@ -34,10 +34,11 @@ from compgen_jax.circuits import (
     thresholds_from_annotated,
     token_indices,
 )
+from compgen_jax.coverage_data import load_coverage_data
 from compgen_jax.models.decoder_only import DecoderConfig, DecoderOnly
 from compgen_jax.multiseed import seed_slice
 from compgen_jax.optim import OptimizerConfig
-from compgen_jax.synthetic import build_trainer, load_coverage_data
+from compgen_jax.train import TrainConfig, build_trainer
 from tasks.benchmarks import coverage
 
 
@@ -71,8 +72,8 @@ def _train_cli(root: Path, data: Path, num_layers: int,
              f"--gin.MODEL_DIR='{root / 'model'}'", f"--gin.coverage_cell.dataset_dir='{data}'",
              "--gin.DecoderConfig.emb_dim=32", f"--gin.DecoderConfig.num_layers={num_layers}",
              "--gin.NUM_SEEDS=2", f"--gin.MAX_STEPS={max_steps}", "--gin.BATCH_SIZE=64",
-             "--gin.WARMUP_STEPS=2", "--gin.SyntheticTrainConfig.steps_per_call=10",
-             "--gin.SyntheticTrainConfig.eval_period=10"]
+             "--gin.WARMUP_STEPS=2", "--gin.TrainConfig.steps_per_call=10",
+             "--gin.TrainConfig.eval_period=10"]
     assert cli.main(["coverage", "train", *flags]) == 0
     return root / "model", data, flags
 
@@ -274,7 +275,8 @@ def test_cot_tracing_patches_x2_and_ranks_the_bridge(tmp_path: Path) -> None:
     directory = coverage.generate("twohop", tmp_path, 10, 300, mode="cot", seed=5)
     data = load_coverage_data(directory)
     trainer = build_trainer(DecoderConfig(emb_dim=32, num_heads=2, num_layers=3, mlp_dim=64,
-                                          max_len=8), OptimizerConfig(), 8, 1, data)
+                                          max_len=8), OptimizerConfig(),
+                            TrainConfig(batch_size=8, steps_per_call=1), data.vocab_size)
     params = trainer.init(jnp.arange(2))["params"]
     test = json.loads((directory / "test.json").read_text())
     train = json.loads((directory / "train.json").read_text())

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from analysis.results import read_results
+from analysis.schema import RESULT_COLUMNS
 from compgen_jax.cli import main
 from compgen_jax.gin_utils import rewrite_gin_args
-from compgen_jax.results import RESULT_COLUMNS
 
 MICRO = [
     "--gin.TransformerConfig.emb_dim=32", "--gin.TransformerConfig.mlp_dim=64",

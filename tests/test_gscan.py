@@ -14,7 +14,8 @@ import pytest
 from compgen_jax.evaluation import decode, split_evaluators
 from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.optim import OptimizerConfig
-from compgen_jax.train import CellConfig, TrainConfig, build_trainer, load_task_data, train_cell
+from compgen_jax.task_data import load_task_data
+from compgen_jax.train import CellConfig, TrainConfig, build_trainer, train_cell
 from tasks import registry
 from tasks.benchmarks import gscan
 from tasks.selection import ManifestSpec

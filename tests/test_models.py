@@ -13,7 +13,7 @@ import optax
 import pytest
 from flax import nnx
 
-from compgen_jax.models import make_model, param_counts
+from compgen_jax.models import make_model, model_family, param_counts
 from compgen_jax.models.__main__ import model_config
 from compgen_jax.models.decoder_only import (
     DecoderConfig,
@@ -22,7 +22,6 @@ from compgen_jax.models.decoder_only import (
 )
 from compgen_jax.models.transformer import EncoderDecoder, TransformerConfig, shift_right
 from compgen_jax.multiseed import MultiSeedTrainer
-from compgen_jax.optim import weight_decay_mask
 
 VOCAB = 12
 FAST_COMPILE = {"xla_backend_optimization_level": 0}  # CPU compile ~3x faster; same in both runs
@@ -65,7 +64,7 @@ def test_seed_inside_vmapped_run_equals_seed_alone(config, pool: Callable):
     # turn its float round-off (which differs between batched and single kernels) into lr-sized
     # steps of random sign.
     tx = optax.adamw(3e-3, eps=1e-4, weight_decay=0.1,
-                     mask=weight_decay_mask)
+                     mask=model_family(config).weight_decay_mask)
     trainer = MultiSeedTrainer(config, tx, batch, steps)
     orders = jnp.asarray(np.stack([np.random.default_rng(s).integers(0, 24, steps * batch)
                                    for s in seeds]), jnp.int32)
@@ -86,10 +85,10 @@ def test_decoder_only_trainer_learns_answer_tokens():
     trainer = MultiSeedTrainer(config, optax.adam(1e-2), 8, 25)
     orders = jnp.asarray(np.tile(np.arange(8), (2, 25 * 4)), jnp.int32)
     state = trainer.init(jnp.arange(2))
-    first = np.asarray(trainer.token_accuracy(state["params"], jax.tree.map(lambda a: a[:8], pool)))
+    first = np.asarray(trainer.score(state["params"], jax.tree.map(lambda a: a[:8], pool)))
     for _ in range(4):
         state, losses = trainer.train(state, orders, pool)
-    last = np.asarray(trainer.token_accuracy(state["params"], jax.tree.map(lambda a: a[:8], pool)))
+    last = np.asarray(trainer.score(state["params"], jax.tree.map(lambda a: a[:8], pool)))
     assert first.shape == last.shape == (2, 8)
     assert np.all(np.asarray(losses[:, -1]) < 0.5) and last.mean() > first.mean() + 0.5
 

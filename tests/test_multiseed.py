@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from compgen_jax.models.transformer import EncoderDecoder, TransformerConfig, shift_right
+from compgen_jax.models.transformer import (
+    EncoderDecoder,
+    TransformerConfig,
+    matrices_only,
+    shift_right,
+)
 from compgen_jax.multiseed import MultiSeedTrainer, seed_slice
 from compgen_jax.optim import OptimizerConfig, make_optimizer
 
@@ -20,7 +25,7 @@ BATCH, STEPS = 8, 5
 
 
 def _trainer() -> MultiSeedTrainer:
-    optimizer = make_optimizer(OptimizerConfig(learning_rate=3e-3, warmup_steps=2))
+    optimizer = make_optimizer(OptimizerConfig(learning_rate=3e-3, warmup_steps=2), matrices_only)
     return MultiSeedTrainer(CFG, optimizer, BATCH, STEPS)
 
 
@@ -136,7 +141,7 @@ def test_optimizers_and_bf16_compute_train(optimizer: OptimizerConfig):
     pool = _pool()
     for dtype in ("float32", "bfloat16"):
         cfg = dataclasses.replace(CFG, dtype=dtype, dropout_rate=0.0)
-        trainer = MultiSeedTrainer(cfg, make_optimizer(optimizer), BATCH, STEPS)
+        trainer = MultiSeedTrainer(cfg, make_optimizer(optimizer, matrices_only), BATCH, STEPS)
         orders = jnp.asarray(np.tile(np.arange(BATCH), (2, STEPS * 20)), jnp.int32)
         state, first = trainer.train(trainer.init(jnp.arange(2)), orders, pool)
         for _ in range(5):
@@ -149,4 +154,4 @@ def test_optimizers_and_bf16_compute_train(optimizer: OptimizerConfig):
 
 def test_unknown_optimizer_names_the_setting():
     with pytest.raises(ValueError, match="OptimizerConfig.name"):
-        make_optimizer(OptimizerConfig(name="sgdd"))
+        make_optimizer(OptimizerConfig(name="sgdd"), matrices_only)

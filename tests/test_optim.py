@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from compgen_jax.models import make_model
+from compgen_jax.models import make_model, model_family
 from compgen_jax.models.decoder_only import DecoderConfig
 from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.optim import OptimizerConfig, make_optimizer
@@ -27,7 +27,8 @@ def test_zero_gradient_step_shrinks_kernels_and_leaves_vectors(family: str, name
     lr, wd = 0.1, 0.5
     params = nnx.state(make_model(TINY[family], rngs=nnx.Rngs(0)), nnx.Param)
     tx = make_optimizer(OptimizerConfig(name=name, learning_rate=lr, warmup_steps=1,
-                                        decay="constant", weight_decay=wd))
+                                        decay="constant", weight_decay=wd),
+                        model_family(TINY[family]).weight_decay_mask)
     state = tx.init(params)
     zeros = jax.tree.map(jnp.zeros_like, params)
     after = params

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from compgen_jax.models.transformer import TransformerConfig
+from compgen_jax.models.transformer import TransformerConfig, matrices_only
 from compgen_jax.multiseed import MultiSeedTrainer
 from compgen_jax.optim import OptimizerConfig, make_optimizer
 from compgen_jax.train import TrainConfig
@@ -32,7 +32,8 @@ def test_call_ends(total: int, per_call: int, start: int, ends: list[int]) -> No
 def test_five_plus_two_steps_equal_seven_in_one_call() -> None:
     cfg = TransformerConfig(vocab_size=12, emb_dim=32, num_heads=4, num_encoder_layers=1,
                             num_decoder_layers=1, mlp_dim=64, max_len=16, dropout_rate=0.1)
-    optimizer = make_optimizer(OptimizerConfig(learning_rate=3e-3, warmup_steps=2))
+    optimizer = make_optimizer(OptimizerConfig(learning_rate=3e-3, warmup_steps=2),
+                               matrices_only)
     rng = np.random.default_rng(0)
     pool = {"inputs": jnp.asarray(rng.integers(3, 12, (40, 6)), jnp.int32),
             "targets": jnp.asarray(np.c_[rng.integers(3, 12, (40, 6)), np.ones(40)], jnp.int32)}

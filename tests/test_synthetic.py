@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import jax
@@ -11,21 +12,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.results import read_results, tidy_results
+from analysis.schema import RESULT_COLUMNS
+from compgen_jax.checkpoints import ALL_CHECKPOINTS, CheckpointConfig
 from compgen_jax.circuits import load_function, token_indices
+from compgen_jax.coverage_data import load_coverage_data, type_accuracy
 from compgen_jax.models.decoder_only import DecoderConfig
 from compgen_jax.optim import OptimizerConfig
+from compgen_jax.orders import order_window
 from compgen_jax.synthetic import (
     ScalingSweep,
-    SyntheticTrainConfig,
-    build_trainer,
-    load_coverage_data,
     n_required_table,
-    order_window,
     restore_params,
     scaling_sweep,
     train_coverage_cell,
-    type_accuracy,
+    upstream_stop_rules,
 )
+from compgen_jax.train import TrainConfig, build_trainer
 from tasks.benchmarks import coverage
 
 TINY = DecoderConfig(emb_dim=32, num_heads=2, num_layers=2, mlp_dim=64, max_len=8)
@@ -83,25 +86,26 @@ def test_type_accuracy_is_token_level() -> None:
 
 def test_training_and_both_early_stopping_rules(tmp_path: Path, twohop: Path) -> None:
     data = load_coverage_data(twohop)
-    config = SyntheticTrainConfig(num_seeds=2, max_steps=30, batch_size=64, steps_per_call=5,
-                                  eval_period=10, eval_batch_size=128, stop_threshold=0.0,
-                                  patience_epochs=0)
-    trainer = build_trainer(TINY, OPT, 64, 5, data)
+    config = TrainConfig(num_seeds=2, total_steps=30, batch_size=64, steps_per_call=5,
+                         eval_period=10, eval_batch_size=128,
+                         stop_rules=upstream_stop_rules(0.0, patience_epochs=0))
+    trainer = build_trainer(TINY, OPT, config, data.vocab_size)
     result = train_coverage_cell(data, trainer, config, tmp_path / "m")
     assert (result.stops["stop_reason"] == "type_0").all()
     assert (result.stops["stop_step"] == 10).all() and result.rows["step"].max() == 10
-    assert set(result.rows["type"]) == set(data.test_types)
+    assert set(result.rows["split"]) == set(data.test_types)
     assert len(result.per_example) == 2 * len(data.test_types)
     saved = pd.read_csv(tmp_path / "m" / "results.csv")
     assert len(saved) == len(result.rows) and (tmp_path / "m" / "per_example.csv").is_file()
 
     no_type0 = dataclasses.replace(
         data, test_types=np.where(data.test_types == "type_0", "type_9", data.test_types))
-    patient = train_coverage_cell(no_type0, trainer, config)
+    patient = train_coverage_cell(no_type0, trainer, config, tmp_path / "patient")
     assert (patient.stops["stop_reason"] == "patience").all()
     assert (patient.stops["stop_step"] == 20).all()
 
-    full = train_coverage_cell(data, trainer, dataclasses.replace(config, stop_threshold=1.01))
+    full = train_coverage_cell(data, trainer, dataclasses.replace(
+        config, stop_rules=upstream_stop_rules(1.01, patience_epochs=0)), tmp_path / "full")
     assert (full.stops["stop_reason"] == "max_steps").all()
     assert full.rows["step"].max() == 35  # whole epochs (Q15): 30 // 4 + 1 = 8 epochs x 4 steps
     assert np.isfinite(full.rows["train_loss"]).all()
@@ -117,8 +121,8 @@ def test_n_required_table() -> None:
 
 
 def test_scaling_sweep_stops_at_the_first_sufficient_size(tmp_path: Path) -> None:
-    config = SyntheticTrainConfig(num_seeds=2, max_steps=10, batch_size=64, steps_per_call=5,
-                                  eval_period=5, stop_threshold=0.0)
+    config = TrainConfig(num_seeds=2, total_steps=10, batch_size=64, steps_per_call=5,
+                         eval_period=5, stop_rules=upstream_stop_rules(0.0))
     table = scaling_sweep(model_dir=str(tmp_path / "m"), data_root=str(tmp_path / "d"),
                           sweep=ScalingSweep(num_tokens=(8,), size_factors=(3.0, 4.0),
                                              min_type0_items=1),
@@ -131,8 +135,8 @@ def test_scaling_sweep_stops_at_the_first_sufficient_size(tmp_path: Path) -> Non
 
 def test_scaling_sweep_ends_a_size_series_when_type0_runs_out(tmp_path: Path) -> None:
     """|X| = 8, seed 42: 160 training chains leave 32 type_0 items, 192 leave 22."""
-    config = SyntheticTrainConfig(num_seeds=1, max_steps=5, batch_size=64, steps_per_call=5,
-                                  eval_period=5, stop_threshold=1.01)
+    config = TrainConfig(num_seeds=1, total_steps=5, batch_size=64, steps_per_call=5,
+                         eval_period=5, stop_rules=upstream_stop_rules(1.01))
     kwargs = {"model_dir": str(tmp_path / "m"), "data_root": str(tmp_path / "d"),
               "model_config": TINY, "optimizer_config": OPT, "train_config": config}
     table = scaling_sweep(sweep=ScalingSweep(num_tokens=(8,), size_factors=(2.5, 3.0, 4.0),
@@ -145,36 +149,73 @@ def test_scaling_sweep_ends_a_size_series_when_type0_runs_out(tmp_path: Path) ->
 
 
 def test_checkpoint_cadence_follows_upstream() -> None:
-    config = SyntheticTrainConfig()
-    due = [s for s in range(25, 12_501, 25) if config.checkpoint_due(s)]
+    config = CheckpointConfig(period=((5000, 250), (0, 2500)))
+    due = [s for s in range(25, 12_501, 25) if config.due(s)]
     assert due[:3] == [250, 500, 750] and 5000 in due and 5250 not in due
     assert due[-3:] == [7500, 10_000, 12_500]
-    with pytest.raises(ValueError, match="checkpoint_period=30 must be 0"):
-        SyntheticTrainConfig(steps_per_call=25, checkpoint_period=30).validate()
+    with pytest.raises(ValueError, match="period 30 must be 0"):
+        CheckpointConfig(period=((5000, 250), (0, 30))).validate(steps_per_call=25)
 
 
 def test_periodic_checkpoints_and_resume_equal_an_uninterrupted_run(
         tmp_path: Path, twohop: Path) -> None:
     """Stopping after a checkpoint and rerunning continues bit-for-bit (state and bookkeeping)."""
     data = load_coverage_data(twohop)
-    config = SyntheticTrainConfig(num_seeds=2, max_steps=30, batch_size=64, steps_per_call=5,
-                                  eval_period=5, eval_batch_size=128, stop_threshold=1.01,
-                                  checkpoint_dense_period=10, checkpoint_dense_until=20,
-                                  checkpoint_period=15)
-    trainer = build_trainer(TINY, OPT, 64, 5, data)
-    whole = train_coverage_cell(data, trainer, config, tmp_path / "whole")
+    config = TrainConfig(num_seeds=2, total_steps=30, batch_size=64, steps_per_call=5,
+                         eval_period=5, eval_batch_size=128,
+                         stop_rules=upstream_stop_rules(1.01))
+    checkpoints = dataclasses.replace(ALL_CHECKPOINTS, period=((20, 10), (0, 15)))
+    trainer = build_trainer(TINY, OPT, config, data.vocab_size)
+    whole = train_coverage_cell(data, trainer, config, tmp_path / "whole", checkpoints)
     assert sorted(int(p.name.split("_")[1]) for p in (tmp_path / "whole").glob("checkpoint_*")) \
         == [10, 20, 30, 35]
-    part = train_coverage_cell(data, trainer, dataclasses.replace(config, max_steps=12),
-                               tmp_path / "part")
-    assert part.rows["step"].max() == 20  # 12 // 4 + 1 = 4 epochs x 4 steps, rounded up to 5s
-    resumed = train_coverage_cell(data, trainer, config, tmp_path / "part")
+    short = train_coverage_cell(data, trainer, dataclasses.replace(config, total_steps=12),
+                                tmp_path / "short", checkpoints)
+    assert short.rows["step"].max() == 20  # 12 // 4 + 1 = 4 epochs x 4 steps, rounded up to 5s
+    # A run killed after checkpoint_20: the later checkpoints and the end-of-run files are gone.
+    shutil.copytree(tmp_path / "whole", tmp_path / "killed")
+    for name in ("checkpoint_30", "checkpoint_35"):
+        shutil.rmtree(tmp_path / "killed" / name)
+    for name in ("results.csv", "stops.csv", "per_example.csv"):
+        (tmp_path / "killed" / name).unlink()
+    resumed = train_coverage_cell(data, trainer, config, tmp_path / "killed", checkpoints)
     pd.testing.assert_frame_equal(resumed.rows, whole.rows)
     pd.testing.assert_frame_equal(resumed.stops, whole.stops)
     np.testing.assert_allclose(resumed.per_example["accuracy"], whole.per_example["accuracy"])
     at_20 = restore_params(tmp_path / "whole", trainer, config.seeds, step=20)
-    again = restore_params(tmp_path / "part", trainer, config.seeds, step=20)
+    again = restore_params(tmp_path / "short", trainer, config.seeds, step=20)
     for a, b in zip(jax.tree.leaves(at_20), jax.tree.leaves(again), strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(FileNotFoundError, match="no checkpoint_25"):
         restore_params(tmp_path / "whole", trainer, config.seeds, step=25)
+
+
+def test_coverage_cell_writes_the_results_schema_that_analysis_reads(
+        tmp_path: Path, twohop: Path) -> None:
+    """Coverage cells write the benchmark cells' long format (tests/test_cli.py checks the same
+    columns for a SCAN cell), and analysis reads and tidies them like any other results."""
+    data = load_coverage_data(twohop)
+    config = TrainConfig(num_seeds=2, total_steps=8, batch_size=64, steps_per_call=4,
+                         eval_period=4, eval_batch_size=128)
+    trainer = build_trainer(TINY, OPT, config, data.vocab_size)
+    train_coverage_cell(data, trainer, config, tmp_path / "m")
+    written = pd.read_csv(tmp_path / "m" / "results.csv", keep_default_na=False)
+    assert list(written.columns) == list(RESULT_COLUMNS)
+    table = read_results(tmp_path / "m")
+    assert set(table["split"]) == set(data.test_types)
+    assert set(table["metric"]) == {"answer_token_accuracy"}
+    assert (table["n_unique"] == data.n_train).all() and set(table["step"]) == {4, 8, 12}
+    tidy = tidy_results(table, "type_0")
+    assert len(tidy.frame) == 2 and tidy.excluded.empty
+    assert tidy.frame["exact_match"].between(0, 1).all()
+
+
+def test_decoder_sequence_longer_than_max_len_is_one_clear_error(
+        tmp_path: Path, twohop: Path) -> None:
+    data = load_coverage_data(twohop)  # sequences of 5 tokens
+    config = TrainConfig(num_seeds=1, total_steps=4, batch_size=64, steps_per_call=4)
+    trainer = build_trainer(dataclasses.replace(TINY, max_len=4), OPT, config, data.vocab_size)
+    with pytest.raises(ValueError, match=r"split 'train': longest tokens example is 5 tokens "
+                       r".*DecoderConfig.max_len=4; set DecoderConfig.max_len >= 5"):
+        train_coverage_cell(data, trainer, config, tmp_path / "m")
+    assert not (tmp_path / "m").exists()

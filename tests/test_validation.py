@@ -14,7 +14,7 @@ import pytest
 from compgen_jax import designs, experiment, validation  # noqa: F401  (registers run_experiment)
 from compgen_jax.gin_utils import parse_gin
 from compgen_jax.models.decoder_only import DecoderConfig
-from compgen_jax.models.transformer import TransformerConfig
+from compgen_jax.models.transformer import TransformerConfig, matrices_only
 from compgen_jax.multiseed import MultiSeedTrainer
 from compgen_jax.optim import OptimizerConfig, make_optimizer
 from compgen_jax.train import CellConfig, TrainConfig
@@ -121,7 +121,7 @@ def test_memory_estimate_bounds_what_xla_allocates() -> None:
     config = TrainConfig(num_seeds=4, batch_size=32, steps_per_call=2, total_steps=2,
                          eval_splits=())
     estimate = validation.memory_estimate(model, config, shape, "train")
-    trainer = MultiSeedTrainer(model, make_optimizer(OptimizerConfig()), 32, 2)
+    trainer = MultiSeedTrainer(model, make_optimizer(OptimizerConfig(), matrices_only), 32, 2)
     state = jax.eval_shape(trainer.init, jnp.arange(4))
     orders = jax.ShapeDtypeStruct((4, 64), jnp.int32)
     pool = {"inputs": jax.ShapeDtypeStruct((500, 24), jnp.int32),

@@ -9,7 +9,7 @@ from compgen_jax.commands.train import gin_flags
 
 
 def _configure(args: argparse.Namespace) -> Path:
-    """Parse gin files + bindings (registering the synthetic configurables); return MODEL_DIR."""
+    """Parse gin files + bindings (registering the coverage configurables); return MODEL_DIR."""
     import gin
 
     from compgen_jax import synthetic  # noqa: F401  (registers the configurables)
@@ -38,8 +38,8 @@ def run_train(args: argparse.Namespace) -> None:
     model_dir = _configure(args)
     result = train_synthetic()
     write_operative_config(model_dir)
-    final = result.rows.sort_values("step").groupby(["seed", "type"]).tail(1)
-    print(final.pivot(index="type", columns="seed", values="accuracy").round(3).to_string())
+    final = result.rows.sort_values("step").groupby(["seed", "split"]).tail(1)
+    print(final.pivot(index="split", columns="seed", values="exact_match").round(3).to_string())
     print(result.stops[["seed", "stop_step", "stop_reason"]].to_string(index=False))
     print(f"results: {model_dir / 'results.csv'}, {model_dir / 'per_example.csv'}")
 

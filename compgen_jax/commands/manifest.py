@@ -12,7 +12,8 @@ from compgen_jax.commands.train import configure, gin_flags
 def run_build(args: argparse.Namespace) -> None:
     """Write every cell's per-seed manifests under MODEL_DIR and print the per-cell table."""
     from compgen_jax import designs, validation
-    from compgen_jax.train import TrainConfig, pool_index
+    from compgen_jax.task_data import pool_index
+    from compgen_jax.train import TrainConfig
     from tasks import registry
     from tasks.data_dir import data_dir
 

@@ -15,11 +15,15 @@ ModelConfig = TransformerConfig | DecoderConfig
 EMBEDDING_PARAMS = ("embed", "enc_pos", "dec_pos", "logits", "wte", "wpe")
 
 
+def model_family(config: ModelConfig) -> type[EncoderDecoder | DecoderOnly]:
+    """The model family a config describes; the family owns its loss, score / predict and which
+    parameters get weight decay."""
+    return DecoderOnly if isinstance(config, DecoderConfig) else EncoderDecoder
+
+
 def make_model(config: ModelConfig, *, rngs: nnx.Rngs) -> EncoderDecoder | DecoderOnly:
-    """The model family a config describes."""
-    if isinstance(config, DecoderConfig):
-        return DecoderOnly(config, rngs=rngs)
-    return EncoderDecoder(config, rngs=rngs)
+    """A freshly initialised model of the family a config describes."""
+    return model_family(config)(config, rngs=rngs)
 
 
 def param_counts(config: ModelConfig) -> tuple[int, int]:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from compgen_jax.models.transformer import _dropout, _keys
+from compgen_jax.models.transformer import _dropout, _keys, matrices_only
 
 
 @gin.configurable
@@ -120,6 +120,19 @@ class DecoderOnly(nnx.Module):
         for block, k in zip(self.blocks, keys[1:], strict=True):
             x = block(x, k)
         return self.wte.attend(self.ln_f(x)).astype(jnp.float32)
+
+    weight_decay_mask = staticmethod(matrices_only)
+
+    def loss(self, batch: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
+        """Mean cross-entropy over the batch's answer tokens (COVERAGE_PRINCIPLE s.3)."""
+        return answer_loss(self(batch["tokens"], key), batch["tokens"], batch["loss_mask"])
+
+    def score(self, batch: dict[str, jax.Array]) -> jax.Array:
+        """Teacher-forced, per example: the fraction of answer tokens predicted right [B]."""
+        logits = self(batch["tokens"])
+        weights = batch["loss_mask"][:, 1:].astype(jnp.float32)
+        correct = (jnp.argmax(logits[:, :-1], axis=-1) == batch["tokens"][:, 1:]) * weights
+        return correct.sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
 
     def hidden_states(self, tokens: jax.Array) -> jax.Array:
         """HF hidden_states [num_layers + 1, B, L, D]: embeddings, block outputs (last: ln_f)."""

@@ -15,10 +15,12 @@ from typing import NamedTuple
 import gin
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 PAD_ID = 0
 BOS_ID = 0  # t5x convention: the decoder input starts with the pad id
+EOS_ID = 1
 
 
 POSITIONS = ("learned", "relative")
@@ -79,6 +81,12 @@ class TransformerConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"TransformerConfig.{name}={getattr(self, name)!r} is not one of {allowed}")
+
+
+def matrices_only(params: nnx.State) -> nnx.State:
+    """Weight-decay mask: True for matrices (kernels, embeddings), False for vectors (biases,
+    LayerNorm scales), the GPT-2 / nanoGPT `configure_optimizers` rule."""
+    return jax.tree.map(lambda leaf: leaf.ndim >= 2, params)
 
 
 def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
@@ -394,6 +402,34 @@ class EncoderDecoder(nnx.Module):
         k_enc, k_dec = _keys(key, 2)
         encoded = self.encode(encoder_input_tokens, k_enc, situation)
         return self.decode(encoded, encoder_input_tokens, decoder_input_tokens, k_dec)
+
+    weight_decay_mask = staticmethod(matrices_only)
+
+    def loss(self, batch: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
+        """Mean cross-entropy over the batch's non-pad target tokens (t5x)."""
+        targets = batch["targets"]
+        logits = self(batch["inputs"], shift_right(targets), key, situation=batch.get("situation"))
+        weights = (targets != 0).astype(jnp.float32)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+        return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+    def predict(
+        self, inputs: jax.Array, max_decode_len: int, situation: jax.Array | None = None
+    ) -> jax.Array:
+        """Greedy decoding with a KV cache: inputs [B, Li] -> tokens [B, max_decode_len]."""
+        encoded = self.encode(inputs, situation=situation)
+        caches = self.init_cache(encoded, max_decode_len)
+
+        def step(carry, t):
+            token, caches, done = carry
+            logits, caches = self.decode_step(token, t, caches, inputs)
+            nxt = jnp.where(done, 0, jnp.argmax(logits, axis=-1).astype(jnp.int32))
+            return (nxt, caches, done | (nxt == EOS_ID)), nxt
+
+        batch = inputs.shape[0]
+        init = (jnp.zeros((batch,), jnp.int32), caches, jnp.zeros((batch,), bool))
+        _, tokens = jax.lax.scan(step, init, jnp.arange(max_decode_len))
+        return tokens.T
 
     def init_cache(self, encoded: jax.Array, max_decode_len: int) -> list[LayerCache]:
         """Empty self-attention caches plus precomputed cross-attention k/v for every layer."""
