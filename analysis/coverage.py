@@ -44,12 +44,12 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from analysis.atomic import atomic_path
+from analysis.coverage_dataset import REQUIRED_FILES, read_items, read_json, read_vocab
 
 SUBSETS: tuple[tuple[int, ...], ...] = ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2))
 GROUND_TRUTH_SUBSETS: tuple[tuple[int, ...], ...] = ((0, 1),)
 ARITY = 3
 END = "</a>"
-REQUIRED_FILES = ("train.json", "test.json", "vocab.json")
 DEVIATIONS = {
     "Q1": "bucket key includes the fragment subset S (parity=True omits it, as upstream)",
     "Q2": "any coverage threshold is accepted (upstream crashes at >= 9)",
@@ -73,17 +73,6 @@ class CoverageData:
     test_items: list[dict[str, Any]]
     test_x: np.ndarray
     test_y: np.ndarray
-
-
-def _read_json(path: Path) -> Any:
-    """A JSON file, with a one-line error naming it when missing or malformed."""
-    if not path.is_file():
-        raise FileNotFoundError(f"coverage dataset {path.parent}: required file {path.name} "
-                                "is missing")  # fmt: skip
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: malformed JSON: {err.msg}") from None
 
 
 def _parse_items(path: Path, items: Any, ids: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -124,12 +113,10 @@ def load_dataset(dataset_dir: str | os.PathLike[str]) -> CoverageData:
     for name in REQUIRED_FILES:
         if not (root / name).is_file():
             raise FileNotFoundError(f"coverage dataset {root}: required file {name} is missing")
-    vocab = _read_json(root / "vocab.json")
-    if not (isinstance(vocab, list) and all(isinstance(t, str) for t in vocab)):
-        raise ValueError(f"{root / 'vocab.json'}: expected a JSON list of token strings")
+    vocab = read_vocab(root)
     ids = {t: i for i, t in enumerate(vocab)}
-    train_x, train_y = _parse_items(root / "train.json", _read_json(root / "train.json"), ids)
-    test_items = _read_json(root / "test.json")
+    train_x, train_y = _parse_items(root / "train.json", read_items(root, "train"), ids)
+    test_items = read_items(root, "test")
     test_x, test_y = _parse_items(root / "test.json", test_items, ids)
     n = len(vocab)
     if not len(train_x):
@@ -384,7 +371,7 @@ def write_upstream_outputs(
     is a node of a component holding a training input): test_annotated_full.json, or
     test_annotated_ground-truth_full.json (Q36). Upstream-byte-identical in both modes, up to Q1.
     """
-    test = _read_json(Path(dataset_dir) / "test.json")
+    test = read_items(dataset_dir, "test")
     if len(test) != len(table):
         raise ValueError(f"{dataset_dir}: test.json has {len(test)} items, table {len(table)}")
     attrs = table.attrs
@@ -623,7 +610,7 @@ def compare(
         if raw_a == raw_b:
             same += 1
             continue
-        va, vb = _read_json(files_a[name]), _read_json(files_b[name])
+        va, vb = read_json(files_a[name]), read_json(files_b[name])
         detail = (["same JSON content, different bytes (formatting)"] if va == vb
                   else _diff_values(va, vb, examples))  # fmt: skip
         lines += [f"{name}: {detail[0]}"] + [f"  {line}" for line in detail[1:]]

@@ -62,9 +62,13 @@ def diversity_trend(df: pd.DataFrame, split: str, metric: str = "exact_match") -
     means = final.groupby("n_unique")[metric].mean()
     rho_seeds, p_seeds = spearman(final["n_unique"], final[metric])
     rho_means, p_means = spearman(means.index, means.to_numpy())
+    recorded = df.loc[df["split"] == split, "metric"] if "metric" in df.columns else []
     return {
         "split": split,
         "metric": metric,
+        # the score column holds each split's own metric, named in the rows' `metric`
+        "label": ", ".join(sorted(set(recorded))) if metric == "exact_match" and len(recorded)
+        else metric,
         "rho_seeds": rho_seeds,
         "p_seeds": p_seeds,
         "n_seeds": len(final),
@@ -77,7 +81,8 @@ def diversity_trend(df: pd.DataFrame, split: str, metric: str = "exact_match") -
 def format_summary(summary: pd.DataFrame, trend: dict) -> str:
     """Fixed-width table of the summary (metric in %) followed by the Spearman lines."""
     lines = [
-        f"{trend['metric']} (%) on split {trend['split']!r} at each seed's final eval step",
+        f"{trend.get('label', trend['metric'])} (%) on split {trend['split']!r} at each seed's "
+        "final eval step",
         f"{'N':>8}  {'seeds':>5}  {'diverged':>8}  {'mean':>7}  {'sd':>7}  {'min':>7}  {'max':>7}",
     ]
     for row in summary.itertuples(index=False):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import re
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.manifest_format import read_manifest_json
 from analysis.schema import EXTRA, FRACTIONS, KEY, REQUIRED
 
 COLUMNS = REQUIRED  # required columns of a results table and the kind of value each holds
@@ -230,9 +229,6 @@ def tidy_results(
 
 # --------------------------------------------------------------------------- manifests
 
-MANIFEST_KEYS = (
-    "pool", "pool_size", "ids", "counts", "strategy", "seed", "targets", "stats", "hash",
-)  # fmt: skip
 _SEED_FILE = re.compile(r"seed_(\d+)\.json")
 
 
@@ -288,23 +284,7 @@ def attach_manifests(frame: pd.DataFrame, manifests: pd.DataFrame) -> pd.DataFra
 def _read_manifest(path: Path) -> dict:
     """One manifest file as a flat record, with errors naming the file."""
 
-    def reject(constant: str) -> None:
-        raise ValueError(f"{path}: non-finite number {constant} in manifest JSON")
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=reject)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: malformed manifest JSON ({err.msg})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a manifest must be a JSON object")
-    missing = [k for k in MANIFEST_KEYS if k not in data]
-    if missing:
-        raise ValueError(f"{path}: manifest lacks keys: {', '.join(missing)}")
-    body = {k: v for k, v in data.items() if k != "hash"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    digest = hashlib.sha256(canonical.encode("ascii")).hexdigest()
-    if data["hash"] != digest:
-        raise ValueError(f"{path}: stored hash {data['hash']!r} != content hash {digest}")
+    data = read_manifest_json(path)
     ids, counts, stats = data["ids"], data["counts"], data["stats"]
     if not isinstance(ids, list) or not isinstance(counts, list) or len(ids) != len(counts):
         raise ValueError(f"{path}: ids and counts must be lists of equal length")

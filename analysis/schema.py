@@ -36,13 +36,14 @@ REQUIRED: dict[str, str] = {
     "diverged": "bool",
 }
 # Columns the trainer adds (tables written before them still read): the seed's own step count
-# (frozen seeds stop counting), the metric's name, the seed's epoch, and why the seed stopped
-# ("" while it trains on).
+# (frozen seeds stop counting), the seed's epoch, why the seed stopped ("" while it trains on),
+# and the metric's name. A column that is never empty comes last, so a row cut short shows up as
+# a blank `metric`.
 EXTRA: dict[str, str] = {
     "seed_steps": "int",
-    "metric": "str",
     "epoch": "int",
     "stop_reason": "text",
+    "metric": "str",
 }
 RESULT_COLUMNS: tuple[str, ...] = (*REQUIRED, *EXTRA)
 # One row per (cell, seed, eval step, split).

@@ -9,8 +9,6 @@ eval steps; `write_sweep` lays them out like the trainer: <root>/<cell>/results.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.atomic import atomic_path
+from analysis.manifest_format import content_hash, manifest_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +116,7 @@ def _manifest(d: Dataset, ids: np.ndarray, seed: int) -> dict:
             "multiplicity": {"1": int(ids.size)},
         },
     }
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    body["hash"] = hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    body["hash"] = content_hash(body)
     return body
 
 
@@ -130,7 +128,7 @@ def write_sweep(sweep: Sweep, root: str | os.PathLike) -> Path:
             rows.to_csv(tmp, index=False)
     for row in sweep.manifests.itertuples(index=False):
         with atomic_path(root / row.cell / "manifests" / f"seed_{row.seed}.json") as tmp:
-            tmp.write_text(json.dumps(row.json), encoding="utf-8")
+            tmp.write_text(manifest_text(row.json), encoding="utf-8")
     with atomic_path(root / "measures.csv") as tmp:
         sweep.measures.to_csv(tmp, index=False)
     return root

@@ -131,7 +131,7 @@ def read_design(gin_file: str) -> dict[str, Any]:
     """A COGS design's cells, model, train and optimizer settings, through the design code."""
     import gin
 
-    from compgen_jax import designs, experiment, train  # noqa: F401  (registers configurables)
+    from compgen_jax import designs, train  # noqa: F401  (registers configurables)
     from compgen_jax.gin_utils import parse_gin
     from compgen_jax.optim import OptimizerConfig
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.coverage import kcoverage_table
+from analysis.coverage_dataset import read_items, read_json
 from compgen_jax.coverage_data import CoverageData
 from compgen_jax.multiseed import MultiSeedTrainer
 from tasks.atomic import write_text
@@ -55,7 +55,7 @@ def token_indices(text: str) -> tuple[int, ...]:
 
 def load_function(path: Path) -> dict[tuple[int, ...], int]:
     """A primitive function from an atomic_facts_f*.json file."""
-    items = json.loads(path.read_text(encoding="utf-8"))
+    items = read_json(path)
     return {token_indices(it["input_text"]): token_indices(it["target_text"])[-1] for it in items}
 
 
@@ -400,7 +400,7 @@ def coverage_thresholds(dataset_dir: Path, test_items: Sequence[dict],
     annotated = dataset_dir / "test_annotated.json"
     if annotated.is_file():
         return thresholds_from_annotated(
-            test_items, json.loads(annotated.read_text(encoding="utf-8")))
+            test_items, read_json(annotated))
     table = kcoverage_table(dataset_dir, k_max)
     t0 = table[table["type"] == "type_0"]
     return dict(zip(t0["index"].tolist(), t0["max_k"].tolist(), strict=True))
@@ -522,7 +522,7 @@ def run_circuits(model_dir: Path, trainer: MultiSeedTrainer, params: Any, seeds:
     """
     task = load_task(dataset_dir)
     name = resolve_grouping(task, task.bridges[0] if grouping is None else grouping)
-    test_items = json.loads((dataset_dir / "test.json").read_text(encoding="utf-8"))
+    test_items = read_items(dataset_dir, "test")
     labels = None
     if coverage_groups is not None:
         if task.structure.n_inputs != 3:
@@ -538,7 +538,7 @@ def run_circuits(model_dir: Path, trainer: MultiSeedTrainer, params: Any, seeds:
               "logit_lens.csv": logit_lens(trainer, params, seeds, data, task, test_items, parity)}
     plots = [plot_iicg(collapse, out / f"iicg_{stem}.png")]
     if task.structure.name == "twohop" and task.mode in ("inf", "cot"):
-        train_items = json.loads((dataset_dir / "train.json").read_text(encoding="utf-8"))
+        train_items = read_items(dataset_dir, "train")
         trace = causal_tracing(trainer, params, seeds, data, test_items, *task.fns, train_items,
                                cot=task.mode == "cot", parity=parity)
         ranks = rank_summary(trace)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from analysis.coverage_dataset import read_vocab
 from compgen_jax.multiseed import MultiSeedTrainer
 from tasks.benchmarks import coverage
 
@@ -85,10 +85,7 @@ def tokenize(examples: Sequence[Any], vocab: Sequence[str], length: int) -> dict
 def load_coverage_data(dataset_dir: str | os.PathLike[str]) -> CoverageData:
     """train.json / test.json / vocab.json of an upstream-layout dataset dir, tokenized."""
     root = Path(dataset_dir)
-    vocab_path = root / "vocab.json"
-    if not vocab_path.is_file():
-        raise FileNotFoundError(f"coverage dataset {root.name}: expected file {vocab_path}")
-    vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
+    vocab = read_vocab(root)
     train, test = coverage.load(root, "train"), coverage.load(root, "test")
     length = max(len(ex.input.split()) + len(ex.target.split()) for ex in train + test)
     return CoverageData(

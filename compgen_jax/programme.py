@@ -17,7 +17,7 @@ from typing import Any
 import gin
 from tqdm.auto import tqdm
 
-from compgen_jax import sweep
+from compgen_jax import runner, sweep
 from compgen_jax.gin_utils import parse_gin
 
 ANALYSES = ("dose_response", "decomposition", "factorial", "equivalence", "replication")
@@ -73,7 +73,7 @@ def programme(
 def load(gin_files: Sequence[str], bindings: Sequence[str],
          search_paths: Sequence[str] = ()) -> Programme:
     """Parse a programme gin file (e.g. programme/cpu.gin) into a Programme."""
-    from compgen_jax import experiment, train, validation  # noqa: F401  (registers configurables)
+    from compgen_jax import train, validation  # noqa: F401  (registers configurables)
 
     parse_gin(gin_files, bindings, search_paths)
     return programme()
@@ -92,7 +92,8 @@ def expand(prog: Programme, search_paths: Sequence[str] = ()) -> list[tuple[Part
     return specs
 
 
-def run_local(specs: Sequence[tuple[Part, sweep.Sweep]], parallel: int = 1) -> int:
+def run_local(specs: Sequence[tuple[Part, sweep.Sweep]], parallel: int = 1,
+              in_process: bool = False) -> int:
     """Run every part's unfinished cells (an overall bar over all cells) and collect each part;
     returns how many cells trained."""
     total = sum(len(spec.cells) for _, spec in specs)
@@ -103,7 +104,7 @@ def run_local(specs: Sequence[tuple[Part, sweep.Sweep]], parallel: int = 1) -> i
         for part, spec in specs:
             bar.set_postfix_str(f"part {part.name}")
             before = sum(sweep.is_finished(spec, c) for c in spec.cells)
-            ran += len(sweep.launch_local(spec, parallel=parallel))
+            ran += len(runner.launch_local(spec, parallel=parallel, in_process=in_process))
             bar.update(len(spec.cells) - before)
             sweep.collect(Path(spec.root))
     return ran
@@ -121,7 +122,7 @@ def part_records(specs: Sequence[tuple[Part, sweep.Sweep]]) -> list[dict[str, An
             "smoke_test": part.smoke_test, "results": str(Path(spec.root) / sweep.COLLECTED_FILE),
             "gin_files": list(part.gin_files), "bindings": list(part.bindings),
             "cells": len(spec.cells),
-            "trainings": len({c.name for c in sweep.trained_as(spec).values()}),
+            "trainings": len({c.name for c in runner.trained_as(spec).values()}),
             "wall_s": None if None in walls else round(sum(walls), 1),
         })
     return records

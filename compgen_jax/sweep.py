@@ -1,4 +1,5 @@
-"""Sweeps: a gin design expanded to cells, each one `compgen-jax train` process; idempotent launch.
+"""Sweeps: a gin design expanded to cells with their identities, their finished markers, status
+and the collected table (compgen_jax.runner runs the cells).
 
 A sweep root (the design's MODEL_DIR) holds `sweep.json` (the design's cells and their identities)
 and one directory per cell. A cell is finished once its `cell.json` marker exists; the marker is
@@ -17,22 +18,15 @@ import dataclasses
 import functools
 import hashlib
 import json
-import shlex
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import gin
 import pandas as pd
-from tqdm.auto import tqdm
 
 from analysis.results import read_results
-from analysis.schema import EXTRA, RESULT_COLUMNS
+from analysis.schema import RESULT_COLUMNS
 from compgen_jax import designs
 from compgen_jax.gin_utils import parse_gin
 from tasks.atomic import write_text
@@ -123,7 +117,7 @@ def expand(
 ) -> Sweep:
     """Parse the experiment file, validate its design (validation.validate_design: nothing runs
     or is written when a cell cannot), expand it to cells and hash each cell's identities."""
-    from compgen_jax import experiment, train, validation  # noqa: F401  (registers configurables)
+    from compgen_jax import train, validation  # noqa: F401  (registers configurables)
 
     parse_gin(gin_files, gin_bindings, search_paths)
     try:
@@ -180,14 +174,14 @@ def is_finished(sweep: Sweep, cell: SweepCell) -> bool:
     return (sweep.cell_dir(cell) / CELL_FILE).exists()
 
 
-def _write_sweep_file(sweep: Sweep) -> None:
+def write_sweep_file(sweep: Sweep) -> None:
     write_text(Path(sweep.root) / SWEEP_FILE, json.dumps({
         "design_hash": sweep.design_hash, "gin_files": sweep.gin_files,
         "gin_bindings": sweep.gin_bindings,
         "cells": [dataclasses.asdict(c) for c in sweep.cells]}, indent=1))
 
 
-def _mark_finished(sweep: Sweep, cell: SweepCell, wall_s: float) -> None:
+def mark_finished(sweep: Sweep, cell: SweepCell, wall_s: float) -> None:
     """Check the cell's results against the schema and its design, then write cell.json (with
     the training's wall time: 0 for a cell that received another cell's training)."""
     record = dataclasses.asdict(cell)
@@ -209,8 +203,7 @@ def cell_results(cell_dir: Path, cell: dict[str, Any]) -> pd.DataFrame:
     """A cell's results.csv, checked before anything trusts it; ValueError naming the file.
 
     Checks the results schema (analysis.results: the columns, their types, fractions in [0, 1],
-    one row per key, plus every column of analysis.schema.RESULT_COLUMNS present, and filled
-    where a blank means nothing)
+    one row per key, plus every column of analysis.schema.RESULT_COLUMNS present)
     and the cell's design: only this cell's name and manifests, one seed per manifest, the same
     (split, eval step) rows for every seed, no eval step beyond the cell's train steps.
     """
@@ -219,9 +212,6 @@ def cell_results(cell_dir: Path, cell: dict[str, Any]) -> pd.DataFrame:
     table = pd.read_csv(path)
     missing = [c for c in RESULT_COLUMNS if c not in table]
     problems = [f"missing columns {missing}"] if missing else []
-    problems += [f"{c} blank at line {int(table[c].isna().to_numpy().argmax()) + 2}"
-                 for c, kind in EXTRA.items()
-                 if kind != "text" and c in table and table[c].isna().any()]
     if set(checked["cell"]) != {cell["name"]}:
         problems.append(f"rows of cells {sorted(set(checked['cell']))}, expected only "
                         f"{cell['name']} (mixed cells)")
@@ -240,112 +230,6 @@ def cell_results(cell_dir: Path, cell: dict[str, Any]) -> pd.DataFrame:
     if problems:
         raise ValueError(f"{path}: {'; '.join(problems)}")
     return table
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM behaves like Ctrl-C: running cells are stopped, finished cells stay."""
-    raise KeyboardInterrupt
-
-
-def local_command(sweep: Sweep, cell: SweepCell) -> list[str]:
-    """The process that trains one cell locally into <root>/<cell>."""
-    return [sys.executable, "-m", "compgen_jax.cli", "train",
-            *sweep.train_args(cell, str(sweep.cell_dir(cell)))]
-
-
-def trained_as(sweep: Sweep) -> dict[str, SweepCell]:
-    """cell name -> the first cell of the design with the same training identity (itself if
-    none comes before it): each training is run once."""
-    first: dict[str, SweepCell] = {}
-    return {c.name: first.setdefault(c.train_id or c.cell_id, c) for c in sweep.cells}
-
-
-def _copy_training(sweep: Sweep, source: SweepCell, cell: SweepCell) -> None:
-    """Give `cell` the results of `source` (same training): its rows under its own name, the
-    manifests, predictions and operative config; a note names the source."""
-    src, dst = sweep.cell_dir(source), sweep.cell_dir(cell)
-    for name in ("manifests", "predictions"):
-        if (src / name).is_dir():
-            shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
-    if (src / "config.gin").exists():
-        shutil.copy2(src / "config.gin", dst / "config.gin")
-    write_text(dst / "trained_as.txt", f"{source.name}\n")
-    table = pd.read_csv(src / "results.csv")
-    table["cell"] = cell.name
-    write_text(dst / "results.csv", table.to_csv(index=False))
-
-
-def launch_local(
-    sweep: Sweep, parallel: int = 1, dry_run: bool = False, out: TextIO | None = None
-) -> list[str]:
-    """Run the unfinished cells, `parallel` processes at a time; returns the cells it ran.
-
-    A cell whose training identity equals an earlier cell's is not trained again: once that cell
-    has finished, it receives its results under its own name.
-    """
-    if parallel < 1:
-        raise ValueError(f"--parallel={parallel} must be >= 1")
-    check_root(sweep)
-    source = trained_as(sweep)
-    unfinished = [c for c in sweep.cells if not is_finished(sweep, c)]
-    pending = [c for c in unfinished if source[c.name] is c]
-    copies = [c for c in unfinished if source[c.name] is not c]
-    if dry_run:
-        out = out or sys.stdout  # the stream current at the call (not at import)
-        for cell in pending:
-            print(shlex.join(local_command(sweep, cell)), file=out)
-        for cell in copies:
-            print(f"# {cell.name}: same training as {source[cell.name].name} (results copied)",
-                  file=out)
-        return []
-    if not (Path(sweep.root) / SWEEP_FILE).exists():
-        _write_sweep_file(sweep)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    running: dict[str, tuple[subprocess.Popen, SweepCell, float]] = {}
-    failed: list[str] = []
-    queue = list(pending)
-    bar = tqdm(total=len(sweep.cells), initial=len(sweep.cells) - len(pending), unit="cell",
-               desc="sweep", dynamic_ncols=True)
-    try:
-        while queue or running:
-            started = queue and len(running) < parallel
-            while queue and len(running) < parallel:
-                cell = queue.pop(0)
-                log = sweep.cell_dir(cell) / "train.log"
-                log.parent.mkdir(parents=True, exist_ok=True)
-                with log.open("w") as handle:
-                    proc = subprocess.Popen(local_command(sweep, cell), stdout=handle,
-                                            stderr=subprocess.STDOUT)
-                running[cell.name] = (proc, cell, time.monotonic())
-            if started:
-                bar.set_postfix_str("running " + ", ".join(running))
-            for name, (proc, cell, start) in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                del running[name]
-                if proc.returncode == 0:
-                    _mark_finished(sweep, cell, time.monotonic() - start)
-                    bar.update(1)
-                else:
-                    failed.append(f"{name} (exit {proc.returncode}, log "
-                                  f"{sweep.cell_dir(cell) / 'train.log'})")
-            if running:
-                time.sleep(0.2)
-    finally:
-        for proc, _, _ in running.values():
-            proc.terminate()
-            proc.wait()
-        bar.close()
-        signal.signal(signal.SIGTERM, previous)
-    for cell in copies:
-        if is_finished(sweep, source[cell.name]):
-            _copy_training(sweep, source[cell.name], cell)
-            _mark_finished(sweep, cell, 0.0)
-        else:
-            failed.append(f"{cell.name} (same training as {source[cell.name].name}, unfinished)")
-    if failed:
-        raise ValueError(f"{len(failed)} cells failed: {'; '.join(failed)}")
-    return [c.name for c in pending]
 
 
 def status_rows(root: Path) -> list[dict[str, Any]]:
@@ -427,72 +311,3 @@ def collect(root: Path, allow_missing: bool = False) -> pd.DataFrame:
     merged = merged.sort_values(["cell", "split", "step", "seed"]).reset_index(drop=True)
     write_text(root / COLLECTED_FILE, merged.to_csv(index=False))
     return merged
-
-
-@dataclasses.dataclass(frozen=True)
-class TpuConfig:
-    """Where and how Cloud TPU cells run: one TPU VM (or pod slice) per cell."""
-
-    project: str
-    zone: str
-    accelerator_type: str = "v5litepod-8"
-    runtime_version: str = "v2-alpha-tpuv5-lite"
-    gcs_root: str = "gs://BUCKET/sweeps"
-    spot: bool = False
-    source: str = "https://github.com/OWNER/compgen-jax.git"
-    ref: str = "main"
-    name_prefix: str = "compgen"
-
-    @property
-    def location(self) -> str:
-        return f"--project={self.project} --zone={self.zone}"
-
-
-_LIBTPU = "https://storage.googleapis.com/jax-releases/libtpu_releases.html"
-_LOCAL_DIR = "/tmp/compgen-sweep"
-
-
-def render_tpu(sweep: Sweep, tpu: TpuConfig) -> str:
-    """A bash script of the gcloud commands that run every cell of the sweep on its own TPU VM.
-
-    Every host of a slice runs the same train command (--worker=all) with jax.distributed
-    initialized from the TPU metadata and seeds sharded over all chips; worker 0 then writes the
-    cell.json marker and copies MODEL_DIR to <gcs_root>/<sweep>/<cell>.
-    """
-    gcs_sweep = f"{tpu.gcs_root.rstrip('/')}/{Path(sweep.root).name}"
-    lines = ["#!/bin/bash", f"# sweep {sweep.root}: {len(sweep.cells)} cells on "
-             f"{tpu.accelerator_type} ({'spot, queued resources' if tpu.spot else 'on demand'})",
-             "set -euo pipefail"]
-    for k, cell in enumerate(sweep.cells):
-        node = f"{tpu.name_prefix}-{k:03d}"
-        model_dir = f"{_LOCAL_DIR}/{cell.name}"
-        install = (f"(test -d compgen-jax || git clone --depth 1 --branch {tpu.ref} {tpu.source} "
-                   "compgen-jax) && cd compgen-jax && python3 -m pip install -q -e . "
-                   f"'jax[tpu]' -f {_LIBTPU}")
-        train = shlex.join(["python3", "-m", "compgen_jax.cli", "train", *sweep.train_args(
-            cell, model_dir, "--gin_bindings=TrainConfig.shard_seeds = True",
-            "--gin_bindings=DistributedConfig.enabled = True")])
-        marker = json.dumps(dataclasses.asdict(cell), sort_keys=True)
-        upload = (f"printf '%s' {shlex.quote(marker)} > {model_dir}/{CELL_FILE} && "
-                  f"gcloud storage rsync --recursive {model_dir} {gcs_sweep}/{cell.name}")
-        ssh = f"gcloud compute tpus tpu-vm ssh {node} {tpu.location}"
-        lines += ["", f"# cell {cell.name}"]
-        if tpu.spot:
-            lines += [
-                f"gcloud compute tpus queued-resources create {node} --node-id={node} "
-                f"{tpu.location} --accelerator-type={tpu.accelerator_type} "
-                f"--runtime-version={tpu.runtime_version} --spot",
-                f"until [ \"$(gcloud compute tpus queued-resources describe {node} "
-                f"{tpu.location} --format='value(state.state)')\" = ACTIVE ]; do sleep 60; done",
-            ]
-        else:
-            lines.append(f"gcloud compute tpus tpu-vm create {node} {tpu.location} "
-                         f"--accelerator-type={tpu.accelerator_type} "
-                         f"--version={tpu.runtime_version}")
-        lines += [
-            f"{ssh} --worker=all --command={shlex.quote(f'{install} && {train}')}",
-            f"{ssh} --worker=0 --command={shlex.quote(upload)}",
-            (f"gcloud compute tpus queued-resources delete {node} {tpu.location} --force --quiet"
-             if tpu.spot else f"gcloud compute tpus tpu-vm delete {node} {tpu.location} --quiet"),
-        ]
-    return "\n".join(lines) + "\n"

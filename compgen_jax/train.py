@@ -9,6 +9,7 @@ saved. `train_cell` plans a seq2seq benchmark cell, `compgen_jax.synthetic` a co
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import shutil
 import sys
@@ -158,12 +159,19 @@ def build_trainer(
     cells, channels = situation_shape
     sizes = {"situation_cells": cells, "situation_channels": channels} if cells else {}
     model_config = dataclasses.replace(model_config, vocab_size=vocab_size, **sizes)
+    return _trainer(model_config, optimizer_config, batch_size or train_config.batch_size,
+                    train_config.steps_per_call)
+
+
+@functools.lru_cache(maxsize=4)
+def _trainer(model_config: ModelConfig, optimizer_config: OptimizerConfig, batch_size: int,
+             steps_per_call: int) -> MultiSeedTrainer:
+    """One trainer per setting, so the cells of a sweep run in one process share its compiled
+    step (a new trainer object would compile again)."""
     return MultiSeedTrainer(
         model_config=model_config,
         optimizer=make_optimizer(optimizer_config, model_family(model_config).weight_decay_mask),
-        batch_size=batch_size or train_config.batch_size,
-        steps_per_call=train_config.steps_per_call,
-    )
+        batch_size=batch_size, steps_per_call=steps_per_call)
 
 
 @dataclasses.dataclass(frozen=True)

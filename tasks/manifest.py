@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections import Counter
@@ -12,26 +11,18 @@ from typing import Any
 
 import numpy as np
 
+from analysis.manifest_format import (
+    FIELDS,
+    canonical_json,
+    content_hash,
+    manifest_text,
+    read_manifest_json,
+)
 from tasks.atomic import write_text
-from tasks.jsonstream import read_json_file
-
-FIELDS = ("pool", "pool_size", "ids", "counts", "strategy", "seed", "targets", "stats", "hash")
 
 
 class ManifestError(ValueError):
     """An impossible, inconsistent or corrupted manifest."""
-
-
-def _canonical_json(obj: Any) -> str:
-    """Deterministic JSON (sorted keys, no spaces, no NaN) used for hashing."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
-
-
-def _hash(fields: dict[str, Any]) -> str:
-    """sha256 hex of the canonical JSON of `fields`."""
-    return hashlib.sha256(_canonical_json(fields).encode("ascii")).hexdigest()
 
 
 def _stats(counts: Sequence[int]) -> dict[str, Any]:
@@ -102,7 +93,7 @@ class Manifest:
         set_(self, "ids", tuple(int(i) for i in ids))
         set_(self, "counts", tuple(int(c) for c in counts))
         try:
-            set_(self, "targets", json.loads(_canonical_json(self.targets)))
+            set_(self, "targets", json.loads(canonical_json(self.targets)))
         except (TypeError, ValueError) as err:
             raise ManifestError(f"manifest targets are not plain JSON: {err}") from None
         stats = _stats(self.counts)
@@ -112,7 +103,7 @@ class Manifest:
         if self.stats and counted != stats:
             raise ManifestError(f"manifest stats {counted} disagree with ids/counts ({stats})")
         try:  # measured statistics (coverage, typicality, ...) ride along as plain JSON
-            set_(self, "stats", json.loads(_canonical_json({**self.stats, **stats})))
+            set_(self, "stats", json.loads(canonical_json({**self.stats, **stats})))
         except (TypeError, ValueError) as err:
             raise ManifestError(f"manifest stats are not plain JSON: {err}") from None
         digest = self.content_hash()
@@ -122,7 +113,7 @@ class Manifest:
 
     def content_hash(self) -> str:
         """sha256 hex of the canonical JSON of every field except `hash`."""
-        return _hash({k: v for k, v in self.to_json().items() if k != "hash"})
+        return content_hash(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         """All fields as plain JSON values (tuples become lists)."""
@@ -182,27 +173,12 @@ def random_manifest(
 
 def save(manifest: Manifest, path: str | os.PathLike[str]) -> None:
     """Write a manifest as JSON (one field per line), atomically (temp file + rename)."""
-    fields = manifest.to_json()
-    lines = [f" {json.dumps(k)}: {json.dumps(fields[k], sort_keys=True)}" for k in sorted(fields)]
-    write_text(path, "{\n" + ",\n".join(lines) + "\n}\n")
+    write_text(path, manifest_text(manifest.to_json()))
 
 
 def load(path: str | os.PathLike[str]) -> Manifest:
     """Read a manifest file, checking its schema and that its hash matches its content."""
-
-    def reject(constant: str) -> None:
-        raise ManifestError(f"{path}: non-finite number {constant} in manifest JSON")
-
-    data = read_json_file(path, "manifest JSON", ManifestError, parse_constant=reject)
-    if not isinstance(data, dict) or set(data) != set(FIELDS):
-        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise ManifestError(f"{path}: manifest must be an object with keys {FIELDS}; got {keys}")
-    digest = _hash({k: v for k, v in data.items() if k != "hash"})
-    if data["hash"] != digest:
-        raise ManifestError(
-            f"{path}: stored hash {data['hash']!r} does not match the content hash {digest}; "
-            "the file was edited by hand or corrupted"
-        )
+    data = read_manifest_json(path, ManifestError)
     try:
         return Manifest(**data)
     except ManifestError as err:

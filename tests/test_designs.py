@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from compgen_jax import designs, experiment  # noqa: F401  (registers run_experiment)
+from compgen_jax import designs, train  # noqa: F401  (registers the configurables)
 from compgen_jax.gin_utils import GIN_CONFIGS_DIR, parse_gin
 from compgen_jax.train import CellConfig
 from tasks import manifest as mf

@@ -17,7 +17,7 @@ from compgen_jax.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 PARSE_SCAN_CELL = (
-    "from compgen_jax import designs, experiment, train\n"
+    "from compgen_jax import designs, train\n"
     "from compgen_jax.gin_utils import parse_gin\n"
     "import gin\n"
     "parse_gin(['experiments/scan_simple_cell_cpu.gin'], ['MODEL_DIR = \"/nowhere\"'])\n"

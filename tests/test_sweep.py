@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from conftest import assert_results_equivalent
 
-from compgen_jax import sweep
+from compgen_jax import runner, sweep
 from compgen_jax.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def test_relaunch_runs_no_finished_cell(finished: tuple[Path, Path]):
                                             "scan-diversity=high-exposure=low"]
     assert all(sweep.is_finished(spec, c) for c in spec.cells)
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
-    assert sweep.launch_local(spec) == []
+    assert runner.launch_local(spec) == []
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == before
     table = _table(root)
     assert set(table["factor_diversity"]) == {"low", "high"}
@@ -89,7 +89,7 @@ def test_killed_sweep_resumes_to_the_uninterrupted_table(tmp_path: Path,
     proc.wait()
     assert [r["state"] for r in sweep.status_rows(root)] == ["finished", "partial"]
     spec = sweep.expand([str(gin_file)])
-    assert sweep.launch_local(spec) == ["scan-diversity=high-exposure=low"]
+    assert runner.launch_local(spec) == ["scan-diversity=high-exposure=low"]
     pd.testing.assert_frame_equal(_table(root), _table(finished[1]), check_exact=True)
 
 
@@ -123,7 +123,7 @@ def _drop_last_row(text: str) -> str:
 
 
 @pytest.mark.parametrize("damage, why", [
-    (_cut_mid_row, "metric blank at line 3"),
+    (_cut_mid_row, "metric (expected str; 1 bad, first '' at line 3)"),
     (_abc, "exact_match (expected a fraction in [0, 1]; 1 bad, first 'abc' at line 2)"),
     (_drop_last_row, "1 seeds, the design has 2"),
     (lambda text: random.Random(0).randbytes(512).decode("latin-1"),
@@ -221,12 +221,12 @@ def _golden_sweep() -> sweep.Sweep:
 
 @pytest.mark.parametrize("spot", [False, True])
 def test_tpu_dry_run_matches_golden(spot: bool):
-    tpu = sweep.TpuConfig(project="my-project", zone="us-central2-b",
+    tpu = runner.TpuConfig(project="my-project", zone="us-central2-b",
                           accelerator_type="v4-32", runtime_version="tpu-ubuntu2204-base",
                           gcs_root="gs://my-bucket/sweeps", spot=spot,
                           source="https://github.com/OWNER/compgen-jax.git", ref="v1")
     golden = GOLDEN / f"tpu_{'spot' if spot else 'on_demand'}.sh"
-    assert sweep.render_tpu(_golden_sweep(), tpu) == golden.read_text()
+    assert runner.render_tpu(_golden_sweep(), tpu) == golden.read_text()
 
 
 def test_tpu_dry_run_command_line(tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -265,3 +265,14 @@ def test_two_processes_with_jax_distributed_equal_one(tmp_path: Path):
     assert sorted(two["seed"].unique()) == [0, 1, 2]  # 3 seeds on 2 devices: one padding lane
     assert_results_equivalent(two.sort_values(['split', 'step', 'seed']).reset_index(drop=True),
                               one.sort_values(['split', 'step', 'seed']).reset_index(drop=True))
+
+
+def test_in_process_runner_equals_one_process_per_cell(tmp_path: Path,
+                                                       finished: tuple[Path, Path]):
+    """The one runner's two local executors train the same cells to the same table."""
+    root = tmp_path / "root"
+    assert main(_launch_args(_gin_file(tmp_path, root), "--backend=in-process")) == 0
+    assert [r["state"] for r in sweep.status_rows(root)] == ["finished", "finished"]
+    pd.testing.assert_frame_equal(_table(root), _table(finished[1]), check_exact=True)
+    for cell in ("scan-diversity=low-exposure=low", "scan-diversity=high-exposure=low"):
+        assert (root / cell / "config.gin").is_file() and (root / cell / "stops.csv").is_file()

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from compgen_jax import designs, experiment, validation  # noqa: F401  (registers run_experiment)
+import compgen_jax.train  # noqa: F401  (registers the configurables)
+from compgen_jax import designs, validation
 from compgen_jax.gin_utils import parse_gin
 from compgen_jax.models.decoder_only import DecoderConfig
 from compgen_jax.models.transformer import TransformerConfig, matrices_only

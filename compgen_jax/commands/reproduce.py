@@ -17,7 +17,7 @@ def run_reproduce(args: argparse.Namespace) -> None:
     """Validate every part, run the unfinished cells (or write the Cloud TPU scripts), report."""
     from analysis.programme import write_programme_report
     from analysis.report import ReportOptions
-    from compgen_jax import programme, sweep
+    from compgen_jax import programme, runner, sweep
     from tasks.atomic import write_text
 
     prog = programme.load(args.gin_file or [DEFAULT_PROGRAMME], args.gin_bindings,
@@ -30,17 +30,18 @@ def run_reproduce(args: argparse.Namespace) -> None:
     if args.dry_run:
         for part, spec in specs:
             print(f"# part {part.name}: {len(spec.cells)} cells -> {spec.root}")
-            sweep.launch_local(spec, dry_run=True)
+            runner.launch_local(spec, dry_run=True)
         return
     if args.backend == "tpu-vm":
         tpu = tpu_config(args)
         for part, spec in specs:
-            write_text(Path(spec.root) / "tpu_launch.sh", sweep.render_tpu(spec, tpu))
+            write_text(Path(spec.root) / "tpu_launch.sh", runner.render_tpu(spec, tpu))
             print(f"part {part.name}: {Path(spec.root) / 'tpu_launch.sh'}")
         print(f"run each script with bash, copy {args.gcs_root} back into {prog.root}, then "
               "rerun this command without --backend to write the report")
         return
-    ran = programme.run_local(specs, parallel=args.parallel)
+    ran = programme.run_local(specs, parallel=args.parallel,
+                              in_process=args.backend == "in-process")
     command = shlex.join(["compgen-jax", "reproduce", *sys.argv[2:]])
     path = write_programme_report(programme.part_records(specs), prog.decomposition,
                                   Path(prog.root) / "report", command,

@@ -1,4 +1,5 @@
-"""`compgen-jax sweep launch|status|collect`: a gin design's cells, locally or on Cloud TPU."""
+"""`compgen-jax sweep launch|status|collect`: a gin design's cells, in this process, as local
+processes, or on Cloud TPU."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from compgen_jax.commands.train import gin_flags
 
 def run_launch(args: argparse.Namespace) -> None:
     """Expand the design; run the unfinished cells locally, or render the Cloud TPU commands."""
-    from compgen_jax import sweep
+    from compgen_jax import runner, sweep
     from tasks.atomic import write_text
 
     spec = sweep.expand(args.gin_file, args.gin_bindings, args.gin_search_paths)
     sweep.check_root(spec)
     if args.backend == "tpu-vm":
-        script = sweep.render_tpu(spec, tpu_config(args))
+        script = runner.render_tpu(spec, tpu_config(args))
         if args.dry_run:
             print(script, end="")
             return
@@ -31,18 +32,19 @@ def run_launch(args: argparse.Namespace) -> None:
         from compgen_jax.designs import format_table
 
         print(f"validated (lengths, steps, pool, memory):\n{format_table(list(spec.checks))}")
-    ran = sweep.launch_local(spec, parallel=args.parallel, dry_run=args.dry_run)
+    ran = runner.launch_local(spec, parallel=args.parallel, dry_run=args.dry_run,
+                             in_process=args.backend == "in-process")
     if not args.dry_run:
         print(f"ran {len(ran)} cells; collect with: compgen-jax sweep collect {spec.root}")
 
 
 def tpu_config(args: argparse.Namespace) -> Any:
-    """The sweep.TpuConfig of the --tpu_* flags (add_backend_flags); ValueError if incomplete."""
-    from compgen_jax import sweep
+    """The runner.TpuConfig of the --tpu_* flags (add_backend_flags); ValueError if incomplete."""
+    from compgen_jax import runner
 
     if not (args.tpu_project and args.tpu_zone and args.gcs_root):
         raise ValueError("--backend=tpu-vm needs --tpu_project, --tpu_zone and --gcs_root")
-    return sweep.TpuConfig(
+    return runner.TpuConfig(
         project=args.tpu_project, zone=args.tpu_zone, accelerator_type=args.tpu_type,
         runtime_version=args.tpu_runtime, gcs_root=args.gcs_root, spot=args.spot,
         source=args.source, ref=args.ref)
@@ -50,7 +52,10 @@ def tpu_config(args: argparse.Namespace) -> Any:
 
 def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     """--backend, --parallel, --dry_run and the Cloud TPU flags (sweep launch, reproduce)."""
-    parser.add_argument("--backend", choices=("local", "tpu-vm"), default="local")
+    parser.add_argument("--backend", choices=("local", "in-process", "tpu-vm"), default="local",
+                        help="local: one `compgen-jax train` process per cell; in-process: "
+                        "cells one after another in this process (sharing the loaded task and "
+                        "compiled step); tpu-vm: render a Cloud TPU script")
     parser.add_argument("--parallel", type=int, default=1, help="local: cells run at a time")
     parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
     parser.add_argument("--tpu_project", default="")

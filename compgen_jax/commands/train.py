@@ -1,4 +1,5 @@
-"""`compgen-jax train` (one cell) and `compgen-jax demo` (the main job: a SCAN diversity sweep)."""
+"""`compgen-jax train` (one cell) and `compgen-jax demo` (the main job: a SCAN diversity sweep,
+run in this process by the one sweep runner)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def configure(args: argparse.Namespace, default_files: Sequence[str]) -> Path:
     """Register the configurables, parse the gin files + bindings, return MODEL_DIR."""
     import gin
 
-    from compgen_jax import designs, experiment, train  # noqa: F401  (registers configurables)
+    from compgen_jax import designs, train  # noqa: F401  (registers configurables)
     from compgen_jax.gin_utils import parse_gin
 
     parse_gin(args.gin_file or default_files, args.gin_bindings, args.gin_search_paths)
@@ -70,17 +71,19 @@ def run_demo(args: argparse.Namespace) -> None:
         format_summary,
         plot_dose_response,
     )
-    from compgen_jax.experiment import run_experiment
-    from compgen_jax.gin_utils import write_operative_config
+    from compgen_jax import runner, sweep
 
-    model_dir = configure(args, [DEMO_GIN_FILE])
-    table = run_experiment()
-    write_operative_config(model_dir)
+    spec = sweep.expand(args.gin_file or [DEMO_GIN_FILE], args.gin_bindings,
+                        args.gin_search_paths)
+    model_dir = Path(spec.root)
+    runner.launch_local(spec, in_process=True)
+    table = sweep.collect(model_dir)
     split = table["split"].iloc[0]
     print()
     print(format_summary(diversity_summary(table, split), diversity_trend(table, split)))
     plot = plot_dose_response(table, split, model_dir / "dose_response.png")
-    print(f"\nresults: {model_dir}/<cell>/results.csv\nplot: {plot}")
+    print(f"\nresults: {model_dir}/{sweep.COLLECTED_FILE} (per cell: {model_dir}/<cell>/"
+          f"results.csv)\nplot: {plot}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -47,9 +47,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from analysis.coverage_dataset import read_items
 from tasks.atomic import write_text
 from tasks.example import Example
-from tasks.jsonstream import read_json_file
 from tasks.metrics import token_exact_match
 
 BENCHMARK = "coverage"
@@ -374,35 +374,18 @@ def parse_name(name: str) -> tuple[str, int, int, bool, str]:
     return parts[0], int(parts[1]), int(parts[2]), parts[3].startswith("same"), parts[4]
 
 
-def _read_items(path: Path) -> list[dict[str, Any]]:
-    """A JSON list of {input_text, target_text[, type]} items, checked."""
-    items = read_json_file(path, "JSON")
-    if not isinstance(items, list):
-        raise ValueError(f"{path}: expected a JSON list of items")
-    for i, item in enumerate(items):
-        if not (isinstance(item, dict) and isinstance(item.get("input_text"), str)
-                and isinstance(item.get("target_text"), str)
-                and item["target_text"].startswith(item["input_text"])):
-            raise ValueError(f"{path}: item {i} is not {{input_text, target_text=input+answer}}")
-    return items
-
-
 def load(directory: str | os.PathLike[str], split: str) -> list[Example]:
     """Examples of train.json or test.json of a dataset directory (ids: order in the file).
 
     input = the input tokens, target = the answer tokens after the input (bridge/CoT tokens and
     the `</a>` marker included), category = the item's `type` (test) or None.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown coverage split {split!r}; expected 'train' or 'test'")
     root = Path(directory)
     task, *_ = parse_name(root.name)
     hops = len(STRUCTURES[task].hops)
     path = root / f"{split}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"coverage dataset {root.name}: expected file {path} is missing")
     out = []
-    for i, item in enumerate(_read_items(path)):
+    for i, item in enumerate(read_items(root, split)):
         inp = _TOKEN.findall(item["input_text"])
         tgt = _TOKEN.findall(item["target_text"][len(item["input_text"]) :])
         out.append(Example(
