@@ -71,7 +71,8 @@ def _copy_training(sweep: Sweep, source: SweepCell, cell: SweepCell) -> None:
 
 def train_in_process(sweep: Sweep, cell: SweepCell) -> None:
     """Train one cell in this process, configured exactly as its `compgen-jax train` process
-    would be; cells of one task share the loaded data and the compiled step."""
+    would be (inside `train.sharing_across_cells`, cells of one task share the loaded data and
+    the compiled step)."""
     from compgen_jax.gin_utils import write_operative_config
     from compgen_jax.train import train
 
@@ -116,13 +117,17 @@ def launch_local(
     bar = tqdm(total=len(sweep.cells), initial=len(sweep.cells) - len(pending), unit="cell",
                desc="sweep", dynamic_ncols=True)
     try:
-        while in_process and queue:
-            cell = queue.pop(0)
-            bar.set_postfix_str(f"running {cell.name}")
-            start = time.monotonic()
-            train_in_process(sweep, cell)
-            mark_finished(sweep, cell, time.monotonic() - start)
-            bar.update(1)
+        if in_process:
+            from compgen_jax.train import sharing_across_cells
+
+            with sharing_across_cells():
+                while queue:
+                    cell = queue.pop(0)
+                    bar.set_postfix_str(f"running {cell.name}")
+                    start = time.monotonic()
+                    train_in_process(sweep, cell)
+                    mark_finished(sweep, cell, time.monotonic() - start)
+                    bar.update(1)
         while queue or running:
             started = queue and len(running) < parallel
             while queue and len(running) < parallel:

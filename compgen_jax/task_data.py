@@ -4,7 +4,6 @@ example."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -82,15 +81,8 @@ def load_task_data(
 ) -> TaskData:
     """Tokenize the pool and eval splits through the seqio task; eval subsets are seeded.
 
-    Each split is padded to its own longest example (of the subset, for an eval subset). The
-    last tasks loaded are kept, so the cells of a sweep run in one process load their task once.
+    Each split is padded to its own longest example (of the subset, for an eval subset).
     """
-    return _load(task, train_split, tuple(eval_splits), max_eval_examples, str(data_dir()))
-
-
-@functools.lru_cache(maxsize=2)
-def _load(task: str, train_split: str, eval_splits: tuple[str, ...], max_eval_examples: int,
-          root: str) -> TaskData:
     from tasks import registry
 
     arrays = split_arrays(task, train_split, eval_splits, max_eval_examples)

@@ -8,12 +8,12 @@ saved. `train_cell` plans a seq2seq benchmark cell, `compgen_jax.synthetic` a co
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
 import math
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from compgen_jax.validation import check_lengths
 from tasks import manifest as manifest_lib
 from tasks.atomic import write_text
 from tasks.benchmarks import gscan
+from tasks.data_dir import data_dir
 from tasks.selection import ManifestSpec, cell_manifests
 
 
@@ -159,19 +160,37 @@ def build_trainer(
     cells, channels = situation_shape
     sizes = {"situation_cells": cells, "situation_channels": channels} if cells else {}
     model_config = dataclasses.replace(model_config, vocab_size=vocab_size, **sizes)
-    return _trainer(model_config, optimizer_config, batch_size or train_config.batch_size,
-                    train_config.steps_per_call)
-
-
-@functools.lru_cache(maxsize=4)
-def _trainer(model_config: ModelConfig, optimizer_config: OptimizerConfig, batch_size: int,
-             steps_per_call: int) -> MultiSeedTrainer:
-    """One trainer per setting, so the cells of a sweep run in one process share its compiled
-    step (a new trainer object would compile again)."""
-    return MultiSeedTrainer(
+    batch_size = batch_size or train_config.batch_size
+    return shared(("trainer", model_config, optimizer_config, batch_size,
+                   train_config.steps_per_call), lambda: MultiSeedTrainer(
         model_config=model_config,
         optimizer=make_optimizer(optimizer_config, model_family(model_config).weight_decay_mask),
-        batch_size=batch_size, steps_per_call=steps_per_call)
+        batch_size=batch_size, steps_per_call=train_config.steps_per_call))
+
+
+_SHARED: dict[Any, Any] | None = None  # open while `sharing_across_cells` is
+
+
+@contextlib.contextmanager
+def sharing_across_cells() -> Iterator[None]:
+    """While open, the cells trained in this process share each task's loaded data and one
+    trainer (one compiled step) per setting, as the in-process runner wants; nothing is kept
+    once it closes, so a later call reads its data afresh."""
+    global _SHARED
+    _SHARED = {}
+    try:
+        yield
+    finally:
+        _SHARED = None
+
+
+def shared(key: Any, make: Callable[[], Any]) -> Any:
+    """`make()`, or, inside `sharing_across_cells`, the value made for `key` before."""
+    if _SHARED is None:
+        return make()
+    if key not in _SHARED:
+        _SHARED[key] = make()
+    return _SHARED[key]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -424,8 +443,10 @@ def train(
     settings = run_settings(cell, model_config, optimizer_config, train_config)
     check_model_dir(Path(model_dir))
     check_resume(Path(model_dir), settings)  # before the data loads; again once it has
-    data = load_task_data(cell.task, cell.train_split, train_config.eval_splits,
-                          train_config.max_eval_examples)
+    data = shared(("data", cell.task, cell.train_split, train_config.eval_splits,
+                   train_config.max_eval_examples, str(data_dir())),
+                  lambda: load_task_data(cell.task, cell.train_split, train_config.eval_splits,
+                                         train_config.max_eval_examples))
     trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size,
                             data.situation_shape)
     print(f"model: {trainer.num_params:,} "
