@@ -44,7 +44,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from analysis.atomic import atomic_path
-from analysis.coverage_dataset import REQUIRED_FILES, read_items, read_json, read_vocab
+from analysis.coverage_dataset import read_items, read_json, read_vocab
 
 SUBSETS: tuple[tuple[int, ...], ...] = ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2))
 GROUND_TRUTH_SUBSETS: tuple[tuple[int, ...], ...] = ((0, 1),)
@@ -110,9 +110,6 @@ def load_dataset(dataset_dir: str | os.PathLike[str]) -> CoverageData:
     root = Path(dataset_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"coverage dataset directory {root} does not exist")
-    for name in REQUIRED_FILES:
-        if not (root / name).is_file():
-            raise FileNotFoundError(f"coverage dataset {root}: required file {name} is missing")
     vocab = read_vocab(root)
     ids = {t: i for i, t in enumerate(vocab)}
     train_x, train_y = _parse_items(root / "train.json", read_items(root, "train"), ids)

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-REQUIRED_FILES = ("train.json", "test.json", "vocab.json")
 SPLITS = ("train", "test")
 
 

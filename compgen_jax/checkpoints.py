@@ -141,9 +141,6 @@ class CellCheckpointer:
                 enable_async_checkpointing=config.async_save),
         )
 
-    def due(self, step: int) -> bool:
-        return self.config.due(step)
-
     def save(self, step: int, state: State, meta: dict[str, Any]) -> None:
         """Asynchronous save; the host copy of the state is taken before returning."""
         self.manager.save(step, args=ocp.args.Composite(

@@ -233,13 +233,7 @@ class TypeAccuracyEvaluator:
         return Scores(accuracy, {t: int((types == t).sum()) for t in accuracy},
                       dict.fromkeys(accuracy, coverage_data.METRIC))
 
-    @property
-    def per_example(self) -> pd.DataFrame | None:
-        """(index, seed, type, input, accuracy) rows of the latest evaluation."""
-        if self.latest is None:
-            return None
-        return coverage_data.per_example_frame(self.data, *self.latest)
-
     def finish(self, model_dir: Path) -> None:
         if self.latest is not None:
-            write_text(model_dir / "per_example.csv", self.per_example.to_csv(index=False))
+            frame = coverage_data.per_example_frame(self.data, *self.latest)
+            write_text(model_dir / "per_example.csv", frame.to_csv(index=False))

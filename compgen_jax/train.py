@@ -330,7 +330,7 @@ def _run_locked(
                     "epoch": int(epoch[i]), "stop_reason": str(stops.reason[i]),
                 } for i, seed in enumerate(seeds)]
             last = last or not (active & ~host_array(state["diverged"])).any()
-        if checkpointer.due(step) or last:
+        if checkpoint_config.due(step) or last:
             checkpointer.save(step, state, {"seeds": seeds, "manifest_hashes": plan.hashes,
                                             "cell": plan.name, "step": step, "rows": rows,
                                             **stops.meta(), **settings_meta(settings)})
