@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -17,8 +19,13 @@ COLUMNS = REQUIRED  # required columns of a results table and the kind of value 
 # Column added by read_results: the file each row came from, so reports can state their inputs.
 SOURCE = "source_file"
 RESULT_NAMES = ("results.csv", "results.parquet")
-# A sweep root's collected table (every cell's rows plus its factor_* columns).
+# A sweep root's collected table (every cell's rows plus its factor_* columns), the sweep's
+# record of its cells, and each cell's finished marker (compgen_jax.sweep writes them).
 SWEEP_RESULTS = "sweep_results.csv"
+SWEEP_FILE = "sweep.json"
+CELL_FILE = "cell.json"
+# Column of the collected table: sha256 of the cell's results.csv as collected.
+RESULTS_SHA256 = "results_sha256"
 
 _MISSING_TEXT = {"", "nan", "na", "n/a", "null", "none"}
 _READERS = {
@@ -33,7 +40,8 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     """Read one results file, or every results.csv/.parquet under a directory, validated.
 
     A sweep root holding sweep_results.csv (`compgen-jax sweep collect`) is read from that file
-    alone: it has the design's factor_* columns that the per-cell files lack.
+    alone: it has the design's factor_* columns that the per-cell files lack. Beside its
+    sweep.json the table must still reflect the cells on disk (check_collected).
     """
     path = Path(path)
     if path.is_dir() and (path / SWEEP_RESULTS).is_file():
@@ -48,7 +56,50 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
         raise ValueError(f"{path}: no such file or directory")
     df = pd.concat([_read_one(f) for f in files], ignore_index=True)
     _check_unique(df)
+    if path.name == SWEEP_RESULTS and (path.parent / SWEEP_FILE).is_file():
+        check_collected(path.parent, df)
     return df
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (the fingerprint of a collected cell's results.csv)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_collected(root: Path, table: pd.DataFrame) -> None:
+    """ValueError naming every cell of the sweep under `root` that its collected table no longer
+    reflects: deleted or unfinished since collect, results.csv changed (its sha256 is not the
+    collected one), a manifest that is not the one its seed's rows name, or finished since
+    collect but absent from the table. Plain files only, so every reader of a sweep root (the
+    report, summaries) sees the cells as they are now."""
+    collected_file = root / SWEEP_RESULTS
+    rerun = f"re-collect with `compgen-jax sweep collect {root}` (`sweep status` shows each cell)"
+    if RESULTS_SHA256 not in table.columns:
+        raise ValueError(f"{collected_file}: no {RESULTS_SHA256} column to check the cells "
+                         f"against (collected by an older compgen-jax); {rerun}")
+    try:
+        cells = [c["name"] for c in json.loads((root / SWEEP_FILE).read_text())["cells"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{root / SWEEP_FILE}: unreadable sweep record ({err})") from None
+    fingerprints = table.groupby("cell")[RESULTS_SHA256].first()
+    stale = [f"{c} (not a cell of {SWEEP_FILE})" for c in fingerprints.index if c not in cells]
+    for name in cells:
+        cell_dir = root / name
+        finished = (cell_dir / CELL_FILE).is_file()
+        if name not in fingerprints.index:
+            stale += [f"{name} (finished since collect, not in the table)"] if finished else []
+        elif not cell_dir.is_dir():
+            stale.append(f"{name} (deleted since collect)")
+        elif not finished:
+            stale.append(f"{name} (not finished: no {CELL_FILE})")
+        elif (not (cell_dir / "results.csv").is_file()
+              or file_sha256(cell_dir / "results.csv") != fingerprints[name]):
+            stale.append(f"{name} (results.csv changed since collect)")
+        elif problems := manifest_problems(table[table["cell"] == name], cell_dir):
+            stale.append(f"{name} ({'; '.join(problems)})")
+    if stale:
+        raise ValueError(f"{collected_file} does not reflect the cells on disk: "
+                         f"{'; '.join(stale)}; {rerun}")
 
 
 def final_step(df: pd.DataFrame) -> pd.DataFrame:
@@ -232,6 +283,15 @@ def tidy_results(
 _SEED_FILE = re.compile(r"seed_(\d+)\.json")
 
 
+def manifest_files(root: str | os.PathLike) -> list[Path]:
+    """Every <cell>/manifests/seed_<k>.json beneath `root`, sorted: the layout that train,
+    `manifest build` and sweeps write (a sweep root's other JSON files are not manifests)."""
+    return sorted(
+        f for f in Path(root).rglob("seed_*.json")
+        if f.parent.name == "manifests" and _SEED_FILE.fullmatch(f.name)
+    )  # fmt: skip
+
+
 def read_manifests(root: str | os.PathLike) -> pd.DataFrame:
     """Every <cell>/manifests/seed_<k>.json beneath `root`: one row per (cell, seed).
 
@@ -241,10 +301,7 @@ def read_manifests(root: str | os.PathLike) -> pd.DataFrame:
     against the content (sha256 of the canonical JSON of the other fields).
     """
     root = Path(root)
-    files = sorted(
-        f for f in root.rglob("seed_*.json")
-        if f.parent.name == "manifests" and _SEED_FILE.fullmatch(f.name)
-    )  # fmt: skip
+    files = manifest_files(root)
     if not files:
         raise ValueError(f"{root}: no <cell>/manifests/seed_<k>.json files beneath this directory")
     frame = pd.DataFrame([_read_manifest(f) for f in files])
@@ -253,6 +310,38 @@ def read_manifests(root: str | os.PathLike) -> pd.DataFrame:
         paths = ", ".join(frame.loc[dup, "path"].iloc[:2])
         raise ValueError(f"{paths}: two manifests for the same cell and seed")
     return frame
+
+
+def manifest_problems(rows: pd.DataFrame, cell_dir: Path) -> list[str]:
+    """Each <cell_dir>/manifests/seed_<k>.json against the manifest_hash its seed's rows name.
+
+    Problems: a manifest file that fails its own hash check, one whose hash is not the one its
+    seed's rows name (e.g. another cell's manifest copied over it), a seed whose rows name two
+    manifests or have no manifest file, and a manifest file whose seed has no rows.
+    """
+    files = {int(_SEED_FILE.fullmatch(f.name).group(1)): f for f in manifest_files(cell_dir)
+             if f.parent == cell_dir / "manifests"}
+    named = rows.groupby("seed")["manifest_hash"].unique()
+    problems = []
+    for seed, hashes in named.items():
+        if len(hashes) > 1:
+            problems.append(f"seed {seed}'s rows name {len(hashes)} manifests")
+        if seed not in files:
+            problems.append(f"seed {seed} has rows but no manifests/seed_{seed}.json")
+    for seed, path in files.items():
+        rel = path.relative_to(cell_dir)
+        if seed not in named.index:
+            problems.append(f"seed {seed} has no rows ({rel} is there): rows missing")
+            continue
+        try:
+            digest = read_manifest_json(path)["hash"]
+        except ValueError as err:
+            problems.append(str(err))
+            continue
+        if digest != named[seed][0]:
+            problems.append(f"{rel} has hash {digest[:12]}, but seed {seed}'s rows name "
+                            f"{named[seed][0][:12]} (a manifest of another cell or task?)")
+    return problems
 
 
 def attach_manifests(frame: pd.DataFrame, manifests: pd.DataFrame) -> pd.DataFrame:

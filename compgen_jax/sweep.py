@@ -25,15 +25,20 @@ from typing import Any
 import gin
 import pandas as pd
 
-from analysis.results import read_results
+from analysis.results import (
+    CELL_FILE,
+    RESULTS_SHA256,
+    SWEEP_FILE,
+    file_sha256,
+    manifest_problems,
+    read_results,
+)
+from analysis.results import SWEEP_RESULTS as COLLECTED_FILE
 from analysis.schema import RESULT_COLUMNS
 from compgen_jax import designs
 from compgen_jax.gin_utils import parse_gin
 from tasks.atomic import write_text
 
-SWEEP_FILE = "sweep.json"
-CELL_FILE = "cell.json"
-COLLECTED_FILE = "sweep_results.csv"
 _PLACEHOLDER_DIR = "<sweep-cell>"
 
 
@@ -203,9 +208,12 @@ def cell_results(cell_dir: Path, cell: dict[str, Any]) -> pd.DataFrame:
     """A cell's results.csv, checked before anything trusts it; ValueError naming the file.
 
     Checks the results schema (analysis.results: the columns, their types, fractions in [0, 1],
-    one row per key, plus every column of analysis.schema.RESULT_COLUMNS present)
-    and the cell's design: only this cell's name and manifests, one seed per manifest, the same
-    (split, eval step) rows for every seed, no eval step beyond the cell's train steps.
+    one row per key, plus every column of analysis.schema.RESULT_COLUMNS present), a score
+    (exact_match) on every row of a seed that did not diverge, and the cell's design: only this
+    cell's name, every manifests/seed_<k>.json the one its seed's rows name
+    (analysis.results.manifest_problems), the design's manifests and seed count, the same
+    (split, eval step) rows for every seed (missing rows named), no eval step beyond the cell's
+    train steps.
     """
     path = cell_dir / "results.csv"
     checked = read_results(path)  # raises ValueError naming the file, line and column
@@ -215,15 +223,30 @@ def cell_results(cell_dir: Path, cell: dict[str, Any]) -> pd.DataFrame:
     if set(checked["cell"]) != {cell["name"]}:
         problems.append(f"rows of cells {sorted(set(checked['cell']))}, expected only "
                         f"{cell['name']} (mixed cells)")
-    if set(checked["manifest_hash"]) != set(cell["manifest_hashes"]):
-        problems.append("manifest hashes differ from the design's")
-    n_seeds = checked["seed"].nunique()
-    if n_seeds != len(cell["manifest_hashes"]):
-        problems.append(f"{n_seeds} seeds, the design has {len(cell['manifest_hashes'])}")
-    per_eval = checked.groupby(["split", "step"])["seed"].nunique()
-    if len(checked) != per_eval.size * n_seeds or (per_eval != n_seeds).any():
-        problems.append(f"{len(checked)} rows, not one per seed at each of {per_eval.size} "
-                        "(split, eval step) pairs (rows missing)")
+    unscored = checked["exact_match"].isna() & ~checked["diverged"]
+    if unscored.any():
+        problems.append(
+            f"exact_match is NaN on {int(unscored.sum())} row(s) of seeds "
+            f"{sorted(set(checked.loc[unscored, 'seed']))} that did not diverge (first at line "
+            f"{int(unscored.to_numpy().argmax()) + 2})")
+    problems += manifest_problems(checked, cell_dir)
+    design = list(cell["manifest_hashes"])  # seed k's manifest is the design's k-th
+    per_seed = checked.groupby("seed")["manifest_hash"].first()
+    foreign = sorted(set(per_seed) - set(design))
+    if foreign:
+        problems.append(f"manifest hashes {[h[:12] for h in foreign]} are not the design's")
+    elif len(per_seed) == len(design) and list(per_seed) != design:
+        problems.append("manifest hashes differ from the design's (another seed order)")
+    if len(per_seed) != len(design):
+        problems.append(f"{len(per_seed)} seeds, the design has {len(design)}")
+    evals = checked.groupby(["split", "step"]).size().index
+    present = set(zip(checked["seed"], checked["split"], checked["step"], strict=True))
+    absent = [(seed, split, step) for seed in sorted(set(checked["seed"]))
+              for split, step in evals if (seed, split, step) not in present]
+    if absent:
+        shown = ", ".join(f"seed {s} at {sp!r} step {st}" for s, sp, st in absent[:5])
+        problems.append(f"{len(absent)} row(s) missing ({shown}"
+                        f"{', ...' if len(absent) > 5 else ''})")
     steps = _bound(cell, "TrainConfig.total_steps")
     if (checked["step"] < 1).any() or (checked["step"] > steps).any():
         problems.append(f"eval steps {sorted(set(checked['step']))} outside 1..{steps}")
@@ -265,7 +288,8 @@ def collect(root: Path, allow_missing: bool = False) -> pd.DataFrame:
 
     Refuses cells of another design (mixed), a cell found in two directories or rows repeated
     across cells (duplicated), cells whose results fail `cell_results` (all named), and missing
-    cells unless allow_missing. Writes sweep_results.csv only when every check passes.
+    cells unless allow_missing. Writes sweep_results.csv only when every check passes, with each
+    cell's results.csv sha256 (RESULTS_SHA256), so readers can tell a table gone stale.
     """
     recorded = _read_json(_sweep_file(root))
     expected = {c["cell_id"]: c for c in recorded["cells"]}
@@ -292,6 +316,7 @@ def collect(root: Path, allow_missing: bool = False) -> pd.DataFrame:
         for factor, level in cell["factors"].items():
             table[f"factor_{factor}"] = level
         table["cell_id"] = cell["cell_id"]
+        table[RESULTS_SHA256] = file_sha256(cell_dir / "results.csv")  # read_results checks it
         tables.append(table)
     if bad:
         raise ValueError(f"{len(bad)} cells of {root} have bad results, nothing collected: "

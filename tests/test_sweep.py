@@ -150,6 +150,136 @@ def test_collect_and_status_refuse_bad_results_by_cell(tmp_path: Path,
     assert states[bad_cell][0] == "bad results" and why in states[bad_cell][1]
 
 
+def _copy(finished: tuple[Path, Path], tmp_path: Path) -> Path:
+    """A copy of the finished micro sweep root, without a collected table."""
+    root = tmp_path / "root"
+    shutil.copytree(finished[1], root)
+    (root / sweep.COLLECTED_FILE).unlink(missing_ok=True)
+    return root
+
+
+LOW, HIGH = "scan-diversity=low-exposure=low", "scan-diversity=high-exposure=low"
+
+
+def _refused(root: Path, cell: str) -> str:
+    """collect's error for a sweep whose one bad cell is `cell` (status agrees, nothing written)."""
+    with pytest.raises(ValueError) as err:
+        sweep.collect(root)
+    assert not (root / sweep.COLLECTED_FILE).exists()
+    states = {r["cell"]: (r["state"], r["problem"]) for r in sweep.status_rows(root)}
+    assert states[cell][0] == "bad results" and states[cell][1] in str(err.value)
+    assert [s for c, (s, _) in states.items() if c != cell] == ["finished"]
+    return str(err.value)
+
+
+def test_collect_refuses_nan_exact_match_unless_the_seed_diverged(tmp_path: Path,
+                                                                  finished: tuple[Path, Path]):
+    """Issue 30 case 5: a NaN score is only legitimate on a seed flagged diverged."""
+    root = _copy(finished, tmp_path)
+    results = root / HIGH / "results.csv"
+    table = pd.read_csv(results)
+    table.loc[table["seed"] == 1, "exact_match"] = float("nan")
+    table.to_csv(results, index=False)
+    message = _refused(root, HIGH)
+    assert f"{results}: exact_match is NaN on 1 row(s) of seeds [1] that did not diverge " \
+           "(first at line 3)" in message
+    table.loc[table["seed"] == 1, "diverged"] = True
+    table.to_csv(results, index=False)
+    collected = sweep.collect(root)
+    assert collected.loc[collected["cell"] == HIGH, "exact_match"].isna().sum() == 1
+
+
+def test_collect_says_a_deleted_row_is_missing(tmp_path: Path, finished: tuple[Path, Path]):
+    """Issue 30 case 11: a seed's deleted row is named as missing, not as a hash mismatch."""
+    root = _copy(finished, tmp_path)
+    results = root / LOW / "results.csv"
+    table = pd.read_csv(results)
+    table[table["seed"] == 0].to_csv(results, index=False)
+    message = _refused(root, LOW)
+    assert "seed 1 has no rows (manifests/seed_1.json is there): rows missing" in message
+    assert "manifest hashes differ" not in message
+
+
+def test_collect_and_report_check_every_manifest_against_its_rows(
+        tmp_path: Path, finished: tuple[Path, Path], capsys: pytest.CaptureFixture):
+    """Issue 30 case 3: another cell's (valid, self-consistent) manifest copied over seed_0."""
+    root = _copy(finished, tmp_path)
+    target = root / HIGH / "manifests" / "seed_0.json"
+    original = target.read_bytes()
+    shutil.copyfile(root / LOW / "manifests" / "seed_0.json", target)
+    other = json.loads(target.read_text())["hash"]
+    rows = json.loads((root / HIGH / sweep.CELL_FILE).read_text())["manifest_hashes"][0]
+    message = _refused(root, HIGH)
+    assert (f"manifests/seed_0.json has hash {other[:12]}, but seed 0's rows name {rows[:12]}"
+            in message)
+    target.write_bytes(original)
+    sweep.collect(root)
+    shutil.copyfile(root / LOW / "manifests" / "seed_0.json", target)  # after collect
+    assert main(["report", str(root), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and HIGH in err and LOW not in err
+    assert f"manifests/seed_0.json has hash {other[:12]}" in err
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("damage", ["delete the cell", "bad results", "unmark the cell"])
+def test_report_refuses_a_collected_table_the_cells_no_longer_match(
+        tmp_path: Path, finished: tuple[Path, Path], capsys: pytest.CaptureFixture, damage: str):
+    """Issue 30 case 1: a report is built from the cells as they are now, or refused naming
+    the stale cells, through both entry points."""
+    from analysis.__main__ import main as analysis_main
+
+    root = _copy(finished, tmp_path)
+    sweep.collect(root)
+    flags = ["--out", str(tmp_path / "report"), "--n-perm", "20", "--n-boot", "20"]
+    assert analysis_main(["report", str(root), *flags]) == 0
+    shutil.rmtree(tmp_path / "report")
+    if damage == "delete the cell":
+        shutil.rmtree(root / HIGH)
+        why = f"{HIGH} (deleted since collect)"
+    elif damage == "bad results":
+        (root / HIGH / "results.csv").write_text(
+            _abc((root / HIGH / "results.csv").read_text()))
+        why = f"{HIGH} (results.csv changed since collect)"
+    else:
+        (root / HIGH / sweep.CELL_FILE).unlink()
+        why = f"{HIGH} (not finished: no {sweep.CELL_FILE})"
+    capsys.readouterr()
+    for entry in (main, analysis_main):
+        assert entry(["report", str(root), *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and why in err and LOW not in err
+        assert f"compgen-jax sweep collect {root}" in err
+        assert not (tmp_path / "report").exists()
+
+
+def test_report_refuses_a_table_missing_a_cell_finished_since(tmp_path: Path,
+                                                               finished: tuple[Path, Path],
+                                                               capsys: pytest.CaptureFixture):
+    root = _copy(finished, tmp_path)
+    marker = root / HIGH / sweep.CELL_FILE
+    saved = marker.read_bytes()
+    marker.unlink()
+    sweep.collect(root, allow_missing=True)
+    marker.write_bytes(saved)
+    assert main(["report", str(root), "--out", str(tmp_path / "report")]) == 2
+    assert f"{HIGH} (finished since collect, not in the table)" in capsys.readouterr().err
+
+
+def test_manifest_show_on_a_sweep_root_lists_its_manifests(finished: tuple[Path, Path],
+                                                           capsys: pytest.CaptureFixture):
+    """Issue 30 case 12: every <cell>/manifests/seed_<k>.json, not the sweep's other JSON."""
+    root = finished[1]
+    assert main(["manifest", "show", str(root)]) == 0
+    out = capsys.readouterr().out
+    listed = [line.split(":")[0] for line in out.splitlines() if not line.startswith(" ")]
+    assert listed == [str(root / cell / "manifests" / f"seed_{k}.json")
+                      for cell in sorted([LOW, HIGH]) for k in (0, 1)]
+    for cell in (LOW, HIGH):
+        hashes = json.loads((root / cell / sweep.CELL_FILE).read_text())["manifest_hashes"]
+        assert all(f"hash={h[:12]}" in out for h in hashes)
+
+
 def test_root_of_another_design_is_refused_untouched(tmp_path: Path, finished: tuple[Path, Path],
                                                      capsys: pytest.CaptureFixture):
     root = tmp_path / "root"
@@ -185,7 +315,8 @@ def test_cells_with_the_same_training_are_trained_once(tmp_path: Path,
     assert (first / "train.log").exists() and not (second / "train.log").exists()
     assert (second / "trained_as.txt").read_text() == "scan-copy=a\n"
     table = sweep.collect(root)
-    a, b = (table[table["cell"] == c].drop(columns=["cell", "factor_copy", "cell_id"])
+    a, b = (table[table["cell"] == c].drop(columns=["cell", "factor_copy", "cell_id",
+                                                         sweep.RESULTS_SHA256])
             .reset_index(drop=True) for c in ("scan-copy=a", "scan-copy=b"))
     assert len(a) == 2 and a.equals(b)
 

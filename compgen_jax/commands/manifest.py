@@ -33,14 +33,17 @@ def run_build(args: argparse.Namespace) -> None:
 
 
 def run_show(args: argparse.Namespace) -> None:
-    """Load (hash-checked) manifest files, or every manifest under a directory, and summarise."""
+    """Load (hash-checked) manifest files, or every <cell>/manifests/seed_<k>.json under a
+    directory (a `manifest build` or train MODEL_DIR, a sweep root), and summarise."""
+    from analysis.results import manifest_files
     from tasks import manifest as manifest_lib
 
     paths = []
     for path in map(Path, args.paths):
-        paths += sorted(path.rglob("*.json")) if path.is_dir() else [path]
+        paths += manifest_files(path) if path.is_dir() else [path]
     if not paths:
-        raise ValueError(f"manifest show: no manifest files under {args.paths}")
+        raise ValueError(f"manifest show: no manifest files (<cell>/manifests/seed_<k>.json) "
+                         f"under {args.paths}")
     for path in paths:
         m = manifest_lib.load(path)
         measured = {k: v for k, v in m.stats.items() if k not in ("n_unique", "total")}
@@ -59,5 +62,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
              "typicality and signature counts per cell",
     ).set_defaults(run=run_build)
     show = sub.add_parser("show", help="check and summarise manifest files (or directories)")
-    show.add_argument("paths", nargs="+", help="manifest JSON files or directories")
+    show.add_argument("paths", nargs="+", help="manifest JSON files, or directories holding "
+                      "<cell>/manifests/seed_<k>.json (a MODEL_DIR, a sweep root)")
     show.set_defaults(run=run_show)
