@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from tasks.atomic import atomic_path, write_text
-from tasks.benchmarks import recogs
+from tasks.benchmarks import cfq, cogs, gscan, recogs, scan
 from tasks.jsonstream import read_json_file
 
 CHECKSUMS = "checksums.json"
@@ -124,36 +124,85 @@ CANONICAL_FILES: dict[str, tuple[int, str]] = {
 
 def verify_files(benchmark: str, data_dir: str | os.PathLike[str], record: bool = False
                  ) -> dict[str, str]:
-    """Each present required file of a benchmark against its recorded sha256 in checksums.json
-    (keyed by the file's path in the data dir), else CANONICAL_FILES: 'ok', 'MISMATCH (...)' or
-    'unverified'. With `record`, every present file's sha256 is recorded (after a fetch, or to
-    trust local files from now on) and the result is 'recorded'."""
+    """Each present required file of a benchmark, read with its own reader (parse_required) and
+    checked against its recorded sha256 in checksums.json (keyed by the file's path in the data
+    dir), else CANONICAL_FILES: 'ok', 'MISMATCH (...)' or 'unverified', followed by
+    '; UNREADABLE (...)' when it does not parse. With `record`, every present file that parses
+    has its sha256 recorded (after a fetch, or to trust local files from now on) and the result
+    is 'recorded'; one that does not parse is 'UNREADABLE (...)' and is not recorded."""
     _check_benchmark(benchmark)
     root = Path(data_dir)
     checksums = read_checksums(root)
+    errors = parse_required(benchmark, root)
     states = {}
-    for rel in REQUIRED[benchmark]:
+    for rel, error in errors.items():
         path = root / rel
-        if not path.is_file():
-            continue
+        unreadable = f"UNREADABLE ({error})" if error else ""
         size, digest = path.stat().st_size, sha256(path)
         if record:
-            checksums[rel] = {"sha256": digest, "bytes": size}
-            states[rel] = "recorded"
+            if not error:
+                checksums[rel] = {"sha256": digest, "bytes": size}
+            states[rel] = unreadable or "recorded"
             continue
         known = checksums.get(rel)
         expected = ((known.get("bytes"), known.get("sha256")) if isinstance(known, dict)
                     else CANONICAL_FILES.get(rel))
         if expected is None:
-            states[rel] = "unverified"
+            state = "unverified"
         elif expected[1] == digest:
-            states[rel] = "ok"
+            state = "ok"
         else:
-            states[rel] = (f"MISMATCH ({size} bytes, sha256 {digest[:12]}; expected "
-                           f"{expected[0]} bytes, sha256 {str(expected[1])[:12]})")
-    if record and states:
+            state = (f"MISMATCH ({size} bytes, sha256 {digest[:12]}; expected "
+                     f"{expected[0]} bytes, sha256 {str(expected[1])[:12]})")
+        states[rel] = f"{state}; {unreadable}" if error else state
+    if record and "recorded" in states.values():
         write_text(root / CHECKSUMS, json.dumps(checksums, indent=2, sort_keys=True) + "\n")
     return states
+
+
+def bad_state(state: str) -> bool:
+    """Whether a verify_files state fails the check (a checksum mismatch or a parse error)."""
+    return state.startswith("MISMATCH") or "UNREADABLE" in state
+
+
+CFQ_DATASET = "cfq/dataset.json"
+
+
+def parse_required(benchmark: str, data_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Each present required file of a benchmark read whole with the benchmark's own reader, as
+    training reads it (SCAN lines against the grammar, COGS/ReCOGS rows and LFs, every gSCAN and
+    CFQ example, CFQ split indices against the dataset): rel -> '' when it parses, else the
+    error naming the file and line. A file cut short fails here whatever its checksum record."""
+    _check_benchmark(benchmark)
+    root = Path(data_dir)
+    errors, cfq_items = {}, None
+    for rel in (r for r in REQUIRED[benchmark] if (root / r).is_file()):
+        try:
+            count = _parse(benchmark, rel, root, cfq_items)
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+            errors[rel] = " ".join(str(err).split())
+            continue
+        errors[rel] = ""
+        cfq_items = count if rel == CFQ_DATASET else cfq_items
+    return errors
+
+
+def _parse(benchmark: str, rel: str, root: Path, cfq_items: int | None) -> int:
+    """Read one required file with its benchmark's reader; the examples (or indices) it holds."""
+    path, name = root / rel, PurePosixPath(rel)
+    if benchmark == "scan":
+        return len(scan.read_file(path))
+    if benchmark == "cogs":
+        return len(cogs.load(name.stem, root))
+    if benchmark == "recogs":
+        return len(recogs.load(name.stem, root, name.parts[1]))
+    if benchmark == "gscan":
+        return gscan.check_file(path, name.parts[1])
+    if rel == CFQ_DATASET:
+        return cfq.check_dataset(path)
+    if cfq_items is None:  # dataset.json absent or unreadable: the split file's own structure
+        return sum(map(len, cfq.read_split_file(path).values()))
+    return cfq.check_split_file(path, root / CFQ_DATASET, cfq_items)
 
 
 def _check_benchmark(benchmark: str) -> None:
@@ -292,11 +341,13 @@ class Status:
     missing: tuple[str, ...]
     archives: dict[str, str]  # url -> "ok" | "absent" | "MISMATCH" | "unrecorded"
     derived: tuple[str, ...] = ()  # missing files that loaders derive offline from other files
+    damaged: tuple[str, ...] = ()  # present files failing their checksum or their parse
 
     @property
     def complete(self) -> bool:
-        """All required files present and no cached archive failing its checksum."""
-        return not self.missing and "MISMATCH" not in self.archives.values()
+        """All required files present, none damaged, no cached archive failing its checksum."""
+        return (not self.missing and not self.damaged
+                and "MISMATCH" not in self.archives.values())
 
 
 def status(benchmark: str, data_dir: str | os.PathLike[str]) -> Status:
@@ -324,6 +375,8 @@ def describe(st: Status) -> str:
     """One line per benchmark: state, where, and which files are missing."""
     if st.complete:
         state = "complete"
+    elif st.damaged:
+        state = "damaged"
     elif st.present or st.path.is_dir():
         state = "partial"
     else:

@@ -116,9 +116,10 @@ def test_fetch_cfq_tarball_over_http(tmp_path: Path, http_dir: tuple[Path, str])
 
 def test_status_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "data"
-    for rel in fetch.REQUIRED["cogs"]:
+    for rel in fetch.REQUIRED["cogs"]:  # a real COGS row: parses, but not the canonical file
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text("x\n")
+        (root / rel).write_text("A cat ran .\tcat ( x _ 1 ) AND run . agent ( x _ 2 , x _ 1 )"
+                                "\tin_distribution\n")
     assert fetch.status("cogs", root).complete
     assert not fetch.status("scan", root).present
     assert cli.main(["data", "check", "cogs", "--data_dir", str(root)]) == 2  # not the canonical
@@ -180,3 +181,48 @@ def test_recogs_derived_then_fetched_files_take_precedence(tmp_path: Path) -> No
     assert "recogs/recogs_positional_index/gen.tsv" not in fetch.status("recogs", root).derived
     assert all(s.url.startswith("https://raw.githubusercontent.com/frankaging/ReCOGS/main/")
                for s in fetch.SOURCES["recogs"]) and len(fetch.SOURCES["recogs"]) == 12
+
+
+# A required file of each benchmark in the shared data, cut in half (issue 30 case 4); CFQ's
+# dataset.json is its local 10-example sample, with split.json as the three MCD split files.
+CUT = {
+    "scan": "scan/simple_split/tasks_train_simple.txt",
+    "cogs": "cogs/gen.tsv",
+    "gscan": "gscan/compositional_splits/dataset.txt",
+    "recogs": "recogs/recogs_v1/dev.tsv",
+    "cfq": "cfq/dataset.json",
+}
+
+
+def _benchmark_copy(shared_data: Path, root: Path, benchmark: str) -> None:
+    """The file to cut (CFQ: with its split files) copied from the shared data under root."""
+    sources = {CUT[benchmark]: CUT[benchmark]}
+    if benchmark == "cfq":
+        sources = {"cfq/dataset.json": "cfq/example_data/dataset.json",
+                   **{f"cfq/splits/mcd{k}.json": "cfq/example_data/split.json" for k in (1, 2, 3)}}
+    for rel, source in sources.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes((shared_data / source).read_bytes())
+
+
+@pytest.mark.parametrize("benchmark", sorted(CUT))
+def test_data_check_parses_every_file_it_vouches_for(shared_data: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     benchmark: str) -> None:
+    root, rel = tmp_path / "data", CUT[benchmark]
+    _benchmark_copy(shared_data, root, benchmark)
+    assert fetch.parse_required(benchmark, root)[rel] == ""  # the intact copy parses
+    data = (root / rel).read_bytes()
+    (root / rel).write_bytes(data[: len(data) // 2])
+    error = fetch.parse_required(benchmark, root)[rel]
+    assert error.startswith(f"{root / rel}:")
+    for record in ([], ["--record"]):
+        assert cli.main(["data", "check", benchmark, "--data_dir", str(root), *record]) == 2
+        out, err = capsys.readouterr()
+        assert f"{benchmark:6s} damaged " in out and f"  {rel}: " in out
+        assert f"UNREADABLE ({error})" in out
+        assert err.strip() == f"compgen-jax data: error: incomplete in {root}: {benchmark}"
+        recorded = fetch.read_checksums(root)
+        assert rel not in recorded  # --record never trusts a file that does not parse
+    if benchmark == "cfq":  # the splits were recorded, the dataset was not: check again
+        assert set(recorded) == {f"cfq/splits/mcd{k}.json" for k in (1, 2, 3)}

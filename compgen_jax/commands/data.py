@@ -21,8 +21,11 @@ def run_fetch(args: argparse.Namespace) -> None:
 
     for archive in fetch.fetch(args.benchmark, _root(args), force=args.force):
         print(f"fetched {archive}")
-    fetch.verify_files(args.benchmark, _root(args), record=True)  # later checks verify these
+    states = fetch.verify_files(args.benchmark, _root(args), record=True)  # later checks verify
     print(fetch.describe(fetch.status(args.benchmark, _root(args))))
+    unreadable = [f"{rel}: {state}" for rel, state in states.items() if fetch.bad_state(state)]
+    if unreadable:
+        raise ValueError(f"fetched files that do not parse: {'; '.join(unreadable)}")
 
 
 def run_list(args: argparse.Namespace) -> None:
@@ -33,16 +36,21 @@ def run_list(args: argparse.Namespace) -> None:
 
 
 def run_check(args: argparse.Namespace) -> None:
+    """Per benchmark: what is present, and each present file parsed and checksum-verified."""
+    import dataclasses
+
     from tasks import fetch
 
-    statuses = [fetch.status(b, _root(args)) for b in (args.benchmark or list(fetch.SOURCES))]
-    incomplete = [st.benchmark for st in statuses if not st.complete]
-    for st in statuses:
+    incomplete = []
+    for benchmark in args.benchmark or list(fetch.SOURCES):
+        st = fetch.status(benchmark, _root(args))
+        states = fetch.verify_files(benchmark, _root(args), args.record)
+        st = dataclasses.replace(st, damaged=tuple(r for r, s in states.items()
+                                                   if fetch.bad_state(s)))
         print(fetch.describe(st))
-        for rel, state in fetch.verify_files(st.benchmark, _root(args), args.record).items():
-            if state.startswith("MISMATCH"):
-                print(f"  {rel}: {state}")
-                incomplete += [] if st.benchmark in incomplete else [st.benchmark]
+        for rel, state in states.items():
+            print(f"  {rel}: {state if rel in st.damaged else f'parsed; sha256 {state}'}")
+        incomplete += [] if st.complete else [benchmark]
     if incomplete:
         raise ValueError(f"incomplete in {_root(args)}: {', '.join(incomplete)}")
 
@@ -90,7 +98,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_parser("list", parents=[common], help="what each benchmark has in the data dir"
                    ).set_defaults(run=run_list)
     check = sub.add_parser("check", parents=[common],
-                           help="exit non-zero unless the benchmarks are complete and verified")
+                           help="exit non-zero unless the benchmarks are complete, every file "
+                                "parses with its reader and none fails its checksum")
     check.add_argument("benchmark", nargs="*", help=f"some of {sorted(SOURCES)} (default: all)")
     check.add_argument("--record", action="store_true",
                        help="record the present files' sha256 in checksums.json (trust them)")

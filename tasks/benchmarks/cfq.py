@@ -163,6 +163,42 @@ def _require(data_dir: str | os.PathLike[str] | None, relpath: str, what: str) -
                                 "(cfq1.1.tar.gz)") from None
 
 
+def _example(item: Any, index: int, line: int, dataset_path: str | os.PathLike[str],
+             name: str) -> Example:
+    """One dataset.json item as an Example (id -1: set per split); ValueError naming the item."""
+    where = f"{dataset_path}:{line}: item {index}"
+    if not isinstance(item, dict) or not all(
+        isinstance(item.get(f), str) for f in (INPUT_FIELD, TARGET_FIELD)
+    ):
+        raise ValueError(f"{where}: missing {INPUT_FIELD!r} or {TARGET_FIELD!r}")
+    query = preprocess_sparql(item[TARGET_FIELD])
+    measures = item.get("complexityMeasures")
+    try:
+        return Example(
+            benchmark=BENCHMARK, split=name, id=-1,
+            input=tokenize_punctuation(item[INPUT_FIELD]), target=query,
+            atoms=atoms(query), pairs=pairs(query), depth=depth(query, measures),
+            out_len=out_len(query),
+            meta={"source": str(dataset_path), "index": index, "line": line,
+                  "complexityMeasures": measures},
+        )
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _check_indices(wanted: dict[str, list[int]], count: int,
+                   split_file: str | os.PathLike[str], dataset_path: str | os.PathLike[str]
+                   ) -> None:
+    """ValueError naming the split file if an index is beyond the dataset's `count` items."""
+    for subset, ids in wanted.items():
+        for i, idx in enumerate(ids):
+            if idx >= count:
+                raise ValueError(
+                    f"{split_file}: {SUBSETS[subset]}[{i}] = {idx} exceeds the dataset "
+                    f"({dataset_path} has {count} examples)"
+                )
+
+
 def load_files(
     dataset_path: str | os.PathLike[str],
     split_file: str | os.PathLike[str],
@@ -181,38 +217,33 @@ def load_files(
     name = split_name or Path(split_file).stem
     for index, line, item in iter_array(dataset_path):
         count = index + 1
-        if index not in needed:
-            continue
-        where = f"{dataset_path}:{line}: item {index}"
-        if not isinstance(item, dict) or not all(
-            isinstance(item.get(f), str) for f in (INPUT_FIELD, TARGET_FIELD)
-        ):
-            raise ValueError(f"{where}: missing {INPUT_FIELD!r} or {TARGET_FIELD!r}")
-        query = preprocess_sparql(item[TARGET_FIELD])
-        measures = item.get("complexityMeasures")
-        try:
-            kept[index] = Example(
-                benchmark=BENCHMARK, split=name, id=-1,
-                input=tokenize_punctuation(item[INPUT_FIELD]), target=query,
-                atoms=atoms(query), pairs=pairs(query), depth=depth(query, measures),
-                out_len=out_len(query),
-                meta={"source": str(dataset_path), "index": index, "line": line,
-                      "complexityMeasures": measures},
-            )
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
-    for subset, ids in wanted.items():
-        for i, idx in enumerate(ids):
-            if idx >= count:
-                raise ValueError(
-                    f"{split_file}: {SUBSETS[subset]}[{i}] = {idx} exceeds the dataset "
-                    f"({dataset_path} has {count} examples)"
-                )
+        if index in needed:
+            kept[index] = _example(item, index, line, dataset_path, name)
+    _check_indices(wanted, count, split_file, dataset_path)
     return {
         subset: [dataclasses.replace(kept[idx], split=f"{name}:{subset}", id=i)
                  for i, idx in enumerate(ids)]
         for subset, ids in wanted.items()
     }
+
+
+def check_dataset(dataset_path: str | os.PathLike[str]) -> int:
+    """Parse every item of dataset.json as load_files reads the ones it needs (streamed, none
+    kept); the number of items, or ValueError naming the file and line."""
+    count = 0
+    for index, line, item in iter_array(dataset_path):
+        _example(item, index, line, dataset_path, "check")
+        count = index + 1
+    return count
+
+
+def check_split_file(split_file: str | os.PathLike[str], dataset_path: str | os.PathLike[str],
+                     count: int) -> int:
+    """Read a split file as load_files does, its indices within the dataset's `count` items;
+    the number of indices, or ValueError naming the file."""
+    wanted = read_split_file(split_file)
+    _check_indices(wanted, count, split_file, dataset_path)
+    return sum(map(len, wanted.values()))
 
 
 def load_paths(split: str, data_dir: str | os.PathLike[str] | None) -> tuple[Path, Path]:

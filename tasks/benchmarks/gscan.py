@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -177,9 +177,10 @@ def kshot_indices(n: int, k: int, seed: int) -> list[int]:
     return sorted(int(i) for i in rng.choice(n, size=k, replace=False))
 
 
-def read_raw(path: str | os.PathLike[str], splits: Sequence[str]) -> dict[str, list[Any]]:
-    """Stream dataset.txt, keeping (raw example, line) for the wanted splits in file order."""
-    kept: dict[str, list[Any]] = {}
+def _walk(path: str | os.PathLike[str], visit: Callable[[str, int, int, Any], None]
+          ) -> list[str]:
+    """Stream dataset.txt, calling visit(split, index, line, raw example) for every example in
+    file order; the split names in the order they occur."""
     seen: list[str] = []
     with JsonStream(path) as stream:
         for key in stream.members("the dataset object"):
@@ -188,16 +189,47 @@ def read_raw(path: str | os.PathLike[str], splits: Sequence[str]) -> dict[str, l
                 continue
             for split in stream.members("'examples'"):
                 seen.append(split)
-                out = kept.setdefault(split, []) if split in splits else None
                 for index, line in stream.items(f"examples[{split!r}]"):
-                    raw = stream.value(f"examples[{split!r}][{index}] (line {line})")
-                    if out is not None:
-                        out.append((raw, line))
+                    visit(split, index, line,
+                          stream.value(f"examples[{split!r}][{index}] (line {line})"))
         stream.end()
+    return seen
+
+
+def _require_splits(path: str | os.PathLike[str], splits: Sequence[str], seen: list[str]
+                    ) -> None:
+    """ValueError naming the file if any of `splits` is not among the splits `seen` in it."""
     missing = [s for s in splits if s not in seen]
     if missing:
         raise ValueError(f"{path}: splits {missing} not in 'examples' (present: {seen})")
+
+
+def read_raw(path: str | os.PathLike[str], splits: Sequence[str]) -> dict[str, list[Any]]:
+    """Stream dataset.txt, keeping (raw example, line) for the wanted splits in file order."""
+    kept: dict[str, list[Any]] = {split: [] for split in splits}
+
+    def keep(split: str, index: int, line: int, raw: Any) -> None:
+        if split in kept:
+            kept[split].append((raw, line))
+
+    _require_splits(path, splits, _walk(path, keep))
     return kept
+
+
+def check_file(path: str | os.PathLike[str], dataset: str) -> int:
+    """Parse a whole dataset.txt as load_all reads it (every example of every split of
+    `dataset` made into an Example, then dropped); the number of examples, or ValueError naming
+    the file and line."""
+    count = 0
+
+    def parse(split: str, index: int, line: int, raw: Any) -> None:
+        nonlocal count
+        meta = {"source_split": split}
+        to_example(raw, split, index, meta, f"{path}:{line}: examples[{split!r}][{index}]")
+        count += 1
+
+    _require_splits(path, DATASETS[dataset], _walk(path, parse))
+    return count
 
 
 def load_all(
