@@ -33,6 +33,7 @@ def run_list(args: argparse.Namespace) -> None:
 
     for benchmark in fetch.SOURCES:
         print(fetch.describe(fetch.status(benchmark, _root(args))))
+    print("(presence only: `compgen-jax data check` parses and checksum-verifies the files)")
 
 
 def run_check(args: argparse.Namespace) -> None:
