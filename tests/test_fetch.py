@@ -211,18 +211,19 @@ def test_data_check_parses_every_file_it_vouches_for(shared_data: Path, tmp_path
                                                      benchmark: str) -> None:
     root, rel = tmp_path / "data", CUT[benchmark]
     _benchmark_copy(shared_data, root, benchmark)
-    assert fetch.parse_required(benchmark, root)[rel] == ""  # the intact copy parses
     data = (root / rel).read_bytes()
     (root / rel).write_bytes(data[: len(data) // 2])
-    error = fetch.parse_required(benchmark, root)[rel]
-    assert error.startswith(f"{root / rel}:")
     for record in ([], ["--record"]):
         assert cli.main(["data", "check", benchmark, "--data_dir", str(root), *record]) == 2
         out, err = capsys.readouterr()
-        assert f"{benchmark:6s} damaged " in out and f"  {rel}: " in out
+        assert f"{benchmark:6s} damaged " in out
+        error = fetch.parse_required(benchmark, root)[rel]
+        assert error.startswith(f"{root / rel}:") and f"  {rel}: " in out
         assert f"UNREADABLE ({error})" in out
         assert err.strip() == f"compgen-jax data: error: incomplete in {root}: {benchmark}"
         recorded = fetch.read_checksums(root)
         assert rel not in recorded  # --record never trusts a file that does not parse
-    if benchmark == "cfq":  # the splits were recorded, the dataset was not: check again
+    if benchmark == "cfq":  # the splits were recorded, the dataset was not
         assert set(recorded) == {f"cfq/splits/mcd{k}.json" for k in (1, 2, 3)}
+    (root / rel).write_bytes(data)
+    assert fetch.parse_required(benchmark, root)[rel] == ""  # the intact copy parses
