@@ -167,7 +167,7 @@ def _dose_response(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, 
     plot = dose_response.plot_dose_response(raw, part["split"], out / f"{part['name']}_dose.png")
     measured = (f"EM {_pct(means.iloc[0])} -> {_pct(means.iloc[-1])} over N = "
                 f"{means.index[0]} .. {means.index[-1]} ({trend['n_levels']} levels); Spearman "
-                f"rho = {trend['rho_means']:.3f} (p = {trend['p_means']:.2g}); {fit_text}")
+                f"rho = {trend['rho_means']:.3f} ({stats.p_phrase(trend['p_means'])}); {fit_text}")
     if "dev" in splits and part["split"] != "dev":
         dev = dose_response.diversity_trend(raw, "dev", METRIC)
         measured += (f"; in-distribution dev: EM {table['dev mean %'].iloc[0]:.2f}% -> "
@@ -214,7 +214,7 @@ def _equivalence(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, st
     high, low = (pp[final[quantile] == q].to_numpy() for q in ("q99", "q1"))
     tost = stats.tost_ind(high, low, TOST_MARGIN_PP, scale=1.0)
     measured = (f"q99 - q1 = {tost['diff_pp']:+.2f} pp within N levels (90% CI "
-                f"{tost['ci_pp'][0]:+.2f} .. {tost['ci_pp'][1]:+.2f}); TOST p = {tost['p']:.3g}")
+                f"{tost['ci_pp'][0]:+.2f} .. {tost['ci_pp'][1]:+.2f}); TOST {stats.p_phrase(tost['p'])}")
     try:
         anova = stats.two_way_anova(final, "n_unique", quantile, METRIC)
         measured += (f"; eta^2(N) {_eta(anova, 'n_unique'):.3f}, eta^2(coverage) "

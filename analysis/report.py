@@ -209,24 +209,11 @@ def _fmt(value: Any, digits: int) -> str:
     return str(value).replace("|", "\\|")
 
 
-def _pv(p: float) -> str:
-    """A p-value for text: 3 significant digits, '< 1e-300' on underflow, 'n/a' when undefined."""
-    if p is None or not np.isfinite(p):
-        return "n/a"
-    return "< 1e-300" if p <= 0 else f"{p:.3g}"
-
-
-def _peq(p: float) -> str:
-    """'p = 0.0123' or 'p < 1e-300' for running text."""
-    text = _pv(p)
-    return f"p {text}" if text.startswith("<") else f"p = {text}"
-
-
 def _pfmt(table: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """Copy of `table` with its p-value columns as `_pv` strings (never a bare '0')."""
+    """Copy of `table` with its p-value columns as `stats.p_text` strings (never a bare '0')."""
     out = table.copy()
     for c in cols:
-        out[c] = [_pv(v) if isinstance(v, float | np.floating) else v for v in out[c]]
+        out[c] = [stats.p_text(v) if isinstance(v, float | np.floating) else v for v in out[c]]
     return out
 
 
@@ -275,8 +262,8 @@ def _dose(doc: _Doc, rows: pd.DataFrame, bench: str, tidy: Tidy, options: Report
         doc.table(dose_response.diversity_summary(rows, tidy.split, metric))
     trend = dose_response.diversity_trend(rows, tidy.split, metric)
     doc.p(
-        f"Spearman rho vs N: seeds {trend['rho_seeds']:.3f} ({_peq(trend['p_seeds'])}), "
-        f"per-N means {trend['rho_means']:.3f} ({_peq(trend['p_means'])})."
+        f"Spearman rho vs N: seeds {trend['rho_seeds']:.3f} ({stats.p_phrase(trend['p_seeds'])}), "
+        f"per-N means {trend['rho_means']:.3f} ({stats.p_phrase(trend['p_means'])})."
     )
     n, y = rows["n_unique"].to_numpy(), rows[metric].to_numpy()
     slope, lo, hi = stats.bootstrap_slope_ci(n, y)
@@ -377,9 +364,9 @@ def _robust_models(doc: _Doc, rows: pd.DataFrame, metric: str, empty: list) -> N
     zero_sd = sum(float(np.ptp(g)) == 0 for g in groups)
     doc.p(
         "Residual diagnostics (seed minus cell mean): Shapiro-Wilk "
-        + (f"W = {shapiro.statistic:.3f}, {_peq(shapiro.pvalue)}" if shapiro else "n/a")
+        + (f"W = {shapiro.statistic:.3f}, {stats.p_phrase(shapiro.pvalue)}" if shapiro else "n/a")
         + "; Brown-Forsythe equal variances across cells "
-        + (_peq(levene.pvalue) if levene else "n/a")
+        + (stats.p_phrase(levene.pvalue) if levene else "n/a")
         + f"; {zero_sd} of {len(groups)} cells have zero spread. "
         + ("Normality or equal variances are rejected, so the Gaussian F-tests above are "
            "approximate: read the HC3 and binomial rows below."
@@ -510,7 +497,7 @@ def _escape(doc: _Doc, raw: pd.DataFrame, rows: pd.DataFrame, bench: str, tidy: 
             "Escaped seeds converge later? Convergence step as a fraction of the seed's run: "
             f"median {res['median_fraction_escaped']:.2f} (escaped, n = {res['n_escaped']}) vs "
             f"{res['median_fraction_floor']:.2f} (floor, n = {res['n_floor']}); one-sided "
-            f"Mann-Whitney {_peq(res['p'])}."
+            f"Mann-Whitney {stats.p_phrase(res['p'])}."
         )
     except ValueError as err:
         doc.p(f"_Convergence test not computed: {err}._")

@@ -17,6 +17,23 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+# --------------------------------------------------------------------------- p-value text
+
+
+def p_text(p: float | None) -> str:
+    """A p-value for a table cell: 3 significant digits, '< 1e-300' on underflow, 'n/a' when
+    undefined; never a bare '0' (a p-value of exactly 0 is a float underflow, not a value)."""
+    if p is None or not np.isfinite(p):
+        return "n/a"
+    return "< 1e-300" if p <= 0 else f"{p:.3g}"
+
+
+def p_phrase(p: float | None) -> str:
+    """A p-value for running text: 'p = 0.0123', 'p < 1e-300' or 'p = n/a' (never 'p = 0')."""
+    text = p_text(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 # --------------------------------------------------------------------------- two-way ANOVA
 
 
