@@ -613,6 +613,105 @@ class SlopeDesign:
         return est, se, t, p_t, (1 + extreme) / (n_flip + 1)
 
 
+# --------------------------------------------------------------------------- cell-aware models
+
+# The primary model of each design kind, printed in every report; the other models a section
+# prints are sensitivity analyses. Seeds inside a cell share its design point (N, E, manifest
+# spec), so a cell effect is common to its seeds: these models have one observation per cell
+# (the cell mean) and their t tests are exact under a normal random cell effect with equal
+# seeds per cell (size 0.05, coverage 0.95 at 5 cells; `tests/test_analysis_stats.py`).
+PRIMARY_MODEL = {
+    "dose_response": "cell-means OLS of the metric on log N, t on G - 2 df (G cells)",
+    "factorial": "cell-means OLS on centred log N, log E and log N x log E, t on G - 4 df",
+    "equivalence": "TOST on the cell-means additive model N + factor, t on its residual df",
+    "between": "per-dataset cell-means slopes on log N, their difference with a Welch t",
+}
+
+
+def cell_means(rows: pd.DataFrame, metric: str, columns: list[str]) -> pd.DataFrame:
+    """One row per cell: its design `columns` (constant within the cell), seeds and mean metric."""
+    missing = [c for c in ("cell", metric, *columns) if c not in rows.columns]
+    if missing:
+        raise ValueError(f"cell means: missing columns: {', '.join(missing)}")
+    varying = [c for c in columns if (rows.groupby("cell")[c].nunique() > 1).any()]
+    if varying:
+        raise ValueError(f"cell means: {', '.join(varying)} varies within a cell")
+    out = rows.groupby("cell", sort=True).agg(
+        **{c: (c, "first") for c in columns}, seeds=(metric, "size"), y=(metric, "mean"))
+    return out.reset_index()
+
+
+def cell_means_ols(cells: pd.DataFrame, formula: str, level: float = 0.95) -> dict:
+    """OLS of the cell means (`y` of `cell_means`) by a statsmodels formula; t on G - k df.
+
+    Returns the table (term, coef, se, ci_lo, ci_hi, p), df, n_cells and the fit. Fewer cells
+    than parameters + 1 is a ValueError: the cell-level residual variance is not estimable.
+    """
+    import statsmodels.formula.api as smf
+
+    fit = smf.ols(f"y ~ {formula}", cells).fit()
+    if not fit.df_resid >= 1:
+        raise ValueError(f"{len(cells)} cells leave no residual df for the cell-level model "
+                         f"y ~ {formula}")
+    ci = np.asarray(fit.conf_int(alpha=1 - level))
+    table = pd.DataFrame({"term": list(fit.params.index), "coef": np.asarray(fit.params),
+                          "se": np.asarray(fit.bse), "ci_lo": ci[:, 0], "ci_hi": ci[:, 1],
+                          "p": np.asarray(fit.pvalues)})  # fmt: skip
+    return {"table": table, "df": float(fit.df_resid), "n_cells": len(cells), "fit": fit}
+
+
+def cell_slope(x: Any, y: Any, cells: Any, level: float = 0.95) -> dict:
+    """Slope of y on log x over cell means (seeds nested in cells): slope, se, ci, p, df, G.
+
+    The cell-aware default: a random cell effect inflates the seed-level t test's size to 0.20;
+    on cell means the t test on G - 2 df has size 0.05 and its CI covers 0.95 (`tests`).
+    """
+    lx, y = _log_x(x, y, "cell_slope")
+    labels = np.asarray(cells)
+    if labels.shape != lx.shape:
+        raise ValueError("cell_slope: cells must pair with the x values")
+    codes = np.unique(labels, return_inverse=True)[1].ravel()
+    g = int(codes.max()) + 1
+    seeds = np.bincount(codes, minlength=g)
+    cx = np.bincount(codes, lx, g) / seeds
+    if np.abs(lx - cx[codes]).max() > 1e-9:
+        raise ValueError("cell_slope: N varies within a cell")
+    cy = np.bincount(codes, y, g) / seeds
+    if g < 3 or np.ptp(cx) == 0:
+        raise ValueError(f"cell_slope: needs >= 3 cells over >= 2 N levels (have {g} cells)")
+    slope = float(_slopes(cx, cy))
+    dx = cx - cx.mean()
+    resid = cy - cy.mean() - slope * dx
+    dof = g - 2
+    se = math.sqrt(float(resid @ resid) / dof / float(dx @ dx))
+    half = float(stats.t.ppf(0.5 + level / 2, dof)) * se
+    p = float(2 * stats.t.sf(abs(slope) / se, dof)) if se > 0 else math.nan
+    return {"slope": slope, "se": se, "ci": (slope - half, slope + half), "p": p,
+            "df": float(dof), "n_cells": g}
+
+
+def cell_slope_difference(
+    x1: Any, y1: Any, cells1: Any, x2: Any, y2: Any, cells2: Any, level: float = 0.95
+) -> dict:
+    """slope_1 - slope_2 of y on log x, each over its dataset's cell means, with a Welch t.
+
+    Each dataset's slope and SE come from `cell_slope` (t on G_d - 2 df); the difference has
+    SE sqrt(se_1^2 + se_2^2) and Welch-Satterthwaite df, so unequal cell-level variances across
+    datasets keep the size near 0.05 (`tests`), where CR1 cell-clustered SEs reach 0.11.
+    """
+    a, b = cell_slope(x1, y1, cells1, level), cell_slope(x2, y2, cells2, level)
+    v1, v2 = a["se"] ** 2, b["se"] ** 2
+    se = math.sqrt(v1 + v2)
+    if se == 0.0:
+        raise ValueError("cell_slope_difference: both datasets fit their cell means exactly")
+    dof = (v1 + v2) ** 2 / (v1**2 / a["df"] + v2**2 / b["df"])
+    diff = a["slope"] - b["slope"]
+    half = float(stats.t.ppf(0.5 + level / 2, dof)) * se
+    return {"slope_1": a["slope"], "slope_2": b["slope"], "diff": diff, "se": se, "df": dof,
+            "ci": (diff - half, diff + half), "p": float(2 * stats.t.sf(abs(diff) / se, dof)),
+            "n_cells": (a["n_cells"], b["n_cells"])}  # fmt: skip
+
+
 # --------------------------------------------------------------------------- binomial GLM
 
 

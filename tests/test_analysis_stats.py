@@ -14,6 +14,10 @@ from analysis.stats import (
     SlopeDesign,
     binomial_glm,
     bootstrap_slope_ci,
+    cell_means,
+    cell_means_ols,
+    cell_slope,
+    cell_slope_difference,
     holm,
     logistic_dose_response,
     partial_eta_sq_ci,
@@ -358,3 +362,83 @@ def test_all_zero_response_is_refused_not_read_as_no_dominance() -> None:
     df = _e5_like(0).assign(em=0.0)
     with pytest.raises(ValueError, match="constant within every cell"):
         two_way_anova(df, "N", "E", "em")
+
+
+# --------------------------------------------------------------------- cell-aware inference
+# Seeds nested in cells that share a random cell effect (tau) on top of seed noise (sigma).
+
+
+def _cells(n_levels: list[float], seeds: int) -> tuple[np.ndarray, np.ndarray]:
+    """N per seed and cell code per seed: one cell per N level, `seeds` seeds each."""
+    return np.repeat(n_levels, seeds), np.repeat(np.arange(len(n_levels)), seeds)
+
+
+def _cell_sim(reps: int, slope: float, tau: float, sigma: float, seed: int,
+              levels: int = 5, seeds: int = 5) -> tuple[float, float, float]:
+    """(size or power, CI coverage) of `cell_slope` and the seed-level t test's rejection rate
+    of the true slope, over `reps` simulated sweeps with a random cell effect."""
+    rng = np.random.default_rng(seed)
+    n, cells = _cells(list(np.geomspace(100, 1600, levels)), seeds)
+    reject = cover = seed_wrong = 0
+    for _ in range(reps):
+        y = slope * np.log(n) + rng.normal(0, tau, levels)[cells] + rng.normal(0, sigma, n.size)
+        res = cell_slope(n, y, cells)
+        reject += res["p"] < 0.05
+        cover += res["ci"][0] <= slope <= res["ci"][1]
+        _, lo, hi = bootstrap_slope_ci(n, y)
+        seed_wrong += not lo <= slope <= hi
+    return reject / reps, cover / reps, seed_wrong / reps
+
+
+def test_cell_slope_is_ols_on_cell_means_as_statsmodels() -> None:
+    rng = np.random.default_rng(0)
+    n, cells = _cells([100, 100, 400, 1600, 3200], 4)  # two cells share N = 100
+    y = 0.02 * np.log(n) + rng.normal(0, 0.02, 5)[cells] + rng.normal(0, 0.02, n.size)
+    y[:2] += 0.1  # unequal within-cell values, equal seeds per cell
+    res = cell_slope(n, y, cells)
+    means = pd.DataFrame({"c": cells, "lx": np.log(n), "y": y}).groupby("c").mean()
+    ref = ols("y ~ lx", means).fit()
+    assert res["slope"] == pytest.approx(ref.params["lx"], rel=1e-10)
+    assert res["se"] == pytest.approx(ref.bse["lx"], rel=1e-10)
+    assert res["p"] == pytest.approx(ref.pvalues["lx"], rel=1e-8)
+    assert res["ci"] == pytest.approx(tuple(ref.conf_int().loc["lx"]), rel=1e-8)
+    assert res["df"] == 3 and res["n_cells"] == 5
+    via_formula = cell_means_ols(cell_means(pd.DataFrame({"cell": cells, "lx": np.log(n),
+                                                          "em": y}), "em", ["lx"]), "lx")
+    assert via_formula["table"].set_index("term").loc["lx", "coef"] == pytest.approx(res["slope"])
+    with pytest.raises(ValueError, match="varies within a cell"):
+        cell_slope(n, y, np.zeros(n.size, dtype=int))
+    with pytest.raises(ValueError, match=">= 3 cells"):
+        cell_slope(n[4:12], y[4:12], cells[4:12])
+
+
+def test_cell_slope_size_and_coverage_with_a_random_cell_effect() -> None:
+    """Issue 30: with a random cell effect the seed-level slope test's size is ~0.2-0.3; the
+    cell-means t test keeps size in [0.03, 0.07] and its CI covers >= 0.93 at 5 cells."""
+    size, cover0, seed_size = _cell_sim(500, 0.0, tau=0.05, sigma=0.05, seed=1)
+    assert 0.03 <= size <= 0.07 and cover0 >= 0.93
+    assert seed_size > 0.15  # why the seed-level t interval is no longer the default
+    power, cover, _ = _cell_sim(500, 0.03, tau=0.05, sigma=0.05, seed=2)
+    assert cover >= 0.93 and power > size
+
+
+def test_cell_slope_difference_size_with_unequal_variances_and_grids() -> None:
+    """9 cells per dataset, grids 100..1000 vs 100..10000, cell and seed sd 0.01 vs 0.08 (CR1
+    cell-clustered SEs: size 0.11 here): the Welch cell-means difference keeps [0.03, 0.07]."""
+    rng = np.random.default_rng(3)
+    n1, c1 = _cells(list(np.geomspace(100, 1000, 9)), 5)
+    n2, c2 = _cells(list(np.geomspace(100, 10000, 9)), 5)
+    reps, reject = 500, 0
+    for _ in range(reps):
+        y1 = 0.05 * np.log(n1) + rng.normal(0, 0.01, 9)[c1] + rng.normal(0, 0.01, n1.size)
+        y2 = 0.05 * np.log(n2) + rng.normal(0, 0.08, 9)[c2] + rng.normal(0, 0.08, n2.size)
+        reject += cell_slope_difference(n1, y1, c1, n2, y2, c2)["p"] < 0.05
+    assert 0.03 <= reject / reps <= 0.07
+
+
+@pytest.mark.slow
+def test_cell_slope_size_and_coverage_large_simulation() -> None:
+    """The same checks at 4,000 sweeps each, and with 10 seeds and a weak cell effect."""
+    for tau, sigma, seeds in ((0.05, 0.05, 5), (0.02, 0.08, 10), (0.08, 0.02, 3)):
+        size, cover, _ = _cell_sim(4000, 0.0, tau, sigma, seed=11, seeds=seeds)
+        assert 0.04 <= size <= 0.06 and cover >= 0.94, (tau, sigma, seeds)
