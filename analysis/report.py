@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -269,35 +268,33 @@ def _dose(doc: _Doc, rows: pd.DataFrame, bench: str, tidy: Tidy, options: Report
     slope, lo, hi = stats.bootstrap_slope_ci(n, y)
     _, plo, phi = stats.bootstrap_slope_ci(n, y, n_boot=options.n_boot, seed=options.seed,
                                            method="percentile")  # fmt: skip
-    clo, chi = _clustered_slope_ci(np.log(n.astype(float)), y, rows["cell"].to_numpy())
-    doc.p(f"OLS slope per log N: {slope:.4g}; 95% CI {lo:.4g} .. {hi:.4g} (default: t interval; "
-          f"seeds clustered in cells: {clo:.4g} .. {chi:.4g}) vs {plo:.4g} .. {phi:.4g} (paper: "
-          "percentile bootstrap, which under-covers at 5 seeds per cell).")
     try:
-        means = rows.groupby("n_unique")[metric].mean()
-        fit = stats.logistic_dose_response(means.index.to_numpy(), means.to_numpy())
-        doc.p(
-            f"Logistic fit in log N (per-N means): R^2 = {fit['r2']:.4f}, floor {fit['lower']:.4f}"
-            f", ceiling {fit['upper']:.4f}, N50 = {fit['n50']:.4g}, slope k = {fit['k']:.3g} "
-            f"(SE {fit['se']['k']:.2g})."
-        )
+        cell = stats.cell_slope(n, y, rows["cell"].to_numpy())
+        primary = (f"{cell['slope']:.4g} per log N, 95% CI {cell['ci'][0]:.4g} .. "
+                   f"{cell['ci'][1]:.4g}, {stats.p_phrase(cell['p'])} ({cell['n_cells']} cells, "
+                   f"t on {cell['df']:g} df)")
     except ValueError as err:
-        doc.p(f"_Logistic fit not computed: {err}._")
+        primary = f"not computed ({' '.join(str(err).split())})"
+    doc.p(f"Slope per log N. Primary ({stats.PRIMARY_MODEL['dose_response']}): {primary}. "
+          f"Sensitivity: seeds as independent, OLS t interval {slope:.4g} ({lo:.4g} .. {hi:.4g}; "
+          f"too narrow when cells differ beyond their seeds); paper: percentile bootstrap "
+          f"{plo:.4g} .. {phi:.4g} (under-covers at 5 seeds per cell).")
+    means = rows.groupby("n_unique")[metric].mean()
+    try:
+        fit = stats.logistic_dose_response(means.index.to_numpy(), means.to_numpy())
+    except ValueError as err:
+        doc.p(f"_Logistic fit not computed: {' '.join(str(err).split())}._")
+    else:
+        held = f"; held at the bound: {', '.join(fit['at_bound'])}" if fit["at_bound"] else ""
+        if fit["identifiable"]:
+            doc.p(f"Logistic fit in log N (per-N means, asymptotes bounded to [0, 1]{held}): "
+                  f"R^2 = {fit['r2']:.4f}, floor {fit['lower']:.4f}, ceiling {fit['upper']:.4f}, "
+                  f"N50 = {fit['n50']:.4g}, slope k = {fit['k']:.3g} (SE {fit['se']['k']:.2g}).")
+        else:
+            doc.p(f"_Logistic fit not identifiable: {fit['why']}; no N50 or slope is reported "
+                  f"(R^2 = {fit['r2']:.4f} with asymptotes bounded to [0, 1]{held})._")
     path = doc.figure(f"dose_{_slug(bench)}.png", f"{bench} dose-response")
     dose_response.plot_dose_response(rows, tidy.split, path, metric)
-
-
-def _clustered_slope_ci(lx: np.ndarray, y: np.ndarray, cells: np.ndarray) -> tuple[float, float]:
-    """95% CI of the slope of y on lx with CR1 cell-clustered SEs and t(G - 1) (statsmodels)."""
-    import statsmodels.api as sm
-
-    groups = pd.factorize(cells)[0]
-    if groups.max() + 1 < 3:
-        return math.nan, math.nan
-    fit = sm.OLS(y, sm.add_constant(lx)).fit(cov_type="cluster", cov_kwds={"groups": groups},
-                                            use_t=True)  # fmt: skip
-    lo, hi = np.asarray(fit.conf_int())[1]
-    return float(lo), float(hi)
 
 
 def _anova(doc: _Doc, rows: pd.DataFrame, bench: str, metric: str) -> None:
@@ -314,6 +311,14 @@ def _anova(doc: _Doc, rows: pd.DataFrame, bench: str, metric: str) -> None:
         listed = ", ".join(f"N = {n:g}, E = {e:g}" for n, e in empty)
         doc.p(f"Empty cells (every seed excluded): {listed}; type II only (type III hypotheses "
               "are undefined with empty cells).")
+    try:
+        primary = stats.factorial_cell_model(rows, metric)
+        doc.p(f"Primary ({stats.PRIMARY_MODEL['factorial']}; {primary['n_cells']} cells, "
+              f"{primary['df']:g} df; p_holm over the three slopes). The models after it treat "
+              "seeds as independent or cluster them by cell and are sensitivity analyses:")
+        doc.table(_pfmt(primary["table"], ["p", "p_holm"]))
+    except ValueError as err:
+        doc.p(f"_Primary cell-means model not computed: {' '.join(str(err).split())}._")
     tables = {}
     for typ in (2, 3):
         try:
@@ -416,13 +421,23 @@ def _factor(
                         .reset_index(), ["p"]))  # fmt: skip
     levels = sorted(rows[factor].unique(), key=_level_key)
     lo_level, hi_level = levels[0], levels[-1]
+    try:
+        cell = stats.cell_tost(rows, factor, hi_level, lo_level, "n_unique", metric,
+                               options.tost_margin_pp)  # fmt: skip
+        doc.p(f"Primary ({stats.PRIMARY_MODEL['equivalence']}): {factor_name(factor)} = "
+              f"{hi_level} - {lo_level} = {cell['diff_pp']:+.2f} pp over {cell['n_cells']} cells "
+              f"(90% CI {cell['ci_pp'][0]:+.2f} .. {cell['ci_pp'][1]:+.2f}, t on {cell['df']:g} "
+              f"df); TOST at +/- {options.tost_margin_pp:g} pp {stats.p_phrase(cell['p'])}: "
+              + ("equivalence supported." if cell["equivalent"] else "equivalence not shown."))
+    except ValueError as err:
+        doc.p(f"_Primary cell-level TOST not computed: {' '.join(str(err).split())}._")
     out = []
     for n, g in rows.groupby("n_unique"):
         a = g.loc[g[factor] == hi_level, metric].to_numpy()
         b = g.loc[g[factor] == lo_level, metric].to_numpy()
         if a.size < 2 or b.size < 2:
             continue
-        res = stats.tost_ind(a, b, options.tost_margin_pp)
+        res = stats.tost_ind(a, b, options.tost_margin_pp, metric)
         out.append((n, res["diff_pp"], res["ci_pp"][0], res["ci_pp"][1], res["p"]))
     if not out:
         raise ValueError(f"no N has >= 2 seeds at both {factor_name(factor)} = {hi_level} and "
@@ -431,9 +446,10 @@ def _factor(
     table = pd.DataFrame(out, columns=cols)
     table["p_holm"] = stats.holm(table["p_tost"])
     table["equivalent"] = table["p_holm"] < 0.05
-    doc.p(f"TOST {factor_name(factor)} = {hi_level} vs {lo_level}, margin +/- "
-          f"{options.tost_margin_pp} pp, one test per N; p_holm: Holm over the {len(table)} "
-          "tests, equivalence claimed at p_holm < 0.05:")
+    doc.p(f"Sensitivity (seeds as the unit, a statement about these two cells at each N): TOST "
+          f"{factor_name(factor)} = {hi_level} vs {lo_level}, margin +/- "
+          f"{options.tost_margin_pp} pp, one Welch test per N; p_holm: Holm over the {len(table)} "
+          "tests, equivalence at p_holm < 0.05:")
     doc.table(_pfmt(table, ["p_tost", "p_holm"]))
 
 

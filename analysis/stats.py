@@ -182,14 +182,14 @@ def partial_eta_sq_ci(f: float, df1: float, df2: float, level: float = 0.95) -> 
 
 
 def holm(pvalues: Any) -> np.ndarray:
-    """Holm step-down adjusted p-values (statsmodels' multipletests); NaNs stay NaN."""
-    from statsmodels.stats.multitest import multipletests
-
+    """Holm step-down adjusted p-values (as statsmodels' multipletests "holm"); NaNs stay NaN."""
     p = np.asarray(pvalues, dtype=float)
     out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        out[ok] = multipletests(p[ok], method="holm")[1]
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size:
+        order = ok[np.argsort(p[ok], kind="stable")]
+        steps = p[order] * np.arange(ok.size, 0, -1)
+        out[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
     return out
 
 
@@ -204,17 +204,41 @@ def _sum_coding(values: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- TOST
 
 
-def tost_ind(
-    a: Any, b: Any, margin_pp: float, alpha: float = 0.05, scale: float = 100.0
-) -> dict:
+PP = "pp"  # the unit name of values already in percentage points
+
+
+def pp_scale(metric: str) -> float:
+    """Factor that puts values of `metric` in percentage points, from the results schema: 100
+    for its fraction columns (`schema.FRACTIONS`), 1 for `PP`; any other name is refused, so
+    the unit is never guessed from the values (pp inputs <= 1 were once multiplied by 100)."""
+    from analysis.schema import FRACTIONS
+
+    if metric in FRACTIONS:
+        return 100.0
+    if metric == PP:
+        return 1.0
+    raise ValueError(f"unknown unit of {metric!r}: a results-schema fraction column "
+                     f"({', '.join(FRACTIONS)}) or {PP!r} (percentage points)")
+
+
+def _in_pp(values: np.ndarray, metric: str, who: str) -> np.ndarray:
+    """`values` in percentage points; a fraction column outside [0, 1] is refused."""
+    scale = pp_scale(metric)
+    if scale == 100.0 and (np.abs(values) > 1).any():
+        raise ValueError(f"{who}: {metric} values outside [0, 1] are not fractions; values "
+                         f"already in percentage points are metric={PP!r}")
+    return scale * values
+
+
+def tost_ind(a: Any, b: Any, margin_pp: float, metric: str, alpha: float = 0.05) -> dict:
     """Two one-sided Welch t-tests for equivalence of mean(a) and mean(b) within +/- margin_pp.
 
-    `a` and `b` are multiplied by `scale` to put them in percentage points: the default 100 takes
-    EM fractions in [0, 1] (values outside are refused, since data already in pp would be scaled
-    twice); pass scale=1 for data already in pp. H0: |mean(a) - mean(b)| >= margin; equivalence
-    is supported when p = max(p_lower, p_upper) < alpha, the same as the (1 - 2 alpha) Welch CI
-    of the difference lying inside (-margin, margin). The test is statsmodels'
-    ``ttost_ind(scale*a, scale*b, -m, m, usevar="unequal")``.
+    `metric` names the unit (`pp_scale`): a results fraction column such as exact_match is put
+    in percentage points (x 100), `PP` is taken as is. H0: |mean(a) - mean(b)| >= margin;
+    equivalence is supported when p = max(p_lower, p_upper) < alpha, the same as the
+    (1 - 2 alpha) Welch CI of the difference lying inside (-margin, margin). The test is
+    statsmodels' ``ttost_ind(a_pp, b_pp, -m, m, usevar="unequal")``. Seeds are the unit here:
+    a statement about these two cells; `cell_tost` generalises over cells.
     """
     from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind
 
@@ -224,12 +248,7 @@ def tost_ind(
         raise ValueError("tost_ind needs two 1-d samples with at least two values each")
     if not margin_pp > 0:
         raise ValueError(f"tost_ind: margin_pp must be positive, got {margin_pp!r}")
-    if scale == 100.0 and (np.abs(np.concatenate([x, z])) > 1).any():
-        raise ValueError(
-            "tost_ind: values outside [0, 1] with scale=100 (fractions); data already in "
-            "percentage points need scale=1"
-        )
-    x, z = scale * x, scale * z
+    x, z = _in_pp(x, metric, "tost_ind"), _in_pp(z, metric, "tost_ind")
     va, vb = x.var(ddof=1) / x.size, z.var(ddof=1) / z.size
     if va + vb == 0.0:
         raise ValueError("tost_ind: both samples are constant; the t statistics are undefined")
@@ -255,6 +274,37 @@ def tost_ind(
     }
 
 
+def cell_tost(
+    rows: pd.DataFrame, factor: str, high: Any, low: Any, block: str, metric: str,
+    margin_pp: float, alpha: float = 0.05,
+) -> dict:
+    """TOST of factor = high vs low over cell means, blocked by `block` (e.g. N): cell-aware.
+
+    Cell means follow the additive model y ~ C(block) + C(factor); the high - low contrast and
+    its SE come from that OLS, whose residual (the block x factor interaction) carries the
+    cell-to-cell variation, on G - (blocks + levels - 1) df. Equivalence: both one-sided t
+    tests reject, i.e. the (1 - 2 alpha) CI lies inside +/- margin_pp. Returns diff_pp, se_pp,
+    df, ci_pp, p, equivalent, n_cells.
+    """
+    means = cell_means(rows, metric, [factor, block])
+    means["y"] = _in_pp(means["y"].to_numpy(dtype=float), metric, "cell_tost")
+    means["level"] = means[factor].map(lambda v: "high" if v == high else (
+        "low" if v == low else f"other_{v}"))  # fmt: skip
+    if not {"high", "low"} <= set(means["level"]):
+        raise ValueError(f"cell_tost: no cells at {factor} = {high} and {low}")
+    res = cell_means_ols(means, "C(level, Treatment('low')) + C(" + block + ")", 1 - 2 * alpha)
+    row = res["table"].set_index("term").loc["C(level, Treatment('low'))[T.high]"]
+    est, se, dof = float(row["coef"]), float(row["se"]), res["df"]
+    if not se > 0:
+        raise ValueError("cell_tost: the cell means fit the additive model exactly (no spread)")
+    p_lower = float(stats.t.sf((est + margin_pp) / se, dof))
+    p_upper = float(stats.t.cdf((est - margin_pp) / se, dof))
+    p = max(p_lower, p_upper)
+    return {"diff_pp": est, "se_pp": se, "df": dof, "margin_pp": float(margin_pp),
+            "ci_pp": (float(row["ci_lo"]), float(row["ci_hi"])), "p": p, "alpha": alpha,
+            "equivalent": bool(p < alpha), "n_cells": res["n_cells"]}  # fmt: skip
+
+
 # --------------------------------------------------------------------------- dose-response
 
 
@@ -262,15 +312,22 @@ def _logistic(log_n: np.ndarray, lower: float, upper: float, k: float, x0: float
     return lower + (upper - lower) / (1.0 + np.exp(-k * (log_n - x0)))
 
 
-def logistic_dose_response(n: Any, em: Any) -> dict:
-    """Fit EM = lower + (upper - lower) / (1 + exp(-k (log N - x0))) by least squares; R^2.
+FLAT_SPAN = 0.01  # means spanning less than 1 pp carry no dose-response to fit
+MAX_K = 100.0  # a slope per log N at this bound is a step: k and N50 are not identifiable
 
-    `n` and `em` are paired arrays (per-seed points or per-N means; the caller chooses). Several
-    starting slopes are tried and the lowest residual sum of squares kept; the curve is reported
-    with k >= 0 (a fit with k < 0 is the same curve with lower and upper swapped).
-    Returns lower, upper,
-    k, x0, n50 = exp(x0) (the N at the midpoint), r2 = 1 - SS_res / SS_tot, SEs from the
-    covariance and the fitted values.
+
+def logistic_dose_response(n: Any, em: Any) -> dict:
+    """Fit EM = lower + (upper - lower) / (1 + exp(-k (log N - x0))) by bounded least squares.
+
+    `n` and `em` are paired arrays (per-seed points or per-N means; the caller chooses), EM a
+    fraction in [0, 1]. The asymptotes are bounded to [0, 1] and k to [0, MAX_K] (a decreasing
+    curve has upper < lower), so no fit reports a floor of -36282 or a mirrored curve. Means
+    spanning under FLAT_SPAN (e.g. every level at the floor) are a ValueError: there is no
+    curve to fit. Several starting slopes are tried and the lowest residual sum of squares kept.
+    Returns lower, upper, k, x0, n50 = exp(x0), SEs, r2, sse, fitted and `identifiable` with
+    `why`: False when the midpoint lies outside the observed log N range, k reaches MAX_K (a
+    step) or the covariance is not finite; then n50 and k describe no measured transition.
+    `at_bound` names the asymptotes the fit holds at 0 or 1 (the data do not pin them).
     """
     n = np.asarray(n, dtype=float)
     y = np.asarray(em, dtype=float)
@@ -280,34 +337,48 @@ def logistic_dose_response(n: Any, em: Any) -> dict:
         )
     if (n <= 0).any() or not np.isfinite(n).all() or not np.isfinite(y).all():
         raise ValueError("logistic_dose_response: N must be positive and all values finite")
+    if ((y < 0) | (y > 1)).any():
+        raise ValueError("logistic_dose_response: EM must be fractions in [0, 1]")
     if np.unique(n).size < 4:
         raise ValueError("logistic_dose_response: needs at least 4 distinct N for 4 parameters")
+    if np.ptp(y) < FLAT_SPAN:
+        raise ValueError(f"logistic_dose_response: EM spans {100 * np.ptp(y):.2f} pp (< "
+                         f"{100 * FLAT_SPAN:g} pp, e.g. every level at the floor): no "
+                         "dose-response to fit")
     x = np.log(n)
     span = float(x.max() - x.min())
+    bounds = ([0.0, 0.0, 0.0, x.min() - 2 * span], [1.0, 1.0, MAX_K, x.max() + 2 * span])
     best = None
-    for k0 in (0.5, 1.0, 2.0, 5.0, -1.0):
-        p0 = [float(y.min()), float(y.max()), k0 * 4.0 / span, float(np.median(x))]
-        if k0 < 0:
-            p0[0], p0[1] = p0[1], p0[0]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optimize.OptimizeWarning)
-                popt, pcov = optimize.curve_fit(_logistic, x, y, p0=p0, maxfev=20000)
-        except RuntimeError:
-            continue
-        sse = float(np.sum((y - _logistic(x, *popt)) ** 2))
-        if best is None or sse < best[0]:
-            best = (sse, popt, pcov)
+    for k0 in (1.0, 4.0):
+        for x0 in (float(np.median(x)), x.min() + span / 4, x.max() - span / 4):
+            p0 = [float(y.min()), float(y.max()), k0 * 4.0 / span, x0]
+            if y[np.argmin(x)] > y[np.argmax(x)]:  # decreasing: start from upper < lower
+                p0[0], p0[1] = p0[1], p0[0]
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optimize.OptimizeWarning)
+                    popt, pcov = optimize.curve_fit(_logistic, x, y, p0=p0, bounds=bounds,
+                                                    max_nfev=20000)  # fmt: skip
+            except RuntimeError:
+                continue
+            sse = float(np.sum((y - _logistic(x, *popt)) ** 2))
+            if best is None or sse < best[0] - 1e-15:
+                best = (sse, popt, pcov)
     if best is None:
         raise ValueError("logistic_dose_response: the least-squares fit did not converge")
     sse, popt, pcov = best
-    if popt[2] < 0:  # the same curve with lower/upper swapped and k > 0: report it that way
-        popt = np.array([popt[1], popt[0], -popt[2], popt[3]])
-        flip = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, -1, 0], [0, 0, 0, 1]], dtype=float)
-        pcov = flip @ pcov @ flip.T
     sst = float(np.sum((y - y.mean()) ** 2))
     lower, upper, k, x0 = (float(v) for v in popt)
-    se = np.sqrt(np.clip(np.diag(pcov), 0, None)) if np.isfinite(pcov).all() else np.full(4, np.nan)
+    finite = bool(np.isfinite(pcov).all())
+    se = np.sqrt(np.clip(np.diag(pcov), 0, None)) if finite else np.full(4, np.nan)
+    why = ""
+    if not x.min() <= x0 <= x.max():
+        why = (f"the midpoint N50 = {math.exp(x0):.4g} lies outside the observed N range "
+               f"{n.min():g} .. {n.max():g}")
+    elif k >= MAX_K * (1 - 1e-6):
+        why = "the curve is a step between two adjacent N levels (slope k unbounded)"
+    elif not finite:
+        why = "the parameter covariance is not finite (too few levels on the rising part)"
     return {
         "lower": lower,
         "upper": upper,
@@ -319,6 +390,10 @@ def logistic_dose_response(n: Any, em: Any) -> dict:
         "sse": sse,
         "n_points": int(y.size),
         "fitted": _logistic(x, *popt),
+        "identifiable": not why,
+        "why": why,
+        "at_bound": [name for name, v in (("lower", lower), ("upper", upper)) if v in (0.0, 1.0)
+                     or min(abs(v), abs(1 - v)) < 1e-9],
     }
 
 
@@ -633,11 +708,13 @@ def cell_means(rows: pd.DataFrame, metric: str, columns: list[str]) -> pd.DataFr
     missing = [c for c in ("cell", metric, *columns) if c not in rows.columns]
     if missing:
         raise ValueError(f"cell means: missing columns: {', '.join(missing)}")
-    varying = [c for c in columns if (rows.groupby("cell")[c].nunique() > 1).any()]
+    grouped = rows.groupby("cell", sort=True)
+    varying = [c for c in columns if (grouped[c].nunique() > 1).any()]
     if varying:
         raise ValueError(f"cell means: {', '.join(varying)} varies within a cell")
-    out = rows.groupby("cell", sort=True).agg(
-        **{c: (c, "first") for c in columns}, seeds=(metric, "size"), y=(metric, "mean"))
+    out = grouped[columns].first()
+    out["seeds"] = grouped[metric].size()
+    out["y"] = grouped[metric].mean()
     return out.reset_index()
 
 
@@ -658,6 +735,31 @@ def cell_means_ols(cells: pd.DataFrame, formula: str, level: float = 0.95) -> di
                           "se": np.asarray(fit.bse), "ci_lo": ci[:, 0], "ci_hi": ci[:, 1],
                           "p": np.asarray(fit.pvalues)})  # fmt: skip
     return {"table": table, "df": float(fit.df_resid), "n_cells": len(cells), "fit": fit}
+
+
+def factorial_cell_model(rows: pd.DataFrame, metric: str, level: float = 0.95) -> dict:
+    """The factorial design's primary model: cell means on centred log N, log E and their
+    product (OLS, t on G - 4 df), the cell-level counterpart of `binomial_glm`'s predictor.
+
+    Returns `cell_means_ols`'s dict with terms named log_n, log_e, log_n:log_e and p_holm over
+    the three slopes.
+    """
+    means = cell_means(rows, metric, ["n_unique", "exposure"])
+    if len(means) < 5:
+        raise ValueError(f"factorial cell model: needs >= 5 cells for 4 parameters (have "
+                         f"{len(means)})")
+    import statsmodels.api as sm
+
+    ln, le = np.log(means["n_unique"].astype(float)), np.log(means["exposure"].astype(float))
+    ln, le = ln - ln.mean(), le - le.mean()
+    x = pd.DataFrame({"const": 1.0, "log_n": ln, "log_e": le, "log_n:log_e": ln * le})
+    fit = sm.OLS(means["y"], x).fit()
+    ci = np.asarray(fit.conf_int(alpha=1 - level))
+    table = pd.DataFrame({"term": list(x.columns), "coef": np.asarray(fit.params),
+                          "se": np.asarray(fit.bse), "ci_lo": ci[:, 0], "ci_hi": ci[:, 1],
+                          "p": np.asarray(fit.pvalues)})  # fmt: skip
+    table["p_holm"] = np.r_[np.nan, holm(table["p"].to_numpy()[1:])]
+    return {"table": table, "df": float(fit.df_resid), "n_cells": len(means), "fit": fit}
 
 
 def cell_slope(x: Any, y: Any, cells: Any, level: float = 0.95) -> dict:
