@@ -46,14 +46,13 @@ class ReportOptions:
     power_draws: int = 200
     power_perm: int = 200
     power_ns: tuple[int, ...] = seeds.DEFAULT_NS
-    pilot_boot: int = 10
     tost_margin_pp: float = 3.0
     gain: float = 0.03
     seed: int = 0
 
     def __post_init__(self) -> None:
         """Refuse counts below 1 up front (0 resamples: an IndexError deep in a section)."""
-        for name in ("n_boot", "n_perm", "power_draws", "power_perm", "pilot_boot"):
+        for name in ("n_boot", "n_perm", "power_draws", "power_perm"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 flag = "--" + name.replace("_", "-")
@@ -130,11 +129,14 @@ def _build(
     """Every section of the report, in order."""
     _inputs(doc, results, raw, tidy)
     doc.p(
-        "Modes: every inference prints the valid default beside the paper's procedure (`paper`) "
-        "so published numbers can be checked: slope CIs (t / cell-clustered vs percentile "
-        "bootstrap), between-dataset slopes (OLS interaction with HC3 and a wild bootstrap vs "
-        "centred label exchange), the decomposition (Welch t vs percentile bootstrap) and the "
-        "headroom null (log-spread share with a BCa CI vs synthetic / observed spread). Families "
+        "Models: seeds inside a cell share its design point, so each design's primary model "
+        "has one observation per cell (the cell mean) and is printed first in its section: "
+        + "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in stats.PRIMARY_MODEL.items())
+        + ". Every other model a section prints (seeds as independent, cell-clustered SEs, the "
+        "binomial GLM) is a sensitivity analysis. Every inference also prints the paper's "
+        "procedure (`paper`) so published numbers can be checked: slope CIs (percentile "
+        "bootstrap), between-dataset slopes (centred label exchange), the decomposition "
+        "(percentile bootstrap) and the headroom null (synthetic / observed spread). Families "
         "of tests carry Holm-adjusted p (p_holm). Diverged and NaN seeds are excluded (listed "
         "below); design factors are the results' factor_* columns."
     )
@@ -527,7 +529,13 @@ def _between(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOptions
     rows = []
     for a, b in itertools.combinations(benches, 2):
         ga, gb = frame[frame["benchmark"] == a], frame[frame["benchmark"] == b]
-        new = stats.slope_difference_test(
+        try:
+            prim = stats.cell_slope_difference(ga["n_unique"], ga[metric], ga["cell"],
+                                               gb["n_unique"], gb[metric], gb["cell"])
+            primary = (prim["diff"], prim["se"], prim["df"], *prim["ci"], prim["p"])
+        except ValueError:
+            primary = (np.nan,) * 6
+        seed = stats.slope_difference_test(
             ga["n_unique"], ga[metric], gb["n_unique"], gb[metric],
             n_flip=options.n_perm, seed=options.seed,
         )  # fmt: skip
@@ -542,21 +550,23 @@ def _between(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOptions
             ga["n_unique"], ga[metric], gb["n_unique"], gb[metric],
             n_perm=options.n_perm, seed=options.seed,
         )  # fmt: skip
-        rows.append((f"{a} - {b}", new["diff"], new["se"], *new["ci"], new["p"], cell, old["p"],
+        rows.append((f"{a} - {b}", *primary, seed["diff"], seed["p"], cell, old["p"],
                      old["n_shared_levels"]))  # fmt: skip
-    cols = ["pair", "slope_diff", "se_hc3", "ci_lo", "ci_hi", "p", "p_cell_clustered",
-            "p_paper", "shared_N"]  # fmt: skip
+    cols = ["pair", "slope_diff", "se", "df", "ci_lo", "ci_hi", "p", "slope_diff_seeds",
+            "p_seeds_hc3", "p_cell_cr1", "p_paper", "shared_N"]  # fmt: skip
     table = pd.DataFrame(rows, columns=cols)
-    table.insert(6, "p_holm", stats.holm(table["p"]))
+    table.insert(7, "p_holm", stats.holm(table["p"]))
     doc.p(
-        f"Default: OLS interaction y ~ dataset + dataset:log N, HC3 SE and 95% t CI, p from "
-        f"{options.n_perm} wild-bootstrap sign flips of H0 (common slope) residuals; p_holm: "
-        f"Holm over the {len(table)} pairs; p_cell_clustered: the same with seeds clustered in "
-        "cells (CR1, flips per cell). Paper: label exchanges within shared N levels after "
-        "centring each dataset (p_paper). Why they differ: the paper's exchange is valid only "
-        "when both datasets share one N grid; with different grids it is far too conservative."
+        f"Primary ({stats.PRIMARY_MODEL['between']}): each dataset's slope on log N over its "
+        "cell means (t on G - 2 df), the difference's SE sqrt(se_1^2 + se_2^2), 95% CI and p on "
+        f"Welch-Satterthwaite df; p_holm: Holm over the {len(table)} pairs ('-': a dataset has "
+        "< 3 cells). Sensitivity: seeds as independent (OLS interaction, HC3, "
+        f"{options.n_perm} wild-bootstrap sign flips: p_seeds_hc3), CR1 cell-clustered SEs with "
+        "flips per cell (p_cell_cr1), and the "
+        "paper's label exchange within shared N levels after centring (p_paper: valid only "
+        "when both datasets share one N grid, far too conservative otherwise)."
     )
-    doc.table(_pfmt(table, ["p", "p_holm", "p_cell_clustered", "p_paper"]))
+    doc.table(_pfmt(table, ["p", "p_holm", "p_seeds_hc3", "p_cell_cr1", "p_paper"]))
 
 
 def _decomposition(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOptions) -> None:
@@ -649,7 +659,7 @@ def _audit(
 
 
 def _power(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOptions) -> None:
-    """Power curves of the default contrasts, thresholds with pilot-bootstrap intervals."""
+    """Power curves of the default contrasts, thresholds with the intervals the pilot supports."""
     contrasts = seeds.default_contrasts(frame)
     if not contrasts:
         raise ValueError("no benchmark has >= 2 N levels")
@@ -662,22 +672,23 @@ def _power(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOptions) 
     doc.p(
         f"Seeds drawn with replacement from pilot cells of {sizes} seeds; "
         f"{options.power_draws} draws x {options.power_perm} permutations per n; threshold = "
-        f"smallest n with power >= {seeds.TARGET_POWER}; 90% interval over "
-        f"{options.pilot_boot} bootstrap copies of the pilot."
+        f"smallest n with power >= {seeds.TARGET_POWER}. Each contrast is first tested on the "
+        "pilot: its standardized effect delta gets a 95% CI (noncentral t), and the thresholds "
+        "at the CI's ends bound the interval the pilot supports (lo_n .. hi_n; '-': beyond the "
+        "largest n or unbounded). A pilot that does not exclude delta = 0 supports no threshold "
+        f"(threshold_n '-'); pilots under {seeds.MIN_PILOT_SEEDS} seeds per cell are refused."
     )
     table = seeds.threshold_uncertainty(
         frame, metric, contrasts, ns=options.power_ns, n_draws=max(20, options.power_draws // 4),
-        n_perm=max(20, options.power_perm // 4), n_pilot=options.pilot_boot, seed=options.seed,
+        n_perm=max(20, options.power_perm // 4), seed=options.seed,
     )  # fmt: skip
-    table = table.merge(seeds.thresholds(curves)[["contrast", "threshold_n", "max_power"]],
-                        on="contrast", suffixes=("_quick", ""))  # fmt: skip
-    table = table[["contrast", "kind", "threshold_n", "lo_n", "hi_n", "not_reached_share",
-                   "max_power", "pilot_seeds", "warning"]]  # fmt: skip
-    doc.table(table)
+    doc.table(_pfmt(table, ["pilot_p"]))
     if table["warning"].str.contains("too small").any():
-        doc.p("**Warning**: thresholds from thin pilots are biased low (a 5-seed pilot of a "
-              "contrast needing 64 seeds reports <= 50 most of the time); read the interval.")
-    seeds.plot_power(curves, doc.figure("power.png", "power vs seeds per cell"))
+        doc.p("**Warning**: from thin pilots the supported interval is wide; the point threshold "
+              "at the observed effect is biased low (5-seed pilots of a contrast needing 64 "
+              "seeds give a median of 20), so read lo_n .. hi_n.")
+    seeds.plot_power(curves, doc.figure("power.png", "power vs seeds per cell, at the pilot's "
+                                        "observed effect"))  # fmt: skip
 
 
 def _new_figure(size: tuple[float, float]) -> Any:

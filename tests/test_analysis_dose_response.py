@@ -114,7 +114,8 @@ def test_diversity_trend_over_seeds_and_means() -> None:
     expected = stats.spearmanr(*zip(*kept, strict=True))
     assert trend["rho_seeds"] == pytest.approx(expected.statistic, abs=1e-12)
     # 8 seeds: the exact permutation p (scipy's), not the t approximation
-    assert trend["p_seeds"] == pytest.approx(_exact_spearman_p(*map(np.array, zip(*kept, strict=True))))
+    n, em = map(np.array, zip(*kept, strict=True))
+    assert trend["p_seeds"] == pytest.approx(_exact_spearman_p(n, em))
     assert trend["n_seeds"] == 8 and trend["n_levels"] == 3
     assert trend["rho_means"] == 1.0 and trend["p_means"] == pytest.approx(2 / 6)
 

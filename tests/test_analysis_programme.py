@@ -14,7 +14,7 @@ from analysis import stats
 from analysis.programme import write_programme_report
 from analysis.report import ReportOptions
 
-OPTIONS = ReportOptions(n_boot=50, n_perm=50, power_draws=5, power_perm=5, pilot_boot=2)
+OPTIONS = ReportOptions(n_boot=50, n_perm=50, power_draws=5, power_perm=5)
 
 
 def _sweep(path: Path, name: str, benchmark: str, split: str, cells: list[dict],
