@@ -42,7 +42,7 @@ GOAL = {
     "dose_response": "monotone: Spearman rho (per-N means) >= 0.9 over >= 5 levels",
     "decomposition": "diversity confound > 0 (CI above 0); coverage term's CI includes 0",
     "factorial": "eta^2(diversity) > eta^2(exposure)",
-    "equivalence": f"TOST q99 vs q1 at +/-{TOST_MARGIN_PP:g} pp supported",
+    "equivalence": f"TOST q99 vs q1 at +/-{TOST_MARGIN_PP:g} pp supported (cell-means model)",
     "replication": f"eta^2(diversity) >= {PATTERN_P_RATIO:g} x eta^2(exposure)",
 }
 
@@ -108,6 +108,9 @@ def write_programme_report(
             "|---|---|---|---|"]
     doc += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in findings]
     doc += ["", "Rules: " + "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in GOAL.items())
+            + ".", "", "Primary models (seeds inside a cell share its design point; the other "
+            "models in each part's report are sensitivity analyses): "
+            + "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in stats.PRIMARY_MODEL.items())
             + ".", "", *sections]
     path = out / "report.md"
     write_text(path, "\n".join(doc).rstrip("\n") + "\n")
@@ -158,12 +161,18 @@ def _dose_response(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, 
     trend = dose_response.diversity_trend(raw, part["split"], METRIC)
     final = _final(part, raw)
     means = final.groupby("n_unique")[METRIC].mean()
-    fit_text = "logistic fit not computed"
     try:
         fit = stats.logistic_dose_response(means.index.to_numpy(), means.to_numpy())
-        fit_text = f"logistic in log N R^2 = {fit['r2']:.3f}"
+        fit_text = (f"logistic in log N R^2 = {fit['r2']:.3f}, N50 = {fit['n50']:.4g}"
+                    if fit["identifiable"] else f"logistic fit not identifiable ({fit['why']})")
     except ValueError as err:
-        fit_text = f"logistic fit not computed ({err})"
+        fit_text = f"logistic fit not computed ({' '.join(str(err).split())})"
+    try:
+        cell = stats.cell_slope(final["n_unique"], final[METRIC], final["cell"])
+        fit_text += (f"; cell-means slope {100 * cell['slope']:.2f} pp per log N (95% CI "
+                     f"{100 * cell['ci'][0]:.2f} .. {100 * cell['ci'][1]:.2f})")
+    except ValueError as err:
+        fit_text += f"; cell-means slope not computed ({' '.join(str(err).split())})"
     plot = dose_response.plot_dose_response(raw, part["split"], out / f"{part['name']}_dose.png")
     measured = (f"EM {_pct(means.iloc[0])} -> {_pct(means.iloc[-1])} over N = "
                 f"{means.index[0]} .. {means.index[-1]} ({trend['n_levels']} levels); Spearman "

@@ -696,7 +696,7 @@ class SlopeDesign:
 # (the cell mean) and their t tests are exact under a normal random cell effect with equal
 # seeds per cell (size 0.05, coverage 0.95 at 5 cells; `tests/test_analysis_stats.py`).
 PRIMARY_MODEL = {
-    "dose_response": "cell-means OLS of the metric on log N, t on G - 2 df (G cells)",
+    "dose_response": "cell-means OLS of the metric on log N, t on G - 2 df over G cells",
     "factorial": "cell-means OLS on centred log N, log E and log N x log E, t on G - 4 df",
     "equivalence": "TOST on the cell-means additive model N + factor, t on its residual df",
     "between": "per-dataset cell-means slopes on log N, their difference with a Welch t",
@@ -726,7 +726,11 @@ def cell_means_ols(cells: pd.DataFrame, formula: str, level: float = 0.95) -> di
     """
     import statsmodels.formula.api as smf
 
-    fit = smf.ols(f"y ~ {formula}", cells).fit()
+    model = smf.ols(f"y ~ {formula}", cells)
+    if np.linalg.matrix_rank(model.exog) < model.exog.shape[1]:
+        raise ValueError(f"the cell-level model y ~ {formula} is not estimable from these "
+                         f"{len(cells)} cells (its terms are confounded)")
+    fit = model.fit()
     if not fit.df_resid >= 1:
         raise ValueError(f"{len(cells)} cells leave no residual df for the cell-level model "
                          f"y ~ {formula}")
