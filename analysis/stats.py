@@ -790,8 +790,11 @@ def cell_slope(x: Any, y: Any, cells: Any, level: float = 0.95) -> dict:
     resid = cy - cy.mean() - slope * dx
     dof = g - 2
     se = math.sqrt(float(resid @ resid) / dof / float(dx @ dx))
+    if not se > 1e-12 * max(1.0, abs(slope)):
+        raise ValueError("cell_slope: the cell means lie exactly on a line (e.g. every cell at "
+                         "the floor): no cell-level variance to test against")
     half = float(stats.t.ppf(0.5 + level / 2, dof)) * se
-    p = float(2 * stats.t.sf(abs(slope) / se, dof)) if se > 0 else math.nan
+    p = float(2 * stats.t.sf(abs(slope) / se, dof))
     return {"slope": slope, "se": se, "ci": (slope - half, slope + half), "p": p,
             "df": float(dof), "n_cells": g}
 
@@ -808,8 +811,6 @@ def cell_slope_difference(
     a, b = cell_slope(x1, y1, cells1, level), cell_slope(x2, y2, cells2, level)
     v1, v2 = a["se"] ** 2, b["se"] ** 2
     se = math.sqrt(v1 + v2)
-    if se == 0.0:
-        raise ValueError("cell_slope_difference: both datasets fit their cell means exactly")
     dof = (v1 + v2) ** 2 / (v1**2 / a["df"] + v2**2 / b["df"])
     diff = a["slope"] - b["slope"]
     half = float(stats.t.ppf(0.5 + level / 2, dof)) * se

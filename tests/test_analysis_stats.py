@@ -466,6 +466,8 @@ def test_cell_slope_is_ols_on_cell_means_as_statsmodels() -> None:
         cell_slope(n, y, np.zeros(n.size, dtype=int))
     with pytest.raises(ValueError, match=">= 3 cells"):
         cell_slope(n[4:12], y[4:12], cells[4:12])
+    with pytest.raises(ValueError, match="every cell at the floor"):
+        cell_slope(n, np.zeros(n.size), cells)
 
 
 def test_cell_slope_size_and_coverage_with_a_random_cell_effect() -> None:
