@@ -13,10 +13,20 @@ from scipy import stats
 
 from analysis.atomic import atomic_path
 from analysis.results import final_step, require_columns
+from analysis.stats import p_phrase
+
+EXACT_SPEARMAN_MAX_N = 8  # 8! = 40,320 pairings: the exact permutation p in under a second
+MC_PERMUTATIONS = 9999
 
 
-def spearman(x: Any, y: Any) -> tuple[float, float]:
-    """Spearman rho (average ranks for ties) and two-sided t-approximation p, as scipy's."""
+def spearman(x: Any, y: Any, seed: int = 0) -> tuple[float, float]:
+    """Spearman rho (average ranks for ties) and a two-sided p that is never 0.
+
+    For n <= EXACT_SPEARMAN_MAX_N pairs the p is exact: scipy's `permutation_test` over all n!
+    pairings (rho = 1 over 6 levels: 2/720 = 0.0028, where the t approximation gives 0). Above
+    it, scipy's t approximation (as `spearmanr`), except at |rho| = 1 where that underflows to 0
+    and a Monte Carlo permutation p over MC_PERMUTATIONS pairings is used instead.
+    """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     if x.ndim != 1 or x.shape != y.shape:
@@ -29,11 +39,16 @@ def spearman(x: Any, y: Any) -> tuple[float, float]:
     if n < 2 or denom == 0.0:  # undefined for a constant input or fewer than two pairs
         return math.nan, math.nan
     rho = float(np.clip((rx @ ry) / denom, -1.0, 1.0))
+    if n <= EXACT_SPEARMAN_MAX_N or abs(rho) == 1.0:
+        exact = n <= EXACT_SPEARMAN_MAX_N
+        res = stats.permutation_test(
+            (ry,), lambda r, axis: (r * rx).sum(axis=axis) / denom, permutation_type="pairings",
+            vectorized=True, n_resamples=np.inf if exact else MC_PERMUTATIONS,
+            random_state=np.random.default_rng(seed), batch=50000,
+        )  # fmt: skip
+        return rho, float(res.pvalue)
     dof = n - 2
-    if dof <= 0:
-        return rho, math.nan
-    with np.errstate(divide="ignore"):
-        t = rho * np.sqrt(dof / np.float64((rho + 1.0) * (1.0 - rho)))
+    t = rho * np.sqrt(dof / np.float64((rho + 1.0) * (1.0 - rho)))
     return rho, float(2.0 * stats.t.sf(abs(t), dof))
 
 
@@ -92,9 +107,9 @@ def format_summary(summary: pd.DataFrame, trend: dict) -> str:
             + "  ".join(f"{p:>7}" for p in pct)
         )
     lines.append(
-        f"Spearman rho vs N: seeds {_num(trend['rho_seeds'])} (p = {_p(trend['p_seeds'])}, "
+        f"Spearman rho vs N: seeds {_num(trend['rho_seeds'])} ({p_phrase(trend['p_seeds'])}, "
         f"n = {trend['n_seeds']}); means {_num(trend['rho_means'])} "
-        f"(p = {_p(trend['p_means'])}, {trend['n_levels']} levels)"
+        f"({p_phrase(trend['p_means'])}, {trend['n_levels']} levels)"
     )
     return "\n".join(lines)
 
@@ -188,10 +203,3 @@ def _pct(value: float) -> str:
 def _num(value: float) -> str:
     """A correlation with three decimals, 'n/a' when undefined."""
     return "n/a" if pd.isna(value) else f"{value:+.3f}"
-
-
-def _p(value: float) -> str:
-    """A p-value in compact general format, '< 1e-300' on underflow, 'n/a' when undefined."""
-    if pd.isna(value):
-        return "n/a"
-    return "< 1e-300" if value <= 0 else f"{value:.3g}"

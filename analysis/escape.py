@@ -5,7 +5,8 @@
 - `label_escapes`: `bimodality` applied to every cell of a results table (final eval step).
 - `escape_regression`: logistic regression of P(escape) on log N and log E (statsmodels Logit).
 - `convergence_step` / `escaped_converge_later`: first eval step reaching a fraction of the
-  seed's final EM, and a one-sided Mann-Whitney U test that escaped seeds get there later.
+  seed's final EM, and tests that escaped seeds get there later: within cells (stratified
+  permutation, primary) and a one-sided Mann-Whitney U over all seeds (sensitivity).
 """
 
 from __future__ import annotations
@@ -296,21 +297,65 @@ def convergence_step(curve_steps: Any, curve_values: Any, fraction: float = 0.9)
     return int(steps[np.flatnonzero(values >= target)[0]])
 
 
+def within_cell_permutation(
+    cells: np.ndarray, flags: np.ndarray, values: np.ndarray, n_perm: int = 9999, seed: int = 0
+) -> dict:
+    """One-sided stratified permutation test that flagged seeds have larger values than the
+    unflagged seeds of their own cell: the cell-aware comparison.
+
+    Statistic: mean over flagged seeds of (value - its cell's mean), from cells holding both
+    kinds (others carry no within-cell contrast). Flags are permuted within each such cell,
+    exact under H0 whatever the cell effects; p = (1 + #{T* >= T}) / (n_perm + 1). A random
+    cell effect that raises both the escape rate and the value leaves its size at alpha, where
+    the pooled Mann-Whitney test's rises (`tests`). Returns p_within, diff_within,
+    n_mixed_cells.
+    """
+    if isinstance(n_perm, bool) or not isinstance(n_perm, int) or n_perm < 1:
+        raise ValueError(f"n_perm must be a positive integer, got {n_perm!r}")
+    codes = np.unique(cells, return_inverse=True)[1].ravel()
+    n_cells = int(codes.max()) + 1
+    size = np.bincount(codes, minlength=n_cells)
+    flagged = np.bincount(codes, flags.astype(float), n_cells)
+    mixed = (flagged > 0) & (flagged < size)
+    keep = mixed[codes]
+    if not keep.any():
+        return {"p_within": math.nan, "diff_within": math.nan, "n_mixed_cells": 0}
+    codes, flags, values = codes[keep], flags[keep], values[keep]
+    centred = values - (np.bincount(codes, values, n_cells) / np.maximum(size, 1))[codes]
+    n_flag = int(flags.sum())
+    observed = float(centred[flags].sum()) / n_flag
+    rng = np.random.default_rng(seed)
+    order = np.argsort(codes, kind="stable")
+    codes, flags, centred = codes[order], flags[order], centred[order]
+    keys = codes[None, :] * 2.0 + rng.random((n_perm, codes.size))  # shuffle inside each cell
+    perm = flags[np.argsort(keys, axis=1)]
+    null = (perm * centred[None, :]).sum(axis=1) / n_flag
+    eps = 1e-12 * max(1.0, abs(observed))
+    p = float((1 + np.sum(null >= observed - eps)) / (n_perm + 1))
+    return {"p_within": p, "diff_within": observed, "n_mixed_cells": int(mixed.sum())}
+
+
 def escaped_converge_later(
     df: pd.DataFrame,
     split: str | None = None,
     metric: str = "exact_match",
     escaped: str = "escaped",
     fraction: float = 0.9,
+    n_perm: int = 9999,
+    seed: int = 0,
 ) -> dict:
-    """One-sided Mann-Whitney U test: escaped seeds converge later in their runs than floor seeds.
+    """Do escaped seeds converge later in their runs than floor seeds? Within cells (primary),
+    and by a one-sided Mann-Whitney U test over all seeds (sensitivity).
 
     `df` holds eval curves: one row per (cell, seed, step) with `metric`, and a per-seed boolean
     `escaped` column (constant within a seed; join `label_escapes` onto the results table).
     When a `split` column is present and holds several splits, `split` selects one. Cells differ
     in length (E x N / batch steps), so the compared quantity is the convergence step as a
     fraction of the seed's last eval step: absolute steps would call escaped seeds "later"
-    merely because escapes happen in the longer cells. Returns u, p (alternative "greater"),
+    merely because escapes happen in the longer cells. Seeds share their cell's design point,
+    so cells that escape more can also converge later for reasons of their own: the primary
+    p_within is `within_cell_permutation` (labels exchanged only inside cells). Returns
+    p_within, diff_within, n_mixed_cells, u and p (Mann-Whitney, alternative "greater"),
     counts, median fractions and steps, and the per-seed table.
     """
     require_columns(df, ["cell", "seed", "step", metric, escaped], "curve table")
@@ -341,7 +386,10 @@ def escaped_converge_later(
     if esc.size == 0 or flo.size == 0:
         raise ValueError("curve table: needs at least one escaped and one floor seed")
     res = stats.mannwhitneyu(esc, flo, alternative="greater")
+    within = within_cell_permutation(table["cell"].to_numpy(), table["escaped"].to_numpy(bool),
+                                     table["step_fraction"].to_numpy(float), n_perm, seed)
     return {
+        **within,
         "u": float(res.statistic),
         "p": float(res.pvalue),
         "alternative": "greater",

@@ -42,7 +42,7 @@ GOAL = {
     "dose_response": "monotone: Spearman rho (per-N means) >= 0.9 over >= 5 levels",
     "decomposition": "diversity confound > 0 (CI above 0); coverage term's CI includes 0",
     "factorial": "eta^2(diversity) > eta^2(exposure)",
-    "equivalence": f"TOST q99 vs q1 at +/-{TOST_MARGIN_PP:g} pp supported",
+    "equivalence": f"TOST q99 vs q1 at +/-{TOST_MARGIN_PP:g} pp supported (cell-means model)",
     "replication": f"eta^2(diversity) >= {PATTERN_P_RATIO:g} x eta^2(exposure)",
 }
 
@@ -108,6 +108,9 @@ def write_programme_report(
             "|---|---|---|---|"]
     doc += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in findings]
     doc += ["", "Rules: " + "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in GOAL.items())
+            + ".", "", "Primary models (seeds inside a cell share its design point; the other "
+            "models in each part's report are sensitivity analyses): "
+            + "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in stats.PRIMARY_MODEL.items())
             + ".", "", *sections]
     path = out / "report.md"
     write_text(path, "\n".join(doc).rstrip("\n") + "\n")
@@ -158,16 +161,22 @@ def _dose_response(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, 
     trend = dose_response.diversity_trend(raw, part["split"], METRIC)
     final = _final(part, raw)
     means = final.groupby("n_unique")[METRIC].mean()
-    fit_text = "logistic fit not computed"
     try:
         fit = stats.logistic_dose_response(means.index.to_numpy(), means.to_numpy())
-        fit_text = f"logistic in log N R^2 = {fit['r2']:.3f}"
+        fit_text = (f"logistic in log N R^2 = {fit['r2']:.3f}, N50 = {fit['n50']:.4g}"
+                    if fit["identifiable"] else f"logistic fit not identifiable ({fit['why']})")
     except ValueError as err:
-        fit_text = f"logistic fit not computed ({err})"
+        fit_text = f"logistic fit not computed ({' '.join(str(err).split())})"
+    try:
+        cell = stats.cell_slope(final["n_unique"], final[METRIC], final["cell"])
+        fit_text += (f"; cell-means slope {100 * cell['slope']:.2f} pp per log N (95% CI "
+                     f"{100 * cell['ci'][0]:.2f} .. {100 * cell['ci'][1]:.2f})")
+    except ValueError as err:
+        fit_text += f"; cell-means slope not computed ({' '.join(str(err).split())})"
     plot = dose_response.plot_dose_response(raw, part["split"], out / f"{part['name']}_dose.png")
     measured = (f"EM {_pct(means.iloc[0])} -> {_pct(means.iloc[-1])} over N = "
                 f"{means.index[0]} .. {means.index[-1]} ({trend['n_levels']} levels); Spearman "
-                f"rho = {trend['rho_means']:.3f} (p = {trend['p_means']:.2g}); {fit_text}")
+                f"rho = {trend['rho_means']:.3f} ({stats.p_phrase(trend['p_means'])}); {fit_text}")
     if "dev" in splits and part["split"] != "dev":
         dev = dose_response.diversity_trend(raw, "dev", METRIC)
         measured += (f"; in-distribution dev: EM {table['dev mean %'].iloc[0]:.2f}% -> "
@@ -208,20 +217,23 @@ def _equivalence(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, st
         return _floor_finding(part["split"])
     quantile = "factor_quantile"
     require_columns(final, [quantile], part["results"])
-    # N is a blocking factor: each seed's EM is taken relative to its N level's mean, so the
-    # N effect does not widen the q99 - q1 interval (balanced cells: the difference is unchanged)
+    cell = stats.cell_tost(final, quantile, "q99", "q1", "n_unique", METRIC, TOST_MARGIN_PP)
+    # Sensitivity, seeds as the unit: each seed's EM relative to its N level's mean (N blocks)
     pp = 100 * (final[METRIC] - final.groupby("n_unique")[METRIC].transform("mean"))
     high, low = (pp[final[quantile] == q].to_numpy() for q in ("q99", "q1"))
-    tost = stats.tost_ind(high, low, TOST_MARGIN_PP, scale=1.0)
-    measured = (f"q99 - q1 = {tost['diff_pp']:+.2f} pp within N levels (90% CI "
-                f"{tost['ci_pp'][0]:+.2f} .. {tost['ci_pp'][1]:+.2f}); TOST p = {tost['p']:.3g}")
+    seed = stats.tost_ind(high, low, TOST_MARGIN_PP, stats.PP)
+    measured = (f"q99 - q1 = {cell['diff_pp']:+.2f} pp over {cell['n_cells']} cell means (90% "
+                f"CI {cell['ci_pp'][0]:+.2f} .. {cell['ci_pp'][1]:+.2f}, {cell['df']:g} df); "
+                f"TOST {stats.p_phrase(cell['p'])}; seeds as the unit: 90% CI "
+                f"{seed['ci_pp'][0]:+.2f} .. {seed['ci_pp'][1]:+.2f}, TOST "
+                f"{stats.p_phrase(seed['p'])}")
     try:
         anova = stats.two_way_anova(final, "n_unique", quantile, METRIC)
         measured += (f"; eta^2(N) {_eta(anova, 'n_unique'):.3f}, eta^2(coverage) "
                      f"{_eta(anova, quantile):.3f}")
     except ValueError as err:
         measured += f"; ANOVA not computed ({' '.join(str(err).split())})"
-    verdict = "yes" if tost["equivalent"] else "no (equivalence not shown)"
+    verdict = "yes" if cell["equivalent"] else "no (equivalence not shown)"
     return [f"{measured}.", ""], measured, verdict
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -47,14 +46,13 @@ class ReportOptions:
     power_draws: int = 200
     power_perm: int = 200
     power_ns: tuple[int, ...] = seeds.DEFAULT_NS
-    pilot_boot: int = 10
     tost_margin_pp: float = 3.0
     gain: float = 0.03
     seed: int = 0
 
     def __post_init__(self) -> None:
         """Refuse counts below 1 up front (0 resamples: an IndexError deep in a section)."""
-        for name in ("n_boot", "n_perm", "power_draws", "power_perm", "pilot_boot"):
+        for name in ("n_boot", "n_perm", "power_draws", "power_perm"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 flag = "--" + name.replace("_", "-")
@@ -131,11 +129,14 @@ def _build(
     """Every section of the report, in order."""
     _inputs(doc, results, raw, tidy)
     doc.p(
-        "Modes: every inference prints the valid default beside the paper's procedure (`paper`) "
-        "so published numbers can be checked: slope CIs (t / cell-clustered vs percentile "
-        "bootstrap), between-dataset slopes (OLS interaction with HC3 and a wild bootstrap vs "
-        "centred label exchange), the decomposition (Welch t vs percentile bootstrap) and the "
-        "headroom null (log-spread share with a BCa CI vs synthetic / observed spread). Families "
+        "Models: seeds inside a cell share its design point, so each design's primary model "
+        "has one observation per cell (the cell mean) and is printed first in its section: "
+        + "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in stats.PRIMARY_MODEL.items())
+        + ". Every other model a section prints (seeds as independent, cell-clustered SEs, the "
+        "binomial GLM) is a sensitivity analysis. Every inference also prints the paper's "
+        "procedure (`paper`) so published numbers can be checked: slope CIs (percentile "
+        "bootstrap), between-dataset slopes (centred label exchange), the decomposition "
+        "(percentile bootstrap) and the headroom null (synthetic / observed spread). Families "
         "of tests carry Holm-adjusted p (p_holm). Diverged and NaN seeds are excluded (listed "
         "below); design factors are the results' factor_* columns."
     )
@@ -209,24 +210,11 @@ def _fmt(value: Any, digits: int) -> str:
     return str(value).replace("|", "\\|")
 
 
-def _pv(p: float) -> str:
-    """A p-value for text: 3 significant digits, '< 1e-300' on underflow, 'n/a' when undefined."""
-    if p is None or not np.isfinite(p):
-        return "n/a"
-    return "< 1e-300" if p <= 0 else f"{p:.3g}"
-
-
-def _peq(p: float) -> str:
-    """'p = 0.0123' or 'p < 1e-300' for running text."""
-    text = _pv(p)
-    return f"p {text}" if text.startswith("<") else f"p = {text}"
-
-
 def _pfmt(table: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """Copy of `table` with its p-value columns as `_pv` strings (never a bare '0')."""
+    """Copy of `table` with its p-value columns as `stats.p_text` strings (never a bare '0')."""
     out = table.copy()
     for c in cols:
-        out[c] = [_pv(v) if isinstance(v, float | np.floating) else v for v in out[c]]
+        out[c] = [stats.p_text(v) if isinstance(v, float | np.floating) else v for v in out[c]]
     return out
 
 
@@ -275,42 +263,40 @@ def _dose(doc: _Doc, rows: pd.DataFrame, bench: str, tidy: Tidy, options: Report
         doc.table(dose_response.diversity_summary(rows, tidy.split, metric))
     trend = dose_response.diversity_trend(rows, tidy.split, metric)
     doc.p(
-        f"Spearman rho vs N: seeds {trend['rho_seeds']:.3f} ({_peq(trend['p_seeds'])}), "
-        f"per-N means {trend['rho_means']:.3f} ({_peq(trend['p_means'])})."
+        f"Spearman rho vs N: seeds {trend['rho_seeds']:.3f} ({stats.p_phrase(trend['p_seeds'])}), "
+        f"per-N means {trend['rho_means']:.3f} ({stats.p_phrase(trend['p_means'])})."
     )
     n, y = rows["n_unique"].to_numpy(), rows[metric].to_numpy()
     slope, lo, hi = stats.bootstrap_slope_ci(n, y)
     _, plo, phi = stats.bootstrap_slope_ci(n, y, n_boot=options.n_boot, seed=options.seed,
                                            method="percentile")  # fmt: skip
-    clo, chi = _clustered_slope_ci(np.log(n.astype(float)), y, rows["cell"].to_numpy())
-    doc.p(f"OLS slope per log N: {slope:.4g}; 95% CI {lo:.4g} .. {hi:.4g} (default: t interval; "
-          f"seeds clustered in cells: {clo:.4g} .. {chi:.4g}) vs {plo:.4g} .. {phi:.4g} (paper: "
-          "percentile bootstrap, which under-covers at 5 seeds per cell).")
     try:
-        means = rows.groupby("n_unique")[metric].mean()
-        fit = stats.logistic_dose_response(means.index.to_numpy(), means.to_numpy())
-        doc.p(
-            f"Logistic fit in log N (per-N means): R^2 = {fit['r2']:.4f}, floor {fit['lower']:.4f}"
-            f", ceiling {fit['upper']:.4f}, N50 = {fit['n50']:.4g}, slope k = {fit['k']:.3g} "
-            f"(SE {fit['se']['k']:.2g})."
-        )
+        cell = stats.cell_slope(n, y, rows["cell"].to_numpy())
+        primary = (f"{cell['slope']:.4g} per log N, 95% CI {cell['ci'][0]:.4g} .. "
+                   f"{cell['ci'][1]:.4g}, {stats.p_phrase(cell['p'])} ({cell['n_cells']} cells, "
+                   f"t on {cell['df']:g} df)")
     except ValueError as err:
-        doc.p(f"_Logistic fit not computed: {err}._")
+        primary = f"not computed ({' '.join(str(err).split())})"
+    doc.p(f"Slope per log N. Primary ({stats.PRIMARY_MODEL['dose_response']}): {primary}. "
+          f"Sensitivity: seeds as independent, OLS t interval {slope:.4g} ({lo:.4g} .. {hi:.4g}; "
+          f"too narrow when cells differ beyond their seeds); paper: percentile bootstrap "
+          f"{plo:.4g} .. {phi:.4g} (under-covers at 5 seeds per cell).")
+    means = rows.groupby("n_unique")[metric].mean()
+    try:
+        fit = stats.logistic_dose_response(means.index.to_numpy(), means.to_numpy())
+    except ValueError as err:
+        doc.p(f"_Logistic fit not computed: {' '.join(str(err).split())}._")
+    else:
+        held = f"; held at the bound: {', '.join(fit['at_bound'])}" if fit["at_bound"] else ""
+        if fit["identifiable"]:
+            doc.p(f"Logistic fit in log N (per-N means, asymptotes bounded to [0, 1]{held}): "
+                  f"R^2 = {fit['r2']:.4f}, floor {fit['lower']:.4f}, ceiling {fit['upper']:.4f}, "
+                  f"N50 = {fit['n50']:.4g}, slope k = {fit['k']:.3g} (SE {fit['se']['k']:.2g}).")
+        else:
+            doc.p(f"_Logistic fit not identifiable: {fit['why']}; no N50 or slope is reported "
+                  f"(R^2 = {fit['r2']:.4f} with asymptotes bounded to [0, 1]{held})._")
     path = doc.figure(f"dose_{_slug(bench)}.png", f"{bench} dose-response")
     dose_response.plot_dose_response(rows, tidy.split, path, metric)
-
-
-def _clustered_slope_ci(lx: np.ndarray, y: np.ndarray, cells: np.ndarray) -> tuple[float, float]:
-    """95% CI of the slope of y on lx with CR1 cell-clustered SEs and t(G - 1) (statsmodels)."""
-    import statsmodels.api as sm
-
-    groups = pd.factorize(cells)[0]
-    if groups.max() + 1 < 3:
-        return math.nan, math.nan
-    fit = sm.OLS(y, sm.add_constant(lx)).fit(cov_type="cluster", cov_kwds={"groups": groups},
-                                            use_t=True)  # fmt: skip
-    lo, hi = np.asarray(fit.conf_int())[1]
-    return float(lo), float(hi)
 
 
 def _anova(doc: _Doc, rows: pd.DataFrame, bench: str, metric: str) -> None:
@@ -327,6 +313,14 @@ def _anova(doc: _Doc, rows: pd.DataFrame, bench: str, metric: str) -> None:
         listed = ", ".join(f"N = {n:g}, E = {e:g}" for n, e in empty)
         doc.p(f"Empty cells (every seed excluded): {listed}; type II only (type III hypotheses "
               "are undefined with empty cells).")
+    try:
+        primary = stats.factorial_cell_model(rows, metric)
+        doc.p(f"Primary ({stats.PRIMARY_MODEL['factorial']}; {primary['n_cells']} cells, "
+              f"{primary['df']:g} df; p_holm over the three slopes). The models after it treat "
+              "seeds as independent or cluster them by cell and are sensitivity analyses:")
+        doc.table(_pfmt(primary["table"], ["p", "p_holm"]))
+    except ValueError as err:
+        doc.p(f"_Primary cell-means model not computed: {' '.join(str(err).split())}._")
     tables = {}
     for typ in (2, 3):
         try:
@@ -377,9 +371,9 @@ def _robust_models(doc: _Doc, rows: pd.DataFrame, metric: str, empty: list) -> N
     zero_sd = sum(float(np.ptp(g)) == 0 for g in groups)
     doc.p(
         "Residual diagnostics (seed minus cell mean): Shapiro-Wilk "
-        + (f"W = {shapiro.statistic:.3f}, {_peq(shapiro.pvalue)}" if shapiro else "n/a")
+        + (f"W = {shapiro.statistic:.3f}, {stats.p_phrase(shapiro.pvalue)}" if shapiro else "n/a")
         + "; Brown-Forsythe equal variances across cells "
-        + (_peq(levene.pvalue) if levene else "n/a")
+        + (stats.p_phrase(levene.pvalue) if levene else "n/a")
         + f"; {zero_sd} of {len(groups)} cells have zero spread. "
         + ("Normality or equal variances are rejected, so the Gaussian F-tests above are "
            "approximate: read the HC3 and binomial rows below."
@@ -429,13 +423,23 @@ def _factor(
                         .reset_index(), ["p"]))  # fmt: skip
     levels = sorted(rows[factor].unique(), key=_level_key)
     lo_level, hi_level = levels[0], levels[-1]
+    try:
+        cell = stats.cell_tost(rows, factor, hi_level, lo_level, "n_unique", metric,
+                               options.tost_margin_pp)  # fmt: skip
+        doc.p(f"Primary ({stats.PRIMARY_MODEL['equivalence']}): {factor_name(factor)} = "
+              f"{hi_level} - {lo_level} = {cell['diff_pp']:+.2f} pp over {cell['n_cells']} cells "
+              f"(90% CI {cell['ci_pp'][0]:+.2f} .. {cell['ci_pp'][1]:+.2f}, t on {cell['df']:g} "
+              f"df); TOST at +/- {options.tost_margin_pp:g} pp {stats.p_phrase(cell['p'])}: "
+              + ("equivalence supported." if cell["equivalent"] else "equivalence not shown."))
+    except ValueError as err:
+        doc.p(f"_Primary cell-level TOST not computed: {' '.join(str(err).split())}._")
     out = []
     for n, g in rows.groupby("n_unique"):
         a = g.loc[g[factor] == hi_level, metric].to_numpy()
         b = g.loc[g[factor] == lo_level, metric].to_numpy()
         if a.size < 2 or b.size < 2:
             continue
-        res = stats.tost_ind(a, b, options.tost_margin_pp)
+        res = stats.tost_ind(a, b, options.tost_margin_pp, metric)
         out.append((n, res["diff_pp"], res["ci_pp"][0], res["ci_pp"][1], res["p"]))
     if not out:
         raise ValueError(f"no N has >= 2 seeds at both {factor_name(factor)} = {hi_level} and "
@@ -444,9 +448,10 @@ def _factor(
     table = pd.DataFrame(out, columns=cols)
     table["p_holm"] = stats.holm(table["p_tost"])
     table["equivalent"] = table["p_holm"] < 0.05
-    doc.p(f"TOST {factor_name(factor)} = {hi_level} vs {lo_level}, margin +/- "
-          f"{options.tost_margin_pp} pp, one test per N; p_holm: Holm over the {len(table)} "
-          "tests, equivalence claimed at p_holm < 0.05:")
+    doc.p(f"Sensitivity (seeds as the unit, a statement about these two cells at each N): TOST "
+          f"{factor_name(factor)} = {hi_level} vs {lo_level}, margin +/- "
+          f"{options.tost_margin_pp} pp, one Welch test per N; p_holm: Holm over the {len(table)} "
+          "tests, equivalence at p_holm < 0.05:")
     doc.table(_pfmt(table, ["p_tost", "p_holm"]))
 
 
@@ -506,11 +511,16 @@ def _escape(doc: _Doc, raw: pd.DataFrame, rows: pd.DataFrame, bench: str, tidy: 
     curves = curves.merge(labels[["cell", "seed", "escaped"]], on=["cell", "seed"])
     try:
         res = escape.escaped_converge_later(curves, tidy.split, tidy.metric)
+        within = ("no cell holds both kinds" if not res["n_mixed_cells"] else
+                  f"{res['diff_within']:+.3f} vs their cell's mean over {res['n_mixed_cells']} "
+                  f"cells holding both, {stats.p_phrase(res['p_within'])}")  # fmt: skip
         doc.p(
-            "Escaped seeds converge later? Convergence step as a fraction of the seed's run: "
-            f"median {res['median_fraction_escaped']:.2f} (escaped, n = {res['n_escaped']}) vs "
-            f"{res['median_fraction_floor']:.2f} (floor, n = {res['n_floor']}); one-sided "
-            f"Mann-Whitney {_peq(res['p'])}."
+            "Escaped seeds converge later? Convergence step as a fraction of the seed's run. "
+            f"Primary (within cells, escape labels permuted inside each cell): escaped seeds "
+            f"{within}. Sensitivity (seeds pooled over cells, one-sided Mann-Whitney): median "
+            f"{res['median_fraction_escaped']:.2f} (escaped, n = {res['n_escaped']}) vs "
+            f"{res['median_fraction_floor']:.2f} (floor, n = {res['n_floor']}), "
+            f"{stats.p_phrase(res['p'])}."
         )
     except ValueError as err:
         doc.p(f"_Convergence test not computed: {err}._")
@@ -524,7 +534,13 @@ def _between(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOptions
     rows = []
     for a, b in itertools.combinations(benches, 2):
         ga, gb = frame[frame["benchmark"] == a], frame[frame["benchmark"] == b]
-        new = stats.slope_difference_test(
+        try:
+            prim = stats.cell_slope_difference(ga["n_unique"], ga[metric], ga["cell"],
+                                               gb["n_unique"], gb[metric], gb["cell"])
+            primary = (prim["diff"], prim["se"], prim["df"], *prim["ci"], prim["p"])
+        except ValueError:
+            primary = (np.nan,) * 6
+        seed = stats.slope_difference_test(
             ga["n_unique"], ga[metric], gb["n_unique"], gb[metric],
             n_flip=options.n_perm, seed=options.seed,
         )  # fmt: skip
@@ -539,21 +555,23 @@ def _between(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOptions
             ga["n_unique"], ga[metric], gb["n_unique"], gb[metric],
             n_perm=options.n_perm, seed=options.seed,
         )  # fmt: skip
-        rows.append((f"{a} - {b}", new["diff"], new["se"], *new["ci"], new["p"], cell, old["p"],
+        rows.append((f"{a} - {b}", *primary, seed["diff"], seed["p"], cell, old["p"],
                      old["n_shared_levels"]))  # fmt: skip
-    cols = ["pair", "slope_diff", "se_hc3", "ci_lo", "ci_hi", "p", "p_cell_clustered",
-            "p_paper", "shared_N"]  # fmt: skip
+    cols = ["pair", "slope_diff", "se", "df", "ci_lo", "ci_hi", "p", "slope_diff_seeds",
+            "p_seeds_hc3", "p_cell_cr1", "p_paper", "shared_N"]  # fmt: skip
     table = pd.DataFrame(rows, columns=cols)
-    table.insert(6, "p_holm", stats.holm(table["p"]))
+    table.insert(7, "p_holm", stats.holm(table["p"]))
     doc.p(
-        f"Default: OLS interaction y ~ dataset + dataset:log N, HC3 SE and 95% t CI, p from "
-        f"{options.n_perm} wild-bootstrap sign flips of H0 (common slope) residuals; p_holm: "
-        f"Holm over the {len(table)} pairs; p_cell_clustered: the same with seeds clustered in "
-        "cells (CR1, flips per cell). Paper: label exchanges within shared N levels after "
-        "centring each dataset (p_paper). Why they differ: the paper's exchange is valid only "
-        "when both datasets share one N grid; with different grids it is far too conservative."
+        f"Primary ({stats.PRIMARY_MODEL['between']}): each dataset's slope on log N over its "
+        "cell means (t on G - 2 df), the difference's SE sqrt(se_1^2 + se_2^2), 95% CI and p on "
+        f"Welch-Satterthwaite df; p_holm: Holm over the {len(table)} pairs ('-': a dataset has "
+        "< 3 cells). Sensitivity: seeds as independent (OLS interaction, HC3, "
+        f"{options.n_perm} wild-bootstrap sign flips: p_seeds_hc3), CR1 cell-clustered SEs with "
+        "flips per cell (p_cell_cr1), and the "
+        "paper's label exchange within shared N levels after centring (p_paper: valid only "
+        "when both datasets share one N grid, far too conservative otherwise)."
     )
-    doc.table(_pfmt(table, ["p", "p_holm", "p_cell_clustered", "p_paper"]))
+    doc.table(_pfmt(table, ["p", "p_holm", "p_seeds_hc3", "p_cell_cr1", "p_paper"]))
 
 
 def _decomposition(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOptions) -> None:
@@ -646,7 +664,7 @@ def _audit(
 
 
 def _power(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOptions) -> None:
-    """Power curves of the default contrasts, thresholds with pilot-bootstrap intervals."""
+    """Power curves of the default contrasts, thresholds with the intervals the pilot supports."""
     contrasts = seeds.default_contrasts(frame)
     if not contrasts:
         raise ValueError("no benchmark has >= 2 N levels")
@@ -659,22 +677,23 @@ def _power(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportOptions) 
     doc.p(
         f"Seeds drawn with replacement from pilot cells of {sizes} seeds; "
         f"{options.power_draws} draws x {options.power_perm} permutations per n; threshold = "
-        f"smallest n with power >= {seeds.TARGET_POWER}; 90% interval over "
-        f"{options.pilot_boot} bootstrap copies of the pilot."
+        f"smallest n with power >= {seeds.TARGET_POWER}. Each contrast is first tested on the "
+        "pilot: its standardized effect delta gets a 95% CI (noncentral t), and the thresholds "
+        "at the CI's ends bound the interval the pilot supports (lo_n .. hi_n; '-': beyond the "
+        "largest n or unbounded). A pilot that does not exclude delta = 0 supports no threshold "
+        f"(threshold_n '-'); pilots under {seeds.MIN_PILOT_SEEDS} seeds per cell are refused."
     )
     table = seeds.threshold_uncertainty(
         frame, metric, contrasts, ns=options.power_ns, n_draws=max(20, options.power_draws // 4),
-        n_perm=max(20, options.power_perm // 4), n_pilot=options.pilot_boot, seed=options.seed,
+        n_perm=max(20, options.power_perm // 4), seed=options.seed,
     )  # fmt: skip
-    table = table.merge(seeds.thresholds(curves)[["contrast", "threshold_n", "max_power"]],
-                        on="contrast", suffixes=("_quick", ""))  # fmt: skip
-    table = table[["contrast", "kind", "threshold_n", "lo_n", "hi_n", "not_reached_share",
-                   "max_power", "pilot_seeds", "warning"]]  # fmt: skip
-    doc.table(table)
+    doc.table(_pfmt(table, ["pilot_p"]))
     if table["warning"].str.contains("too small").any():
-        doc.p("**Warning**: thresholds from thin pilots are biased low (a 5-seed pilot of a "
-              "contrast needing 64 seeds reports <= 50 most of the time); read the interval.")
-    seeds.plot_power(curves, doc.figure("power.png", "power vs seeds per cell"))
+        doc.p("**Warning**: from thin pilots the supported interval is wide; the point threshold "
+              "at the observed effect is biased low (5-seed pilots of a contrast needing 64 "
+              "seeds give a median of 20), so read lo_n .. hi_n.")
+    seeds.plot_power(curves, doc.figure("power.png", "power vs seeds per cell, at the pilot's "
+                                        "observed effect"))  # fmt: skip
 
 
 def _new_figure(size: tuple[float, float]) -> Any:

@@ -192,6 +192,41 @@ def thresholds(curves: pd.DataFrame, target: float = TARGET_POWER) -> pd.DataFra
     return pd.DataFrame(rows, columns=["contrast", "kind", "threshold_n", "max_power"])
 
 
+MIN_PILOT_SEEDS = 3  # below this a cell's spread, and so any threshold, is not estimable
+THIN_PILOT_SEEDS = 10  # below this the supportable interval is wide: said in `warning`
+
+
+def _contrast_design(c: Contrast, sizes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(X [m, k], contrast vector [k]) of the contrast's linear model for the pilot's seeds."""
+    lx = np.repeat(np.asarray(c.log_n), sizes)
+    side = np.repeat(np.asarray(c.side, dtype=float), sizes)
+    if c.kind == "cells":
+        return np.column_stack([1 - side, side]), np.array([1.0, -1.0])
+    if c.kind == "within":
+        return np.column_stack([np.ones_like(lx), lx]), np.array([0.0, 1.0])
+    x = np.column_stack([1 - side, side, lx * (1 - side), lx * side])
+    return x, np.array([0.0, 0.0, 1.0, -1.0])
+
+
+def _ncp_interval(t: float, dof: float, level: float) -> tuple[float, float]:
+    """CI of the noncentrality of a noncentral t with `dof` df observed at t (inverted cdf)."""
+    from scipy import optimize, stats
+
+    def solve(target: float) -> float:
+        def g(lam: float) -> float:
+            return float(stats.nct.cdf(t, dof, lam)) - target
+        step = 2.0 * math.sqrt(1.0 + t * t / (2.0 * dof))  # ~ the ncp's sd, in small steps
+        lo, hi = t - step, t + step  # g decreases in lam: bracket g(lo) > 0 > g(hi)
+        while g(lo) <= 0:
+            lo -= step
+        while g(hi) >= 0:
+            hi += step
+        return float(optimize.brentq(g, lo, hi))
+
+    tail = (1 - level) / 2
+    return solve(1 - tail), solve(tail)
+
+
 def threshold_uncertainty(
     frame: pd.DataFrame,
     metric: str = "exact_match",
@@ -199,54 +234,82 @@ def threshold_uncertainty(
     ns: Sequence[int] = DEFAULT_NS,
     n_draws: int = 100,
     n_perm: int = 100,
-    n_pilot: int = 20,
-    level: float = 0.9,
+    level: float = 0.95,
     seed: int = 0,
     target: float = TARGET_POWER,
 ) -> pd.DataFrame:
-    """Seed-count thresholds with their uncertainty over the pilot, and a warning when thin.
+    """Seed-count thresholds with the interval a pilot can support, never power for a null.
 
-    A threshold read off power curves drawn from a small pilot inherits the pilot's sampling
-    error: from 5-seed pilots of a d = 0.5 contrast (true threshold 64) the point threshold is
-    <= 50 in most pilots. So the whole analysis is repeated on `n_pilot` bootstrap copies of the
-    pilot (each cell's seeds resampled with replacement, sizes kept); the threshold's interval
-    is the `level` percentile range over the copies ("not reached" counting as > max n), and
-    `not_reached_share` the copies that never reach `target`. `warning` is set when the pilot
-    has fewer than 10 seeds in some cell or the interval's upper end is not reached.
-    Columns: contrast, kind, threshold_n, lo_n, hi_n (NaN: beyond max n), not_reached_share,
+    A threshold read off power curves resampled from a pilot treats the pilot's observed effect
+    as the truth: 5-seed pilots of a d = 0.5 contrast (true threshold 64) give a median of 20,
+    and a truly null contrast gets 'threshold 40, power 0.875'. So each contrast is first
+    tested on the pilot itself: its standardized effect delta = T / sigma (T = w . y, the
+    contrast's OLS estimate; sigma the residual sd) gets a `level` CI by inverting the
+    noncentral t. The power curves are then recomputed on the pilot shifted (along w, which
+    leaves the residuals unchanged) to the CI's two ends: the far end gives lo_n, the near end
+    hi_n, so the interval covers the true threshold whenever the CI covers delta. When the CI
+    includes 0 the pilot cannot exclude a null contrast: threshold_n and hi_n are NaN (no power
+    is claimed) and `warning` says so. Pilots under MIN_PILOT_SEEDS seeds in a cell are
+    refused; under THIN_PILOT_SEEDS the warning says the interval is wide.
+    Columns: contrast, kind, threshold_n (at the observed effect, NaN unless the pilot excludes
+    0), lo_n, hi_n (NaN: beyond max n or unbounded), delta, delta_lo, delta_hi, pilot_p,
     pilot_seeds (min over the contrast's cells), warning.
     """
+    from scipy import stats
+
     require_columns(frame, ["cell", metric], "power input")
-    if n_pilot < 1:
-        raise ValueError(f"threshold_uncertainty: n_pilot must be >= 1, got {n_pilot}")
+    if not 0 < level < 1:
+        raise ValueError(f"threshold_uncertainty: level must be in (0, 1), got {level!r}")
     contrasts = list(contrasts) if contrasts is not None else default_contrasts(frame)
-    point = thresholds(power_curves(frame, metric, contrasts, ns, n_draws, n_perm, seed=seed),
-                       target)  # fmt: skip
-    rng = np.random.default_rng(seed + 1)
-    boot = []
-    for b in range(n_pilot):
-        idx = frame.groupby("cell").sample(frac=1.0, replace=True, random_state=rng).index
-        copy = frame.loc[idx]
-        curves = power_curves(copy, metric, contrasts, ns, n_draws, n_perm, seed=seed + 2 + b)
-        boot.append(thresholds(curves, target)["threshold_n"].to_numpy())
-    draws = np.where(np.isnan(np.array(boot)), np.inf, np.array(boot))  # [n_pilot, contrasts]
-    tail = (1 - level) / 2
-    lo = np.quantile(draws, tail, axis=0, method="lower")
-    hi = np.quantile(draws, 1 - tail, axis=0, method="higher")
-    sizes = frame.groupby("cell")["seed" if "seed" in frame else metric].size()
+    values = {c: g[metric].to_numpy(dtype=float) for c, g in frame.groupby("cell")}
     rows = []
     for i, c in enumerate(contrasts):
-        pilot = int(sizes.reindex(list(c.cells)).min())
+        sizes = [values[cell].size if cell in values else 0 for cell in c.cells]
+        pilot = min(sizes)
+        if pilot < MIN_PILOT_SEEDS:
+            raise ValueError(f"power input: contrast {c.name!r} has a pilot of {pilot} seeds in "
+                             f"a cell; a threshold needs >= {MIN_PILOT_SEEDS} per cell")
+        y = np.concatenate([values[cell] for cell in c.cells])
+        x, vec = _contrast_design(c, sizes)
+        w = x @ np.linalg.pinv(x.T @ x) @ vec  # T = w . y
+        dof = y.size - np.linalg.matrix_rank(x)
+        resid = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+        sd = float(np.sqrt(resid @ resid / dof))
+        norm = float(np.sqrt(w @ w))
+        estimate = float(w @ y)
+        if sd == 0.0:
+            raise ValueError(f"power input: contrast {c.name!r} has no spread in its pilot")
+        t = estimate / (sd * norm)
+        lam_lo, lam_hi = _ncp_interval(t, dof, level)
+        d_lo, d_hi = lam_lo * norm, lam_hi * norm
+        pilot_p = float(2 * stats.t.sf(abs(t), dof))
+
+        def at(delta: float, k: int, c: Contrast = c, sd: float = sd, est: float = estimate,
+               w: np.ndarray = w, y: np.ndarray = y, sizes: list[int] = sizes) -> float:
+            """The threshold with the pilot shifted so its standardized effect is delta."""
+            shifted = y + (delta * sd - est) / float(w @ w) * w
+            copy = pd.DataFrame({"cell": np.repeat(c.cells, sizes), metric: shifted})
+            curves = power_curves(copy, metric, [c], ns, n_draws, n_perm, seed=seed + k)
+            return float(thresholds(curves, target)["threshold_n"].iloc[0])
+
+        excludes_null = d_lo > 0 or d_hi < 0
+        near, far = sorted((d_lo, d_hi), key=abs)
+        lo_n = at(far, 3 * i + 1)
+        hi_n = at(near, 3 * i + 2) if excludes_null else math.nan
+        point = at(t * norm, 3 * i) if excludes_null else math.nan
         warn = []
-        if pilot < 10:
-            warn.append(f"pilot of {pilot} seeds per cell is too small for a reliable threshold")
-        if not np.isfinite(hi[i]):
+        if not excludes_null:
+            warn.append(f"the pilot does not exclude a null effect (p = {pilot_p:.3g}): no "
+                        "threshold is supported, only its lower end")
+        elif np.isnan(hi_n):
             warn.append(f"upper end beyond n = {max(ns)}")
-        rows.append((c.name, c.kind, point["threshold_n"].iloc[i], float(lo[i]) if np.isfinite(
-            lo[i]) else math.nan, float(hi[i]) if np.isfinite(hi[i]) else math.nan,
-            float(np.mean(~np.isfinite(draws[:, i]))), pilot, "; ".join(warn)))  # fmt: skip
+        if pilot < THIN_PILOT_SEEDS:
+            warn.append(f"pilot of {pilot} seeds per cell is too small for a reliable threshold")
+        rows.append((c.name, c.kind, point, lo_n, hi_n, t * norm, d_lo, d_hi, pilot_p, pilot,
+                     "; ".join(warn)))  # fmt: skip
     return pd.DataFrame(rows, columns=["contrast", "kind", "threshold_n", "lo_n", "hi_n",
-                                       "not_reached_share", "pilot_seeds", "warning"])
+                                       "delta", "delta_lo", "delta_hi", "pilot_p",
+                                       "pilot_seeds", "warning"])  # fmt: skip
 
 
 def plot_power(curves: pd.DataFrame, path: str | os.PathLike, target: float = TARGET_POWER) -> Path:

@@ -42,10 +42,24 @@ def _hand_table() -> pd.DataFrame:
     return pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # order must not matter
 
 
+def _exact_spearman_p(x: np.ndarray, y: np.ndarray) -> float:
+    """scipy's exact permutation p of Spearman's rho (Pearson r of scipy's average ranks) over
+    every pairing: the reference."""
+    rx = stats.rankdata(x)
+
+    def rho(v: np.ndarray, axis: int) -> np.ndarray:
+        return stats.pearsonr(np.broadcast_to(rx, v.shape), stats.rankdata(v, axis=-1),
+                              axis=-1).statistic  # fmt: skip
+
+    return stats.permutation_test((y,), rho, permutation_type="pairings", vectorized=True,
+                                  n_resamples=np.inf).pvalue  # fmt: skip
+
+
 @pytest.mark.parametrize("trial", range(40))
 def test_spearman_matches_scipy(trial: int) -> None:
+    """rho as scipy's; p exact (all pairings) up to 8 pairs, scipy's t approximation above."""
     rng = np.random.default_rng(trial)
-    n = int(rng.integers(3, 60))
+    n = int(rng.integers(3, 60)) if trial % 4 else int(rng.integers(3, 8))
     if trial % 2:  # heavy ties
         x, y = rng.integers(0, 4, n), rng.integers(0, 3, n)
     else:
@@ -55,12 +69,22 @@ def test_spearman_matches_scipy(trial: int) -> None:
     expected = stats.spearmanr(x, y)
     rho, p = spearman(x, y)
     assert rho == pytest.approx(expected.statistic, abs=1e-12)
-    assert p == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
+    if n <= 8:
+        assert p == pytest.approx(_exact_spearman_p(x, y), rel=1e-9)
+    else:
+        assert p == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
+
+
+def test_spearman_exact_p_for_a_perfect_trend() -> None:
+    """Issue 30 case 6: rho = 1 over 6 levels has exact p = 2 / 6! = 0.0028, not 0 (the t
+    approximation's value); 3 levels: 2 / 3! = 1/3; many pairs at |rho| = 1: never 0."""
+    assert spearman([1, 2, 3, 4, 5, 6], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]) == (1.0, 2 / 720)
+    assert spearman([1, 2, 3], [3, 2, 1]) == (-1.0, pytest.approx(1 / 3))
+    rho, p = spearman(np.arange(30), np.arange(30))
+    assert rho == 1.0 and 0 < p <= 2 / 10000
 
 
 def test_spearman_edge_cases() -> None:
-    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == (1.0, 0.0)
-    assert spearman([1, 2, 3], [3, 2, 1]) == (-1.0, 0.0)
     rho, p = spearman([1, 1, 1], [1, 2, 3])
     assert math.isnan(rho) and math.isnan(p)
     with pytest.raises(ValueError, match="equal length"):
@@ -89,9 +113,11 @@ def test_diversity_trend_over_seeds_and_means() -> None:
             if not (n == 200 and s == 1)]  # the diverged seed is left out  # fmt: skip
     expected = stats.spearmanr(*zip(*kept, strict=True))
     assert trend["rho_seeds"] == pytest.approx(expected.statistic, abs=1e-12)
-    assert trend["p_seeds"] == pytest.approx(expected.pvalue, rel=1e-9)
+    # 8 seeds: the exact permutation p (scipy's), not the t approximation
+    n, em = map(np.array, zip(*kept, strict=True))
+    assert trend["p_seeds"] == pytest.approx(_exact_spearman_p(n, em))
     assert trend["n_seeds"] == 8 and trend["n_levels"] == 3
-    assert trend["rho_means"] == 1.0 and trend["p_means"] == 0.0
+    assert trend["rho_means"] == 1.0 and trend["p_means"] == pytest.approx(2 / 6)
 
 
 def test_bad_split_metric_and_mixed_benchmarks() -> None:
@@ -118,7 +144,8 @@ def test_format_summary_shows_percent_table_and_rho() -> None:
     assert body[1] == ["200", "1", "1", "30.00", "-", "30.00", "30.00"]
     assert body[2] == ["1000", "4", "0", "70.00", "11.55", "60.00", "80.00"]
     assert "exact_match (%)" in text
-    assert "means +1.000" in lines[-1] and "Spearman rho" in lines[-1]
+    assert "means +1.000 (p = 0.333, 3 levels)" in lines[-1] and "Spearman rho" in lines[-1]
+    assert "p = <" not in text and "p = 0 " not in text and "p = 0," not in text
     assert len({len(line) for line in lines[header : header + 4]}) == 1  # fixed width
 
 

@@ -15,6 +15,7 @@ from analysis.escape import (
     escape_regression,
     escaped_converge_later,
     label_escapes,
+    within_cell_permutation,
 )
 
 
@@ -258,3 +259,24 @@ def test_fractional_escape_outcome_matches_statsmodels_glm() -> None:
     np.testing.assert_allclose(list(res["coef"].values()), ref.params, rtol=1e-6)
     np.testing.assert_allclose(list(res["se"].values()), ref.bse, rtol=1e-6)
     assert res["coef"]["log_n"] == pytest.approx(1.0, abs=0.3)
+
+
+def test_within_cell_convergence_test_holds_size_under_a_cell_effect() -> None:
+    """Issue 30: a cell effect that raises both the escape rate and the convergence fraction
+    makes the pooled Mann-Whitney test reject 'escaped converge later' with no within-cell
+    link; the within-cell permutation keeps its size in [0.03, 0.07] and detects a real one."""
+    rng = np.random.default_rng(4)
+    cells = np.repeat(np.arange(12), 5)
+    reps, within, pooled, power = 300, 0, 0, 0
+    for _ in range(reps):
+        u = rng.normal(0, 1, 12)[cells]
+        flags = rng.random(cells.size) < 1 / (1 + np.exp(-2 * u))
+        if flags.all() or not flags.any():
+            flags[0] = not flags[0]
+        values = 0.5 + 0.1 * u + rng.normal(0, 0.05, cells.size)
+        within += within_cell_permutation(cells, flags, values, 499, seed=1)["p_within"] <= 0.05
+        mwu = stats.mannwhitneyu(values[flags], values[~flags], alternative="greater")
+        pooled += mwu.pvalue <= 0.05
+        power += within_cell_permutation(cells, flags, values + 0.05 * flags, 499,
+                                         seed=1)["p_within"] <= 0.05  # fmt: skip
+    assert 0.03 <= within / reps <= 0.07 and pooled / reps > 0.5 and power / reps > 0.5

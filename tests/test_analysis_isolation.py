@@ -54,7 +54,7 @@ options = ReportOptions(n_boot=100, n_perm=100, power_draws=20, power_perm=20, p
 report = write_report(tmp / "sweep", tmp / "out", options=options).read_text()
 assert "## scan" in report and "Seed-count threshold" in report
 assert "_Not computed: pass --measures CSV and --constructs JSON to run the audit._" in report
-analysis.stats.tost_ind([0.1, 0.2], [0.15, 0.1], 3.0)
+analysis.stats.tost_ind([0.1, 0.2], [0.15, 0.1], 3.0, "exact_match")
 analysis.escape.escape_regression(pd.DataFrame(
     {"n_unique": [1, 2, 3, 4, 1, 2, 3, 4], "exposure": [1, 1, 2, 2, 2, 2, 1, 1],
      "escaped": [0, 1, 0, 1, 1, 0, 1, 0]}))

@@ -14,7 +14,7 @@ from analysis import stats
 from analysis.programme import write_programme_report
 from analysis.report import ReportOptions
 
-OPTIONS = ReportOptions(n_boot=50, n_perm=50, power_draws=5, power_perm=5, pilot_boot=2)
+OPTIONS = ReportOptions(n_boot=50, n_perm=50, power_draws=5, power_perm=5)
 
 
 def _sweep(path: Path, name: str, benchmark: str, split: str, cells: list[dict],
@@ -93,7 +93,8 @@ def test_verdicts_follow_the_data(tmp_path: Path) -> None:
                                     OPTIONS, ("NUM_SEEDS = 5",))
     rows = _findings(report)
     assert rows["e4: dose response"][3] == "yes"
-    assert "rho = 1.000" in rows["e4: dose response"][2]
+    # issue 30 case 6: rho = 1 over 5 levels has the exact p 2 / 5! (main printed "p = 0")
+    assert "rho = 1.000 (p = 0.0167)" in rows["e4: dose response"][2]
     assert rows["flat: dose response"][3] == "no"
     assert rows["e5: factorial"][3] == "yes"
     final = pd.read_csv(factorial)

@@ -129,7 +129,7 @@ def test_report_on_an_e5_like_table(tmp_path: Path) -> None:
     root = tmp_path / "e5"
     root.mkdir()
     pd.concat([e5, other]).to_csv(root / "results.csv", index=False)
-    options = ReportOptions(n_boot=200, n_perm=200, power_draws=20, power_perm=20, pilot_boot=2,
+    options = ReportOptions(n_boot=200, n_perm=200, power_draws=20, power_perm=20,
                             power_ns=(5, 10))  # fmt: skip
     text = write_report(root, tmp_path / "out", options=options).read_text()
     # Item 4: the empty cell is named, type III refused, the dominance sentence uses type II.
@@ -144,6 +144,7 @@ def test_report_on_an_e5_like_table(tmp_path: Path) -> None:
     assert "'exposure' has a single level" in text
     # Both modes of the headroom null, the slope CI and the between-dataset test.
     assert "Default: log-spread share" in text and "Paper: null share" in text
-    assert "(default: t interval; seeds clustered in cells:" in text and "p_paper" in text
+    assert "Slope per log N. Primary (cell-means OLS" in text and "p_paper" in text
+    assert "Primary (cell-means OLS on centred log N, log E" in text
     assert re.search(r"p = 0(?![.\d])", text) is None  # underflow reads "p < 1e-300"
     assert "pilot cells of 6 seeds" in text and "too small" in text
