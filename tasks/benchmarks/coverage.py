@@ -278,7 +278,7 @@ def _reservoirs(
     draw = parity or s.skip_p > 0
     node_draws = [draw and bool(new_inputs[h]) for h in range(depth - 1)]
     keep_lo, keep_hi = (0.0, 1 - s.skip_p) if parity else (s.skip_p, 1.0)  # not a skip
-    uniform, randbelow = rng.random, rng._randbelow  # randint(0, c - 1) is _randbelow(c)
+    uniform, getrandbits = rng.random, rng.getrandbits
     counts = [0] * (2 ** depth)
     boxes: list[list[int]] = [[] for _ in counts]
     first_seen: list[int] = []
@@ -290,20 +290,24 @@ def _reservoirs(
         for node in range(first, first + count):
             if node_draw and not keep_lo <= uniform() <= keep_hi:
                 continue
-            start = node * leaf_fan
-            for leaf in range(start, start + leaf_fan):
+            for leaf in range(node * leaf_fan, (node + 1) * leaf_fan) if leaf_fan > 1 else (node,):
                 kind = kinds[leaf - base]
                 if kind < 0 or (draw and not keep_lo <= uniform() <= keep_hi):
                     continue
                 c = counts[kind] = counts[kind] + 1
-                if c == 1:
-                    first_seen.append(kind)
                 if c <= cap:
+                    if c == 1:
+                        first_seen.append(kind)
                     boxes[kind].append(leaf)
-                else:
-                    j = randbelow(c)
-                    if j < cap:
-                        boxes[kind][j] = leaf
+                    continue
+                # randint(0, c - 1), i.e. Random._randbelow(c) inlined (CPython 3.11: rejection
+                # sampling on getrandbits(c.bit_length()); the parity digests pin it)
+                k = c.bit_length()
+                j = getrandbits(k)
+                while j >= c:
+                    j = getrandbits(k)
+                if j < cap:
+                    boxes[kind][j] = leaf
 
     def descend(hop: int, first: int, count: int, kinds: list[int], base: int) -> None:
         """Nodes first.. of a hop in product order, each with its subtree."""
