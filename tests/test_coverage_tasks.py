@@ -244,3 +244,14 @@ def test_generate_out_that_is_a_file_is_one_line(
         f"compgen-jax coverage: error: coverage dataset directory "
         f"{out / 'twohop.6.40.diff-f12.inf'}: {path} is a file, not a directory"]
     assert path.read_text() == "a file\n" and list(tmp_path.iterdir()) == [path]
+
+
+def test_fivehop_circuits_refused_in_one_line(tmp_path: Path) -> None:
+    """Upstream has no fivehop circuit analyses; asking for them is a ValueError, not KeyError."""
+    from compgen_jax import circuits
+
+    out = coverage.generate("fivehop", tmp_path, n=4, max_train=30, test_size=5)
+    task = circuits.load_task(out)
+    assert task.bridges == ("b1", "b2", "b3", "b4")
+    with pytest.raises(ValueError, match="no circuit analyses for fivehop; tasks with them: tw"):
+        circuits.resolve_grouping(task, "b1")
