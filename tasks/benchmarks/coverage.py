@@ -254,13 +254,6 @@ def _upstream_pool(s: Structure, chains: np.ndarray, roots: np.ndarray) -> list[
     return list(set().union(*(set(list(set(rows[a:b]))) for a, b in bounds)))
 
 
-def _skip(rng: random.Random, p: float, parity: bool) -> bool:
-    """One skip draw: upstream tests random() > 1 - p, and draws even when p = 0 (Q28, Q31)."""
-    if parity:
-        return rng.random() > 1 - p
-    return bool(p) and rng.random() < p
-
-
 def _reservoirs(
     s: Structure, n: int, tables: Sequence[np.ndarray], used: Sequence[np.ndarray],
     excluded: np.ndarray | None, cap: int, rng: random.Random, parity: bool,
@@ -275,9 +268,11 @@ def _reservoirs(
     new_inputs = _split_by_hop(s, _inputs_order(s))
     fan = [n ** len(new) for new in new_inputs]
     depth = len(s.hops)
+    # a skip draw: upstream skips when random() > 1 - p and draws even when p = 0 (Q31); the
+    # default mode skips when random() < p (Q28) and draws nothing when p = 0
     draw = parity or s.skip_p > 0
     node_draws = [draw and bool(new_inputs[h]) for h in range(depth - 1)]
-    keep_lo, keep_hi = (0.0, 1 - s.skip_p) if parity else (s.skip_p, 1.0)  # not a skip
+    keep_lo, keep_hi = (0.0, 1 - s.skip_p) if parity else (s.skip_p, 1.0)
     uniform, getrandbits = rng.random, rng.getrandbits
     counts = [0] * (2 ** depth)
     boxes: list[list[int]] = [[] for _ in counts]
