@@ -52,3 +52,17 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+
+
+def check_output_dir(path: str | os.PathLike, name: str) -> None:
+    """Raise ValueError (one line naming `name`) unless `path` is, or can be created as, a
+    writable directory: checked before any work, so a bad output path writes nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {path} is a file, not a directory; choose another {name}")
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{name} {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = name if existing == path else f"its parent {existing}"
+        raise ValueError(f"{name} {path}: {what} is not writable; choose another {name}")

@@ -92,6 +92,9 @@ def load_task(dataset_dir: Path) -> Task:
 
 def resolve_grouping(task: Task, grouping: str | int) -> str:
     """Canonical grouping name ("b,x2"; upstream atomic_idx aliases accepted), or ValueError."""
+    if task.structure.name not in GROUPINGS:  # fivehop: upstream has no circuit analyses
+        raise ValueError(f"{task.dataset}: no circuit analyses for {task.structure.name}; "
+                         f"tasks with them: {', '.join(GROUPINGS)}")
     table = GROUPINGS[task.structure.name]
     aliases = {str(i): name for name, i in table.items() if i is not None}
     key = str(grouping).replace(" ", "").strip("()")

@@ -14,20 +14,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from analysis.atomic import check_output_dir
+
 _HELD: dict[Path, int] = {}  # directories this process holds: resolved path -> open fd
 
 
 def check_model_dir(model_dir: Path) -> None:
     """Raise ValueError unless MODEL_DIR is (or can be created as) a writable directory."""
-    path = Path(model_dir)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"MODEL_DIR {path} is a file, not a directory; choose another MODEL_DIR")
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise ValueError(f"MODEL_DIR {path}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        what = "MODEL_DIR" if existing == path else f"its parent {existing}"
-        raise ValueError(f"MODEL_DIR {path}: {what} is not writable; choose another MODEL_DIR")
+    check_output_dir(model_dir, "MODEL_DIR")
 
 
 @contextlib.contextmanager

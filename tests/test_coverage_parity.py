@@ -14,7 +14,8 @@ import pytest
 from tasks.benchmarks import coverage
 
 # Digests of the files upstream's generators (kaistAI/coverage-principle at 49d368b:
-# dataset_generation/{twohop,threehop,parallel-twohop,nontree}.py, run under CPython 3.11)
+# dataset_generation/{twohop,threehop,parallel-twohop,nontree,fivehop}.py, run under CPython 3.11;
+# benchmarks/coverage_generators.py reruns them beside ours and compares the bytes)
 # wrote for these arguments: sha256 of the lines "<file name> <sha256 of the file>\n" over the
 # sorted *.json names. (task, n, max_train, same, mode, seed, test_size_for_type or None).
 UPSTREAM = {
@@ -38,6 +39,14 @@ UPSTREAM = {
         "90db25ae71c4a5649446e22638338c85ac1f21e72bb32167b731e82aeaf9c5f4",
     ("nontree", 5, 30, True, "cot", 42, None):
         "a990877c501d0e7121808968b673bc3296cd7636fc4473ece914da3ac0111646",
+    ("fivehop", 4, 30, False, "cot", 42, 10):
+        "18e23e21e9ed9e7dd60bdfdf205637b89dde99e5c29f5cc2f0cc20f3fced12b0",
+    ("fivehop", 5, 60, False, "cot", 42, 20):
+        "a127315fa577b76a98f8d75fb852b5634a25ff421c4d9e740d8dee689f864830",
+    ("fivehop", 8, 500, False, "cot", 3, 100):
+        "ed2bbe75456ecfed12a6965ae0f7bfbf36514193251e1abbb15074ed7d0d135d",
+    ("fivehop", 50, 10000, False, "cot", 42, None):
+        "c4804329dc61eaaa0056a39e7f3bc25aa8da720f333a7f02471ef2491d23ac5c",
 }  # fmt: skip
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,6 +64,21 @@ def test_parity_writes_upstream_bytes(tmp_path: Path, args: tuple) -> None:
     out = coverage.generate(task, tmp_path, n, max_train, same=same, mode=mode, seed=seed,
                             test_size=test_size, parity=True)  # fmt: skip
     assert _digest(out) == UPSTREAM[args], f"see: python -m analysis coverage compare {out} ..."
+
+
+@pytest.mark.parametrize("args", [("threehop", 5, 60, False, "inf", 42, 20),
+                                  ("parallel2hop", 4, 30, False, "inf", 42, 10)],
+                         ids=lambda a: a[0])  # fmt: skip
+def test_parity_does_not_depend_on_the_block_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple
+) -> None:
+    """Test candidates are typed by numpy per block of f1 keys: one f1 key per block still
+    gives upstream's bytes."""
+    monkeypatch.setattr(coverage, "_BLOCK", 1)
+    task, n, max_train, same, mode, seed, test_size = args
+    out = coverage.generate(task, tmp_path, n, max_train, same=same, mode=mode, seed=seed,
+                            test_size=test_size, parity=True)  # fmt: skip
+    assert _digest(out) == UPSTREAM[args]
 
 
 def test_parity_rules_read_from_upstream(tmp_path: Path) -> None:
@@ -81,7 +105,7 @@ def test_parity_rules_read_from_upstream(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("task", "n", "max_train", "mode"),
     [("twohop", 8, 150, "cot"), ("threehop", 5, 60, "fakebridge"),
-     ("parallel2hop", 4, 30, "inf"), ("nontree", 6, 60, "cot")],
+     ("parallel2hop", 4, 30, "inf"), ("nontree", 6, 60, "cot"), ("fivehop", 6, 200, "cot")],
 )  # fmt: skip
 def test_parity_is_independent_of_process_and_hash_seed(
     tmp_path: Path, task: str, n: int, max_train: int, mode: str

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
+import random
 import re
 from pathlib import Path
 
 import pytest
+from scipy import stats
 
+from compgen_jax import cli
 from tasks import registry
 from tasks.benchmarks import coverage
 
@@ -148,3 +153,105 @@ def test_loader_bad_input(tmp_path: Path) -> None:
         coverage.load(tmp_path, "train")
     with pytest.raises(ValueError, match="unknown coverage task"):
         coverage.generate("fourhop", tmp_path, n=5, max_train=10)
+
+
+@pytest.mark.parametrize("parity", [False, True])
+def test_fivehop_layout_formats_and_invariants(tmp_path: Path, parity: bool) -> None:
+    out = coverage.generate("fivehop", tmp_path, n=6, max_train=200, test_size=30, parity=parity)
+    assert out.name == "fivehop.6.200.cot"
+    assert coverage.parse_name(out.name) == ("fivehop", 6, 200, False, "cot")
+    assert sorted(p.name for p in out.iterdir()) == [
+        *(f"atomic_facts_f{f}.json" for f in range(1, 6)), "test.json", "train.json", "vocab.json"]
+    assert json.loads((out / "vocab.json").read_text()) == [f"<t_{i}>" for i in range(6)] + ["</a>"]
+    facts = [_facts(out / f"atomic_facts_f{f}.json") for f in range(1, 6)]
+    assert [len(f) for f in facts] == [25] * 5  # the seen 70% of 36 keys only (Q14)
+    train = json.loads((out / "train.json").read_text())
+    test = json.loads((out / "test.json").read_text())
+
+    def chain(item: dict) -> tuple[str, ...]:
+        """Inputs + target of an item whose every hop is a seen key, CoT bridges checked."""
+        *xs_bs, end = TOKEN.findall(item["target_text"])
+        xs, bs = xs_bs[:6], xs_bs[6:]
+        assert end == "</a>" and item["input_text"] == "".join(xs) and len(bs) == 5
+        b = xs[0]
+        for f, (x, value) in enumerate(zip(xs[1:], bs, strict=True)):
+            b = facts[f][(b, x)]  # KeyError: a hop key outside the seen subset
+            assert value == b
+        return tuple(xs)
+
+    train_chains = [chain(item) for item in train]
+    assert len(set(train_chains)) == 200
+    assert sum("type" in item for item in train) == 30 * parity  # Q11
+    kinds = [item["type"] for item in test]
+    assert kinds.count("type_0") == 30 and set(kinds) == {"type_0", "train_inferred"}
+    assert kinds.count("train_inferred") == (30 if parity else 200)  # Q32
+    type0 = [chain(item) for item in test if item["type"] == "type_0"]
+    assert len(set(type0)) == 30 and not set(type0) & set(train_chains)
+    assert {chain(i) for i in test if i["type"] == "train_inferred"} <= set(train_chains)
+    loaded = coverage.load(out, "train")
+    assert len(loaded) == 200 and {(ex.depth, ex.out_len) for ex in loaded} == {(5, 6)}
+
+
+@pytest.mark.parametrize(("n", "seed"), [(4, 0), (3, 9)])
+def test_fivehop_sampler_is_uniform_over_all_seen_chains(n: int, seed: int) -> None:
+    """The chains drawn are exactly the all-seen chains (brute force over X^6), each as likely
+    (chi-square). N=3 seed 9 has a bridge value without seen continuations: upstream raises
+    KeyError there (Q36); it counts zero completions here."""
+    s = coverage.STRUCTURES["fivehop"]
+    rng = random.Random(seed)
+    fns, seen = coverage._functions(s, n, False, rng, parity=False)
+    seen_sets = [set(keys) for keys in seen]
+    truth = set()
+    for xs in itertools.product(range(n), repeat=6):
+        key = (xs[0], xs[1])
+        ok, b = key in seen_sets[0], fns[0][key]
+        for f in range(1, 5):
+            key = (b, xs[f + 1])
+            ok, b = ok and key in seen_sets[f], fns[f][key]
+        if ok:
+            truth.add((*xs, b))
+    draw, total = coverage._uniform_chains(s, fns, seen, rng)
+    assert total == len(truth) > 0
+    counts = collections.Counter(draw() for _ in range(60 * total))
+    assert set(counts) == truth
+    assert stats.chisquare(list(counts.values())).pvalue > 0.001
+
+
+def test_fivehop_bad_arguments_refused_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"cannot give max_train=100000 plus 2000 type_0 .*Q37"):
+        coverage.generate("fivehop", tmp_path, n=4, max_train=100000)
+    with pytest.raises(ValueError, match=r"slice of --test_size 50 needs max_train >= 50"):
+        coverage.generate("fivehop", tmp_path, n=4, max_train=40, test_size=50, parity=True)
+    with pytest.raises(ValueError, match="fivehop: has no same-functions variant"):
+        coverage.generate("fivehop", tmp_path, n=4, max_train=40, same=True)
+    with pytest.raises(ValueError, match=r"fivehop: unknown mode 'inf'"):
+        coverage.generate("fivehop", tmp_path, n=4, max_train=40, mode="inf")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_generate_out_that_is_a_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], under: bool
+) -> None:
+    """--out FILE (or FILE/sub): one line naming FILE, exit 2, nothing written."""
+    path = tmp_path / "taken"
+    path.write_text("a file\n")
+    out = path / "sub" if under else path
+    code = cli.main(["coverage", "generate", "--num_tokens", "6", "--max_train", "40", "--out",
+                     str(out)])  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"compgen-jax coverage: error: coverage dataset directory "
+        f"{out / 'twohop.6.40.diff-f12.inf'}: {path} is a file, not a directory"]
+    assert path.read_text() == "a file\n" and list(tmp_path.iterdir()) == [path]
+
+
+def test_fivehop_circuits_refused_in_one_line(tmp_path: Path) -> None:
+    """Upstream has no fivehop circuit analyses; asking for them is a ValueError, not KeyError."""
+    from compgen_jax import circuits
+
+    out = coverage.generate("fivehop", tmp_path, n=4, max_train=30, test_size=5)
+    task = circuits.load_task(out)
+    assert task.bridges == ("b1", "b2", "b3", "b4")
+    with pytest.raises(ValueError, match="no circuit analyses for fivehop; tasks with them: tw"):
+        circuits.resolve_grouping(task, "b1")

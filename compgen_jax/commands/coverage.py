@@ -118,18 +118,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="coverage_command", required=True)
     gen = sub.add_parser("generate", help="write an upstream-layout dataset dir")
     gen.add_argument("--task", default="twohop",
-                     choices=("twohop", "threehop", "parallel2hop", "nontree"))
+                     choices=("twohop", "threehop", "parallel2hop", "nontree", "fivehop"))
     gen.add_argument("--num_tokens", type=int, required=True, help="|X|")
     gen.add_argument("--max_train", type=int, required=True, help="training-set size")
-    gen.add_argument("--mode", default="inf", help="inf | cot | fakebridge | include-atomic")
-    gen.add_argument("--same", action="store_true", help="same functions at every hop")
+    gen.add_argument("--mode", default=None,
+                     help="inf | cot | fakebridge | include-atomic (default: inf; fivehop: cot, "
+                     "its only mode)")
+    gen.add_argument("--same", action="store_true",
+                     help="same functions at every hop (not fivehop)")
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--test_size", type=int, default=None,
                      help="per-type test cap (upstream --test_size_for_type; default 2000, "
-                     "threehop/parallel2hop 3000)")
+                     "threehop/parallel2hop 3000; fivehop: the type_0 count and, in --parity, "
+                     "the train_inferred slice)")
     gen.add_argument("--parity", action="store_true",
                      help="write upstream's bytes for the same arguments (quirks Q10, Q11, "
-                     "Q27-Q35)")
+                     "Q27-Q37)")
     gen.add_argument("--out", required=True, help="data root; the dataset dir goes inside")
     gen.set_defaults(run=run_generate)
     flags = gin_flags()
