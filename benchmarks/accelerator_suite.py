@@ -64,7 +64,7 @@ SMOKE_SHAPES = Shapes(input_len=8, target_len=12, vocab_size=40)
 def cogs_shapes(data_dir: Path | None) -> Shapes | None:
     """COGS's padded lengths and joint vocabulary size measured from the data (None if absent)."""
     from tasks.benchmarks import cogs
-    from tasks.vocab import SPECIALS
+    from tasks.tokens import SPECIALS
 
     if data_dir is None or not (data_dir / cogs.FORMAT_DIRS["lf"]).is_dir():
         return None
