@@ -16,6 +16,7 @@ from tasks.arrays import TaskArrays
 from tasks.benchmarks import gscan
 from tasks.data_dir import data_dir
 from tasks.example import Example
+from tasks.metrics import category_groups
 from tasks.selection import PoolIndex
 
 
@@ -131,14 +132,29 @@ def _trimmed(array: np.ndarray) -> np.ndarray:
     return array[:, :max(int((array != 0).sum(axis=1).max(initial=0)), 1)]
 
 
+def subset_rows(n: int, k: int, categories: Sequence[str | None] | None = None) -> np.ndarray:
+    """Sorted rows of a fixed, seeded k-subset of n rows. With `categories` (one per row; two or
+    more distinct) the k rows are spread evenly over them: each category gives k // C rows and the
+    first k % C categories in sorted order one more (a smaller category gives all of its rows)."""
+    rng = np.random.default_rng(0)
+    if categories is None or len(set(categories)) < 2:
+        return np.sort(rng.choice(n, k, replace=False))
+    groups = category_groups(categories)
+    share, extra = divmod(k, len(groups))
+    picked = [rng.choice(groups[c], min(share + (i < extra), len(groups[c])), replace=False)
+              for i, c in enumerate(sorted(groups))]
+    return np.sort(np.concatenate(picked))
+
+
 def split_arrays(
     task: str, train_split: str, eval_splits: Sequence[str], max_eval_examples: int = 0,
-    source: TaskSource | None = None,
+    source: TaskSource | None = None, stratify_eval: bool = False,
 ) -> dict[str, dict[str, np.ndarray]]:
     """split -> inputs / targets (each split cut to its own longest example) and example_id.
 
-    Eval splits larger than `max_eval_examples` (> 0) keep a fixed, seeded subset. `source`
-    defaults to `task_source(task)`.
+    Eval splits larger than `max_eval_examples` (> 0) keep a fixed, seeded subset, spread evenly
+    over the split's categories with `stratify_eval` (`subset_rows`). `source` defaults to
+    `task_source(task)`.
     """
     source = task_source(task) if source is None else source
     out = {}
@@ -147,20 +163,24 @@ def split_arrays(
         n = arrays["inputs"].shape[0]
         rows = np.arange(n)
         if split != train_split and 0 < max_eval_examples < n:
-            rows = np.sort(np.random.default_rng(0).choice(n, max_eval_examples, replace=False))
+            examples = source.examples(split) if stratify_eval else None
+            rows = subset_rows(n, max_eval_examples, None if examples is None else
+                               [examples[int(i)].category for i in arrays["example_id"]])
         out[split] = {"example_id": arrays["example_id"][rows],
                       **{f: _trimmed(arrays[f][rows]) for f in ("inputs", "targets")}}
     return out
 
 
 def load_task_data(
-    task: str, train_split: str, eval_splits: Sequence[str], max_eval_examples: int = 0
+    task: str, train_split: str, eval_splits: Sequence[str], max_eval_examples: int = 0,
+    stratify_eval: bool = False,
 ) -> TaskData:
     """Tokenize the pool and eval splits (seqio task or TASK_ARRAYS file); eval subsets are
     seeded. Each split is padded to its own longest example (of the subset, for an eval subset).
     """
     source = task_source(task)
-    arrays = split_arrays(task, train_split, eval_splits, max_eval_examples, source)
+    arrays = split_arrays(task, train_split, eval_splits, max_eval_examples, source,
+                          stratify_eval)
     pools = {split: {f: jnp.asarray(a[f]) for f in ("inputs", "targets")}
              for split, a in arrays.items()}
     ids = {split: a["example_id"] for split, a in arrays.items()}

@@ -64,6 +64,7 @@ class TrainConfig:
     eval_period: int = 0
     eval_splits: tuple[str, ...] = ("test",)
     max_eval_examples: int = 0
+    stratify_eval: bool = False  # eval subsets spread evenly over a split's categories
     eval_batch_size: int = 512
     random_seed: int = 0
     shard_seeds: bool = False
@@ -467,9 +468,11 @@ def train(
     check_model_dir(Path(model_dir))
     check_resume(Path(model_dir), settings)  # before the data loads; again once it has
     data = shared(("data", cell.task, cell.train_split, train_config.eval_splits,
-                   train_config.max_eval_examples, str(data_dir()), task_arrays()),
+                   train_config.max_eval_examples, train_config.stratify_eval,
+                   str(data_dir()), task_arrays()),
                   lambda: load_task_data(cell.task, cell.train_split, train_config.eval_splits,
-                                         train_config.max_eval_examples))
+                                         train_config.max_eval_examples,
+                                         train_config.stratify_eval))
     trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size,
                             data.situation_shape)
     print(f"model: {trainer.num_params:,} "

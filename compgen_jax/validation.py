@@ -233,14 +233,16 @@ def validate_design(
 
 @functools.cache
 def task_shape(task: str, train_split: str, eval_splits: tuple[str, ...],
-               max_eval_examples: int = 0, arrays: str | None = None) -> TaskShape:
+               max_eval_examples: int = 0, arrays: str | None = None,
+               stratify_eval: bool = False) -> TaskShape:
     """The task's vocabulary size and its splits' shapes, exactly as the trainer will hold them
     (cached per process: a design's cells share a few tasks, so callers pass `arrays`, the
     TASK_ARRAYS file or "", explicitly)."""
     from compgen_jax.task_data import split_arrays, task_source
 
     source = task_source(task, arrays)
-    arrays_by_split = split_arrays(task, train_split, eval_splits, max_eval_examples, source)
+    arrays_by_split = split_arrays(task, train_split, eval_splits, max_eval_examples, source,
+                                   stratify_eval)
     return TaskShape(
         vocab_size=source.vocab_size,
         splits={split: SplitShape(int(a["inputs"].shape[0]),
@@ -255,5 +257,6 @@ def validate_configured_design(cells: Sequence[DesignCell]) -> list[dict[str, ob
 
     arrays = task_arrays()
     return validate_design(cells, lambda task, split: task_shape(
-        task, split, tuple(config.eval_splits), config.max_eval_examples, arrays),
+        task, split, tuple(config.eval_splits), config.max_eval_examples, arrays,
+        config.stratify_eval),
         model_config=model_config, train_config=config, budget=budget)
