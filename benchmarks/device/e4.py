@@ -91,7 +91,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="'NAME = VALUE'",
                         help="extra gin binding for every cell, after the gin file's "
                         "(e.g. 'TRAIN_STEPS = 2000' for a rerun); repeatable")
-    return parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return parser.parse_args(argv, argparse.Namespace(argv=argv))
 
 
 def device_line() -> str:
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace, log: Log, start: float) -> int:
     sweep.collect(Path(spec.root), allow_missing=True)
     finished = dataclasses.replace(spec, cells=done)
     records = programme.part_records([(part, finished)])
-    command = shlex.join(["python", "benchmarks/device/e4.py", *sys.argv[1:]])
+    command = shlex.join(["python", "benchmarks/device/e4.py", *args.argv])
     report = write_programme_report(records, prog.decomposition, Path(prog.root) / "report",
                                     command, ReportOptions(), prog.bindings)
     shutil.copy2(Path(spec.root) / sweep.COLLECTED_FILE, out / "results.csv")

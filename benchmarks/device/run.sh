@@ -89,8 +89,9 @@ case $mode in
     # e4.py writes log.txt itself and stops training at E4_BUDGET_S (default 450 s), reporting
     # the finished cells; E4_LIMIT_S cuts the whole command; E4_TRAIN_STEPS overrides
     # programme/gpu_run.gin's steps per cell (a rerun after a partial run).
-    extra=()
-    [ -n "${E4_TRAIN_STEPS:-}" ] && extra+=(--set "TRAIN_STEPS = $E4_TRAIN_STEPS")
+    extra=()  # another step count is another design: its own sweep root
+    [ -n "${E4_TRAIN_STEPS:-}" ] && extra+=(--set "TRAIN_STEPS = $E4_TRAIN_STEPS" \
+      --work "runs/gpu_e4_steps$E4_TRAIN_STEPS")
     timeout --signal=TERM "${E4_LIMIT_S:-560}" "$py" benchmarks/device/e4.py --out "$out" \
       --arrays .device/arrays/cogs.npz --budget_s "${E4_BUDGET_S:-450}" "${smoke[@]}" \
       "${extra[@]}" || status=$?
