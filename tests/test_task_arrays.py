@@ -97,3 +97,22 @@ def test_damaged_tokens_are_refused(exported: Path, tmp_path: Path):
     np.savez_compressed(damaged, **arrays)
     with pytest.raises(ArraysError, match=r"split 'train': token ids disagree"):
         TaskArrays.load(damaged)
+
+
+@pytest.mark.slow
+def test_cogs_export_holds_the_seqio_tasks_examples_and_pools(shared_data: Path, tmp_path: Path):
+    """The real COGS data (what the accelerator runs train on): records with their meta, pools."""
+    from tasks.arrays import export
+
+    registry.register_cogs_tasks(shared_data)
+    out = tmp_path / "cogs.npz"
+    assert export("cogs", out, ("train", "gen"), shared_data) == {"train": 24155, "gen": 21000}
+    arrays = TaskArrays.load(out)
+    assert arrays.words == registry.get_vocabulary("cogs").tokens
+    for split in ("train", "gen"):
+        want = registry.get_examples("cogs", split)
+        assert arrays.examples(split) == want
+        assert [g.meta for g in arrays.examples(split)] == [w.meta for w in want]
+        pool = registry.tokenized_pool("cogs", split)
+        for key, value in arrays.pool(split).items():
+            np.testing.assert_array_equal(value, pool[key])
