@@ -64,7 +64,7 @@ SMOKE_SHAPES = Shapes(input_len=8, target_len=12, vocab_size=40)
 def cogs_shapes(data_dir: Path | None) -> Shapes | None:
     """COGS's padded lengths and joint vocabulary size measured from the data (None if absent)."""
     from tasks.benchmarks import cogs
-    from tasks.vocab import SPECIALS
+    from tasks.tokens import SPECIALS
 
     if data_dir is None or not (data_dir / cogs.FORMAT_DIRS["lf"]).is_dir():
         return None
@@ -244,6 +244,16 @@ class TorchBench:
             self.torch.cuda.empty_cache()
 
 
+def torch_absent() -> str:
+    """'' when PyTorch imports, else why not: the JAX measurements run, the peer columns say
+    `absent` (an accelerator image or venv without torch)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as err:
+        return f"{type(err).__name__}: {err}"
+    return ""
+
+
 def torch_params(cfg: Any) -> int:
     """Parameters of the torch peer (built on the meta device: nothing allocated)."""
     import torch
@@ -251,6 +261,35 @@ def torch_params(cfg: Any) -> int:
 
     with torch.device("meta"):
         return torch_peer.num_params(torch_peer.Seq2Seq(cfg))
+
+
+def torch_peers(args: argparse.Namespace, clock: Clock, shapes: Shapes, batch: int,
+                configs: dict[str, Any], optimizer_config: Any, results: dict[str, Any],
+                save: Callable[[dict[str, Any]], None]) -> None:
+    """The torch rows (plain loop, torch.func ensembles), measured first: torch's cached memory
+    is handed back before JAX allocates."""
+    torch_bench = TorchBench(shapes, batch, args.torch_warmup, args.torch_timed)
+    results["torch_device"] = str(torch_bench.device)
+    training = results["training"]
+
+    def torch_row(name: str, mode: str, s: int, measure: Callable[[], float],
+                  blocked: str = "") -> str:
+        row = attempt(clock, f"torch {name} {mode} S={s}", lambda: {
+            "seconds_per_step": (t := measure()), "seed_steps_per_s": s / t},
+            share=args.torch_share, blocked=blocked)
+        training.append({"model": name, "framework": "torch", "mode": mode, "seeds": s, **row})
+        torch_bench.release()
+        save(results)
+        return row["status"]
+
+    for name, cfg in configs.items():
+        torch_row(name, "plain loop", 1,
+                  lambda cfg=cfg: torch_bench.plain_seconds(cfg, optimizer_config))
+        blocked = ""
+        for s in args.seeds:
+            status = torch_row(name, "torch.func ensemble", s, lambda cfg=cfg, s=s:
+                               torch_bench.ensemble_seconds(cfg, optimizer_config, s), blocked)
+            blocked = blocked or "a smaller S ran out of memory" * (status == "oom")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -294,35 +333,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "flop_counting": "analytic matmul FLOPs (benchmarks/measure.py), training = 3 x forward",
         "models": {}, "training": [], "cells": [], "designs": [], "decode": [],
     }
+    absent = torch_absent()
+    if absent:
+        clock.log(f"torch: absent ({absent}); the torch peer columns say absent")
     from compgen_jax.models import param_counts
     for name, cfg in {**configs, "cogs_design": design_model}.items():
         results["models"][name] = {
             "gin": MODELS.get(name, DESIGNS["cogs_e5"]), "params_jax": param_counts(cfg)[0],
-            "params_torch": torch_params(cfg), "config": dataclasses.asdict(cfg)}
-
-    # torch first: its cached memory is handed back before JAX allocates.
-    torch_bench = TorchBench(shapes, batch, args.torch_warmup, args.torch_timed)
-    results["torch_device"] = str(torch_bench.device)
+            "params_torch": None if absent else torch_params(cfg),
+            "config": dataclasses.asdict(cfg)}
+    results["torch_device"] = "absent" if absent else None
     training = results["training"]
-
-    def torch_row(name: str, mode: str, s: int, measure: Callable[[], float],
-                  blocked: str = "") -> str:
-        row = attempt(clock, f"torch {name} {mode} S={s}", lambda: {
-            "seconds_per_step": (t := measure()), "seed_steps_per_s": s / t},
-            share=args.torch_share, blocked=blocked)
-        training.append({"model": name, "framework": "torch", "mode": mode, "seeds": s, **row})
-        torch_bench.release()
-        save(results)
-        return row["status"]
-
-    for name, cfg in configs.items():
-        torch_row(name, "plain loop", 1,
-                  lambda cfg=cfg: torch_bench.plain_seconds(cfg, optimizer_config))
-        blocked = ""
-        for s in args.seeds:
-            status = torch_row(name, "torch.func ensemble", s, lambda cfg=cfg, s=s:
-                               torch_bench.ensemble_seconds(cfg, optimizer_config, s), blocked)
-            blocked = blocked or "a smaller S ran out of memory" * (status == "oom")
+    if absent:
+        training += [{"model": name, "framework": "torch", "mode": mode, "seeds": s,
+                      "status": "absent"} for name in configs
+                     for mode, s in [("plain loop", 1),
+                                     *(("torch.func ensemble", s) for s in args.seeds)]]
+    else:
+        torch_peers(args, clock, shapes, batch, configs, optimizer_config, results, save)
 
     import jax
     from measure import matmul_peak_flops, train_matmul_flops
@@ -463,14 +491,16 @@ def markdown(results: dict[str, Any]) -> str:
             theirs = other.get("seed_steps_per_s")
             return f"{rate / theirs:.2f}x" if rate and theirs else other.get("status", "-")
 
+        params_torch = models[model]["params_torch"]
         lines.append(
             f"| {model} | {models[model]['params_jax'] / 1e6:.2f}M / "
-            f"{models[model]['params_torch'] / 1e6:.2f}M | {s} | "
+            f"{'absent' if params_torch is None else f'{params_torch / 1e6:.2f}M'} | {s} | "
             f"{_fmt(row.get('seconds_per_step'), '.4f') if rate else row['status']} | "
             f"{_fmt(rate, '.1f')} | {ratio(one)} | "
             f"{_fmt(row.get('mfu'), '.1%')} | "
             f"{_fmt(ens.get('seed_steps_per_s'), '.1f') if ens.get('seed_steps_per_s') else ens.get('status', '-')} | "  # noqa: E501
-            f"{ratio(ens)} | {_fmt(plain.get('seed_steps_per_s'), '.1f')} | {ratio(plain)} |")
+            f"{ratio(ens)} | {_fmt(plain.get('seed_steps_per_s'), '.1f') if plain.get('seed_steps_per_s') else plain.get('status', '-')} | "  # noqa: E501
+            f"{ratio(plain)} |")
     lines += ["", "COGS designs, training wall time extrapolated from the measured vmapped step "
               f"of the designs' model ({models['cogs_design']['params_jax'] / 1e6:.2f}M):", "",
               "| design | cells | seeds per cell | s/step | largest cell | median cell | "
@@ -488,7 +518,10 @@ def markdown(results: dict[str, Any]) -> str:
                      f"| {d['model']} | {d['seeds']} | {d['batch']} | {d['max_decode_len']} | "
                      f"{d['status']} | - |")
     lines += ["", "Goals (issue 18): " + "; ".join(goals(rows))]
-    not_ok = [r for r in results["training"] + results["decode"] if r["status"] != "ok"]
+    if results["torch_device"] == "absent":
+        lines += ["", "torch: absent (not installed here); its columns say absent."]
+    not_ok = [r for r in results["training"] + results["decode"]
+              if r["status"] not in ("ok", "absent")]
     if not_ok:
         lines += ["", "Not measured: " + "; ".join(
             f"{r.get('model')} {r.get('framework', 'decode')} {r.get('mode', '')} "

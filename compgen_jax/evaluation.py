@@ -33,10 +33,12 @@ from tasks.atomic import write_text
 from tasks.benchmarks.cogs import CATEGORY_DIFFICULTY
 from tasks.example import Example
 from tasks.metrics import Match, category_groups, difficulty_groups, group_means, token_match
-from tasks.vocab import EOS
+from tasks.tokens import EOS
 
 if TYPE_CHECKING:
     from jax.sharding import Mesh
+
+    from compgen_jax.task_data import TaskSource
 
 
 def decode(
@@ -132,12 +134,11 @@ class SplitEvaluator:
         write_text(path, pd.DataFrame(columns).to_csv(index=False))
 
 
-def split_evaluators(task: str, eval_ids: dict[str, np.ndarray]) -> dict[str, SplitEvaluator]:
-    """An evaluator per eval split of a registered task, over the pool rows' example ids."""
-    from tasks import registry
-
-    return {split: SplitEvaluator.build(split, [registry.get_examples(task, split)[int(i)]
-                                                for i in ids])
+def split_evaluators(source: TaskSource, eval_ids: dict[str, np.ndarray]
+                     ) -> dict[str, SplitEvaluator]:
+    """An evaluator per eval split of a task (seqio task or TASK_ARRAYS file), over the pool
+    rows' example ids."""
+    return {split: SplitEvaluator.build(split, [source.examples(split)[int(i)] for i in ids])
             for split, ids in eval_ids.items()}
 
 

@@ -104,14 +104,11 @@ def _index_builder() -> Callable[[str, str], Any]:
     """A cached (task, split) -> PoolIndex against the configured eval splits."""
     from compgen_jax.task_data import pool_index
     from compgen_jax.train import TrainConfig
-    from tasks import registry
-    from tasks.data_dir import data_dir
 
     eval_splits = TrainConfig().eval_splits
 
     @functools.cache
     def index_for(task: str, split: str) -> Any:
-        registry.ensure_registered(task, data_dir())
         return pool_index(task, split, eval_splits)
 
     return index_for

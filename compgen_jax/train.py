@@ -43,7 +43,7 @@ from compgen_jax.optim import OptimizerConfig, make_optimizer
 from compgen_jax.orders import EpochOrders, ManifestOrders
 from compgen_jax.sharding import host_array, padded_seed_count, replicate, seed_mesh, shard_seeds
 from compgen_jax.stopping import SeedStops, StopRule
-from compgen_jax.task_data import TaskData, load_task_data
+from compgen_jax.task_data import TaskData, load_task_data, task_arrays
 from compgen_jax.validation import check_lengths
 from tasks import manifest as manifest_lib
 from tasks.atomic import write_text
@@ -64,6 +64,7 @@ class TrainConfig:
     eval_period: int = 0
     eval_splits: tuple[str, ...] = ("test",)
     max_eval_examples: int = 0
+    stratify_eval: bool = False  # eval subsets spread evenly over a split's categories
     eval_batch_size: int = 512
     random_seed: int = 0
     shard_seeds: bool = False
@@ -281,11 +282,7 @@ def _run_locked(
             progress.update(start)
     for s, m in zip(seeds, plan.manifests, strict=False):  # once a checkpoint has restored
         manifest_lib.save(m, model_dir / "manifests" / f"seed_{s}.json")
-    from clu import metric_writers  # imports TensorFlow: only once a cell really trains
-
-    writer = metric_writers.create_default_writer(
-        str(model_dir / "tensorboard"),
-        just_logging=not config.tensorboard or jax.process_index() > 0)
+    writer = metric_writer(model_dir, config.tensorboard and jax.process_index() == 0)
     if jax.process_index() == 0:  # the run's config before its first step, as t5x records it
         config_text = write_operative_config(model_dir).read_text()
         writer.write_texts(start, {"config": f"```\n{config_text}\n```"})
@@ -350,6 +347,33 @@ def _run_locked(
     return rows, table
 
 
+class NoMetrics:
+    """The metric writer of a run without TensorBoard files: results.csv holds every number, and
+    neither clu nor TensorFlow need be installed (the accelerator image has neither)."""
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        """Nothing to write: the scalars reach results.csv through the rows."""
+
+    def write_texts(self, step: int, texts: Mapping[str, str]) -> None:
+        """Nothing to write: the operative config is MODEL_DIR/config.gin."""
+
+    def close(self) -> None:
+        """Nothing is open."""
+
+
+def metric_writer(model_dir: Path, tensorboard: bool) -> Any:
+    """clu's TensorBoard writer under MODEL_DIR/tensorboard, or `NoMetrics` when off (TrainConfig
+    .tensorboard = False, or not the first process); clu imports TensorFlow, only when on."""
+    if not tensorboard:
+        return NoMetrics()
+    try:
+        from clu import metric_writers
+    except ImportError as err:
+        raise ValueError(f"TrainConfig.tensorboard=True needs clu and TensorFlow ({err}); bind "
+                         "TrainConfig.tensorboard = False where they are not installed") from None
+    return metric_writers.create_default_writer(str(model_dir / "tensorboard"))
+
+
 def _evaluate(evaluators: Sequence[Evaluator], trainer: MultiSeedTrainer, params: Any,
               seeds: Sequence[int], step: int, model_dir: Path) -> Scores:
     """Every evaluator's scores of one eval step, merged (names are unique across evaluators)."""
@@ -376,8 +400,8 @@ def seq2seq_plan(cell: CellConfig, data: TaskData, trainer: MultiSeedTrainer,
     columns = [{"cell": cell.name, "benchmark": data.benchmark, "task": cell.task,
                 "strategy": cell.manifest.strategy, "n_unique": m.n_unique,
                 "exposure": exposure, "manifest_hash": m.hash} for m in manifests]
-    evaluator = DecodeEvaluator(data.evals, split_evaluators(data.task, data.eval_ids),
-                                data.vocabulary.tokens, config.eval_batch_size,
+    evaluator = DecodeEvaluator(data.evals, split_evaluators(data.source, data.eval_ids),
+                                data.words, config.eval_batch_size,
                                 config.save_predictions)
     return CellPlan(
         name=cell.name, task=data.task, pool=data.train, lengths=data.lengths,
@@ -444,9 +468,11 @@ def train(
     check_model_dir(Path(model_dir))
     check_resume(Path(model_dir), settings)  # before the data loads; again once it has
     data = shared(("data", cell.task, cell.train_split, train_config.eval_splits,
-                   train_config.max_eval_examples, str(data_dir())),
+                   train_config.max_eval_examples, train_config.stratify_eval,
+                   str(data_dir()), task_arrays()),
                   lambda: load_task_data(cell.task, cell.train_split, train_config.eval_splits,
-                                         train_config.max_eval_examples))
+                                         train_config.max_eval_examples,
+                                         train_config.stratify_eval))
     trainer = build_trainer(model_config, optimizer_config, train_config, data.vocab_size,
                             data.situation_shape)
     print(f"model: {trainer.num_params:,} "

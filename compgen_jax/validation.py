@@ -233,23 +233,30 @@ def validate_design(
 
 @functools.cache
 def task_shape(task: str, train_split: str, eval_splits: tuple[str, ...],
-               max_eval_examples: int = 0) -> TaskShape:
+               max_eval_examples: int = 0, arrays: str | None = None,
+               stratify_eval: bool = False) -> TaskShape:
     """The task's vocabulary size and its splits' shapes, exactly as the trainer will hold them
-    (cached per process: a design's cells share a few tasks)."""
-    from compgen_jax.task_data import split_arrays
-    from tasks import registry
+    (cached per process: a design's cells share a few tasks, so callers pass `arrays`, the
+    TASK_ARRAYS file or "", explicitly)."""
+    from compgen_jax.task_data import split_arrays, task_source
 
-    arrays = split_arrays(task, train_split, eval_splits, max_eval_examples)
+    source = task_source(task, arrays)
+    arrays_by_split = split_arrays(task, train_split, eval_splits, max_eval_examples, source,
+                                   stratify_eval)
     return TaskShape(
-        vocab_size=registry.get_vocabulary(task).vocab_size,
+        vocab_size=source.vocab_size,
         splits={split: SplitShape(int(a["inputs"].shape[0]),
                                   {f: int(a[f].shape[1]) for f in ("inputs", "targets")})
-                for split, a in arrays.items()})
+                for split, a in arrays_by_split.items()})
 
 
 def validate_configured_design(cells: Sequence[DesignCell]) -> list[dict[str, object]]:
     """validate_design with the gin-configured settings, on the real data's shapes."""
     model_config, config, budget = design_settings()
+    from compgen_jax.task_data import task_arrays
+
+    arrays = task_arrays()
     return validate_design(cells, lambda task, split: task_shape(
-        task, split, tuple(config.eval_splits), config.max_eval_examples),
+        task, split, tuple(config.eval_splits), config.max_eval_examples, arrays,
+        config.stratify_eval),
         model_config=model_config, train_config=config, budget=budget)

@@ -340,6 +340,15 @@ def _seqio_task_examples(task: seqio.Task, split: str) -> list[Example]:
     return out
 
 
+def task_splits(task_name: str) -> tuple[str, ...]:
+    """The splits of a registered task (a Mixture: those of any member, in member order)."""
+    if task_name in _SPECS:
+        return _SPECS[task_name].splits
+    provider = _provider(task_name)
+    tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+    return tuple(dict.fromkeys(split for t in tasks for split in t.splits))
+
+
 def get_vocabulary(task_name: str) -> seqio.Vocabulary:
     """The (joint) word vocabulary of a task; a Mixture's members must share one."""
     if task_name in _SPECS:

@@ -12,9 +12,9 @@ import seqio
 # isort: on
 
 from tasks.atomic import write_text
+from tasks.tokens import EOS, PAD, SPECIALS, UNK
 
-PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
-SPECIALS = (PAD, EOS, UNK)
+__all__ = ["EOS", "PAD", "SPECIALS", "UNK", "WordVocabulary"]
 
 
 class WordVocabulary(seqio.Vocabulary):

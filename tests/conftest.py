@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,25 @@ def assert_results_equivalent(a, b) -> None:
     one_example = 1.0 / a["n_examples"] + 1e-9
     assert ((a["exact_match"] - b["exact_match"]).abs() <= one_example).all(), (
         a["exact_match"] - b["exact_match"]).abs().max()
+
+
+_ABSENT = """
+import runpy, sys
+sys.modules.update(dict.fromkeys(ABSENT))  # None: `import x` fails, importlib finds no spec
+target, sys.argv = sys.argv[1], sys.argv[1:]
+if target.endswith(".py"):
+    runpy.run_path(target, run_name="__main__")
+else:
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+"""
+
+
+def run_without(absent: Sequence[str], target: str, *args: str, env: dict[str, str] | None = None,
+                timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m TARGET ARGS` (or `python TARGET.py ARGS`) in a fresh interpreter in which the
+    packages `absent` cannot be imported, as on a machine where they are not installed (the
+    accelerator image has no TensorFlow, seqio, gin-config wheels aside, or clu)."""
+    code = f"ABSENT = {set(absent)!r}\n{_ABSENT}"
+    return subprocess.run([sys.executable, "-c", code, target, *args], capture_output=True,
+                          text=True, cwd=REPO_ROOT, timeout=timeout, check=False,
+                          env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO_ROOT)})

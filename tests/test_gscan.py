@@ -263,7 +263,7 @@ def test_the_grid_beats_the_command_only_on_held_out_examples(shared_data: Path)
                                 mlp_dim=128)
     optimizer = dataclasses.replace(OPT, warmup_steps=50)
     config = TrainConfig(num_seeds=2, total_steps=1000, batch_size=32, steps_per_call=50)
-    evaluator = split_evaluators(data.task, data.eval_ids)["test"]
+    evaluator = split_evaluators(data.source, data.eval_ids)["test"]
     n, length = data.train["inputs"].shape[0], config.total_steps * config.batch_size
     orders = jnp.asarray(np.stack([
         np.random.default_rng(s).permutation(np.tile(np.arange(n), length // n + 1))[:length]
@@ -278,6 +278,6 @@ def test_the_grid_beats_the_command_only_on_held_out_examples(shared_data: Path)
         for _ in range(config.total_steps // config.steps_per_call):
             state, _ = trainer.train(state, orders, train_pool)
         tokens = decode(trainer, state["params"], test_pool, 512)
-        exact[name] = evaluator.evaluate(tokens, data.vocabulary.tokens).scores["test"]
+        exact[name] = evaluator.evaluate(tokens, data.words).scores["test"]
     print({k: v.round(4).tolist() for k, v in exact.items()})
     assert exact["grid"].min() > exact["command"].max()

@@ -83,6 +83,15 @@ def run_measures(args: argparse.Namespace) -> None:
     print(f"measures: {out / 'measures.csv'}\nconstructs: {out / 'constructs.json'}")
 
 
+def run_export(args: argparse.Namespace) -> None:
+    """A task's tokenized splits to one .npz: the TASK_ARRAYS file of a run without TensorFlow."""
+    from tasks import arrays
+
+    sizes = arrays.export(args.task, args.out, args.split, args.data_dir)
+    print(f"{args.out}: task {args.task}, " + ", ".join(f"{s} {n}" for s, n in sizes.items())
+          + f" examples ({Path(args.out).stat().st_size / 2**20:.1f} MiB)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from tasks.fetch import SOURCES
 
@@ -112,3 +121,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     measures.add_argument("--split", default="train", help="which split (default: the pool)")
     measures.add_argument("--out", required=True, help="output dir (measures.csv, constructs.json)")
     measures.set_defaults(run=run_measures)
+    export = sub.add_parser("export", parents=[common],
+                            help="a task's tokenized splits, examples, vocabulary (and gSCAN "
+                                 "grids) to one compressed .npz, read by runs that bind "
+                                 "TASK_ARRAYS = 'FILE' (no seqio / TensorFlow needed there)")
+    export.add_argument("task", help="registered task name, e.g. cogs")
+    export.add_argument("--out", required=True, help="output file (.npz)")
+    export.add_argument("--split", nargs="*", default=[],
+                        help="splits to write (default: all the task's splits)")
+    export.set_defaults(run=run_export)

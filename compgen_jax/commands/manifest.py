@@ -14,8 +14,6 @@ def run_build(args: argparse.Namespace) -> None:
     from compgen_jax import designs, validation
     from compgen_jax.task_data import pool_index
     from compgen_jax.train import TrainConfig
-    from tasks import registry
-    from tasks.data_dir import data_dir
 
     model_dir = configure(args, [])
     cells = designs.configured_design()
@@ -24,7 +22,6 @@ def run_build(args: argparse.Namespace) -> None:
 
     @functools.cache
     def index_for(task: str, split: str) -> designs.PoolIndex:
-        registry.ensure_registered(task, data_dir())
         return pool_index(task, split, train_config.eval_splits)
 
     built = designs.build_manifests(cells, index_for, model_dir, train_config.random_seed)
