@@ -57,9 +57,11 @@ def _error_line(proc: subprocess.CompletedProcess) -> str:
 
 
 def _console(stderr: str) -> list[str]:
-    """stderr as a user reads it, the progress bar left out."""
+    """stderr as a user reads it, the progress bar and XLA's notice of a slow compile (a busy
+    machine: `*****` / `[Compiling module ...] Very slow compile? ...` / `*****`) left out."""
     return [line for line in re.split(r"[\r\n]", stderr)
-            if line.strip() and not line.startswith(f"{CELL}:")]
+            if line.strip("* ") and not line.startswith(f"{CELL}:")
+            and "Very slow compile?" not in line]
 
 
 def _steps(model_dir: Path) -> list[int]:
