@@ -3,7 +3,8 @@
 Every checkpoint records the settings that define the run's results (`run_settings`) and their
 hash; a rerun resumes only when its settings are the same (`check_resume`). A checkpoint that
 cannot be read is moved aside as corrupt_checkpoint_<step> with a warning, and the run resumes
-from the newest intact one.
+from the newest intact one. A save that finds the disk full is one line (MODEL_DIR, its free
+space, the checkpoint to resume from), its partial directory removed.
 """
 
 from __future__ import annotations
