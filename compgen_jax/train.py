@@ -251,7 +251,8 @@ def run_cell(
     resumes from the newest intact checkpoint_<step>; MODEL_DIR is locked against a second
     writer, and a MODEL_DIR this call created is removed again if training fails before its
     first checkpoint. With `shard_seeds`, seeds are spread over the devices; padding lanes
-    (inactive, never reported) fill the last device.
+    (inactive, never reported) fill the last device. Ctrl-C raises a KeyboardInterrupt whose text
+    names the step reached and the checkpoint to resume from, once any save in flight is whole.
     """
     config.validate()
     checkpoint_config.validate(config.steps_per_call)
