@@ -46,6 +46,10 @@ EXTRA: dict[str, str] = {
     "metric": "str",
 }
 RESULT_COLUMNS: tuple[str, ...] = (*REQUIRED, *EXTRA)
+# `train_loss` of a row: the seed's mean training loss over its last TRAIN_LOSS_WINDOW trained
+# steps up to the row's eval step (all of them when it has trained fewer; a seed that stopped or
+# diverged keeps the window it stopped with), the same whatever TrainConfig.steps_per_call.
+TRAIN_LOSS_WINDOW = 100
 # One row per (cell, seed, eval step, split).
 KEY = ("cell", "seed", "step", "split")
 # Columns whose values are fractions in [0, 1].

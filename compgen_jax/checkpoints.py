@@ -3,17 +3,24 @@
 Every checkpoint records the settings that define the run's results (`run_settings`) and their
 hash; a rerun resumes only when its settings are the same (`check_resume`). A checkpoint that
 cannot be read is moved aside as corrupt_checkpoint_<step> with a warning, and the run resumes
-from the newest intact one.
+from the newest intact one. A save that finds the disk full is one line (MODEL_DIR, its free
+space, the checkpoint to resume from), its partial directory removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import hashlib
 import itertools
 import json
+import logging
+import os
+import shutil
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +135,40 @@ def read_every_array(state_dir: Path) -> None:
                 ts.open(spec).result().read().result()
 
 
+_DISK_FULL = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT))
+
+
+def disk_full(err: BaseException | None) -> bool:
+    """Whether `err`, or an error it was raised from, is a full disk or quota (ENOSPC, EDQUOT:
+    an OSError, or tensorstore's ValueError that quotes the OS error's text)."""
+    while err is not None:
+        if (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+                or any(text in str(err) for text in _DISK_FULL)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+class _DiskFullRecords(logging.Filter):
+    """Holds back orbax's log records of a write that found the disk full (a traceback from
+    each of its save threads): CellCheckpointer reports it as one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        return not (disk_full(err) or any(text in record.getMessage() for text in _DISK_FULL))
+
+
+_ORBAX_LOG_FILTER = _DiskFullRecords()
+
+
+def _size(num_bytes: int) -> str:
+    """A byte count for people: 0 B, 512 B, 3.2 MiB, 41.0 GiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:.1f} {unit}"
+    return f"{num_bytes} B"
+
+
 class CellCheckpointer:
     """Save and restore (stacked state, JSON metadata) pairs of one cell's run."""
 
@@ -140,11 +181,50 @@ class CellCheckpointer:
                 max_to_keep=config.keep, step_prefix="checkpoint",
                 enable_async_checkpointing=config.async_save),
         )
+        logging.getLogger("absl").addFilter(_ORBAX_LOG_FILTER)  # orbax logs through absl
 
     def save(self, step: int, state: State, meta: dict[str, Any]) -> None:
-        """Asynchronous save; the host copy of the state is taken before returning."""
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_saveable(state)), meta=ocp.args.JsonSave(meta)))
+        """Asynchronous save; the host copy of the state is taken before returning (an earlier
+        save that failed on a full disk is raised here, see `_disk_full_is_one_line`)."""
+        with self._disk_full_is_one_line():
+            self.manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_saveable(state)), meta=ocp.args.JsonSave(meta)))
+
+    def newest(self) -> int | None:
+        """The newest finished checkpoint_<step> on disk (orbax renames a checkpoint to that name
+        only once it is whole), whatever the manager's state after a failure; None if none."""
+        steps = [p.name.removeprefix("checkpoint_") for p in self.model_dir.glob("checkpoint_*")]
+        return max((int(step) for step in steps if step.isdigit()), default=None)
+
+    @contextlib.contextmanager
+    def _disk_full_is_one_line(self) -> Iterator[None]:
+        """A checkpoint write that found the disk full becomes one ValueError naming MODEL_DIR,
+        its free space and the checkpoint to resume from; the partial checkpoint is removed, the
+        finished ones are left as they are (orbax removes old ones only after a save finishes).
+        """
+        try:
+            yield
+        except Exception as err:  # orbax raises tensorstore's ValueError, or an OSError
+            if not disk_full(err):
+                raise
+            # orbax's other writes of the failed save run on: wait for them, so that none
+            # recreates a directory once it is removed (each raises its own failure again)
+            threads = [t for t in threading.enumerate() if type(t).__module__.startswith("orbax.")]
+            for wait in (self.manager.close, *(t.join for t in threads)):
+                with contextlib.suppress(Exception):
+                    wait()
+            partial = sorted(p for p in self.model_dir.iterdir()
+                             if ocp.path.step.TMP_DIR_SUFFIX in p.name)
+            for path in partial:
+                shutil.rmtree(path, ignore_errors=True)
+            newest = self.newest()
+            names = ", ".join(p.name.split(ocp.path.step.TMP_DIR_SUFFIX)[0] for p in partial)
+            raise ValueError(
+                f"disk full: {names or 'a checkpoint'} could not be written to {self.model_dir} "
+                f"({_size(shutil.disk_usage(self.model_dir).free)} free); "
+                + (f"checkpoint_{newest} is intact: free space and rerun to resume from it"
+                   if newest is not None else "no checkpoint was saved: free space and rerun")
+            ) from None
 
     def _restore(self, like: State, step: int) -> tuple[int, State, dict[str, Any]]:
         path = self.model_dir / f"checkpoint_{step}"
@@ -207,8 +287,9 @@ class CellCheckpointer:
         self.manager.reload()
 
     def close(self) -> None:
-        """Wait for pending saves and release the manager."""
-        self.manager.wait_until_finished()
+        """Wait for pending saves (a full disk: one ValueError) and release the manager."""
+        with self._disk_full_is_one_line():
+            self.manager.wait_until_finished()
         self.manager.close()
 
 

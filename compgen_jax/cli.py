@@ -52,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                             if not line.strip().startswith("In call to configurable"))
         print(f"compgen-jax {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: one line (a trainer says where it stopped)
+        print(f"compgen-jax {args.command}: {err or 'interrupted'}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 RUNNING = ""  # stop_reason of a seed still training
 BUDGET = "max_steps"  # stop_reason of a seed that trained to the end of the budget
+DIVERGED = "diverged"  # stop_reason of a seed frozen by a non-finite loss or gradient
 
 
 class StopRule(Protocol):
@@ -102,12 +103,14 @@ class SeedStops:
     def update(self, rules: Sequence[StopRule], scores: Mapping[str, np.ndarray],
                epoch: np.ndarray, seed_steps: np.ndarray, active: np.ndarray,
                diverged: np.ndarray) -> np.ndarray:
-        """Apply the rules, in order, to the active seeds; return the new active mask."""
+        """Apply the rules, in order, to the active seeds that have not diverged (a diverged seed's
+        reason is `diverged`); return the new active mask."""
         now = active.copy()
         for k, rule in enumerate(rules):
-            fired = rule.fires(scores, epoch, self.patience_from[k], now)
+            fired = rule.fires(scores, epoch, self.patience_from[k], now & ~diverged)
             self.reason[fired] = rule.reason
             now &= ~fired
+        self.reason[active & diverged & (self.reason == RUNNING)] = DIVERGED
         ended = active & (~now | diverged)
         self.stop_step[ended] = seed_steps[ended]
         return now

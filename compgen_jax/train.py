@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analysis.schema import STOP_COLUMNS, write_results
+from analysis.schema import STOP_COLUMNS, TRAIN_LOSS_WINDOW, write_results
 from compgen_jax.checkpoints import (
     NO_CHECKPOINTS,
     CellCheckpointer,
@@ -215,6 +215,26 @@ class CellPlan:
         return [str(c["manifest_hash"]) for c in self.columns]
 
 
+@dataclasses.dataclass
+class LossWindow:
+    """Each seed's losses of its last TRAIN_LOSS_WINDOW trained steps: their mean is the
+    `train_loss` of its rows, the same whatever steps_per_call (saved with every checkpoint)."""
+
+    losses: list[list[float]]
+
+    def add(self, losses: np.ndarray, trained: np.ndarray) -> None:
+        """Add one call's losses [S, steps]: a seed trained its first `trained[s]` steps (a
+        frozen seed's later steps only rescore its frozen state)."""
+        for window, seed_losses, count in zip(self.losses, losses, trained, strict=True):
+            window.extend(seed_losses[:count].tolist())
+            del window[:-TRAIN_LOSS_WINDOW]
+
+    def means(self) -> np.ndarray:
+        """Per seed, the mean of its window, in float64 on the host: a device reduction's order
+        depends on the per-device shape, so it would differ between sharding layouts."""
+        return np.array([np.mean(window) if window else np.nan for window in self.losses])
+
+
 def run_cell(
     plan: CellPlan,
     model_dir: Path,
@@ -232,7 +252,8 @@ def run_cell(
     resumes from the newest intact checkpoint_<step>; MODEL_DIR is locked against a second
     writer, and a MODEL_DIR this call created is removed again if training fails before its
     first checkpoint. With `shard_seeds`, seeds are spread over the devices; padding lanes
-    (inactive, never reported) fill the last device.
+    (inactive, never reported) fill the last device. Ctrl-C raises a KeyboardInterrupt whose text
+    names the step reached and the checkpoint to resume from, once any save in flight is whole.
     """
     config.validate()
     checkpoint_config.validate(config.steps_per_call)
@@ -274,10 +295,15 @@ def _run_locked(
     checkpointer = CellCheckpointer(model_dir, checkpoint_config)
     start, rows = 0, []
     stops = SeedStops.fresh(len(config.stop_rules), len(seeds))
+    window = LossWindow([[] for _ in seeds])
     restored = checkpointer.restore(state)
     if restored is not None:
         start, state, meta = restored
+        if "train_losses" not in meta:
+            raise ValueError(f"{model_dir}/checkpoint_{start} was written by an older compgen-jax "
+                             "(no train-loss window); use a fresh MODEL_DIR")
         rows, stops = meta["rows"], SeedStops.from_meta(meta)
+        window = LossWindow(meta["train_losses"])
         if progress is not None:
             progress.update(start)
     for s, m in zip(seeds, plan.manifests, strict=False):  # once a checkpoint has restored
@@ -287,52 +313,68 @@ def _run_locked(
         config_text = write_operative_config(model_dir).read_text()
         writer.write_texts(start, {"config": f"```\n{config_text}\n```"})
     eval_period = config.eval_period or plan.total_steps
-    window = config.steps_per_call * trainer.batch_size
+    positions_per_call = config.steps_per_call * trainer.batch_size
     orders, done = None, start
-    for step in config.call_ends(start, plan.total_steps):
-        num_steps, done = step - done, step
-        if orders is None or not plan.orders.fixed:
-            positions = host_array(state["step"]).astype(np.int64) * trainer.batch_size
-            orders = jnp.asarray(plan.orders.window(lane_seeds, positions, window))
-            orders = orders if mesh is None else shard_seeds(orders, mesh)
-        state, losses = trainer.train(state, orders, pool, num_steps)
-        # Mean on the host in float64: a device reduction's order depends on the per-device
-        # shape, so it would differ between sharding layouts (and CPUs) in the last bits.
-        chunk_loss = host_array(losses)[:len(seeds)].astype(np.float64).mean(axis=1)
-        writer.write_scalars(step, {f"seed_{s}/train_loss": float(v)
-                                    for s, v in zip(seeds, chunk_loss, strict=True)})
-        if progress is not None:
-            progress.update(num_steps)
-            progress.set_postfix_str(f"{plan.name} loss/seed min {np.nanmin(chunk_loss):.3f} "
-                                     f"max {np.nanmax(chunk_loss):.3f}")
-        live = host_array(state["active"] & ~state["diverged"])[:len(seeds)]
-        last = step == plan.total_steps or not live.any()
-        if step % eval_period == 0 or last:
-            seed_steps = host_array(state["step"])[:len(seeds)]
-            diverged = host_array(state["diverged"])[:len(seeds)]
-            epoch = seed_steps // plan.steps_per_epoch
-            scores = _evaluate(evaluators, trainer, state["params"], seeds, step, model_dir)
-            active = host_array(state["active"]).copy()
-            active[:len(seeds)] = stops.update(config.stop_rules, scores.scores, epoch,
-                                               seed_steps, active[:len(seeds)], diverged)
-            state["active"] = jax.device_put(active, state["active"].sharding)
-            for name, score in scores.scores.items():
-                writer.write_scalars(step, {f"seed_{s}/{name}/{scores.metrics[name]}": float(v)
-                                            for s, v in zip(seeds, score, strict=True)})
-                rows += [{
-                    **plan.columns[i], "split": name, "seed": seed, "step": step,
-                    "exact_match": float(score[i]), "n_examples": scores.sizes[name],
-                    "train_loss": float(chunk_loss[i]), "diverged": bool(diverged[i]),
-                    "seed_steps": int(seed_steps[i]), "metric": scores.metrics[name],
-                    "epoch": int(epoch[i]), "stop_reason": str(stops.reason[i]),
-                } for i, seed in enumerate(seeds)]
-            last = last or not (active & ~host_array(state["diverged"])).any()
-        if checkpoint_config.due(step) or last:
-            checkpointer.save(step, state, {"seeds": seeds, "manifest_hashes": plan.hashes,
-                                            "cell": plan.name, "step": step, "rows": rows,
-                                            **stops.meta(), **settings_meta(settings)})
-        if last:
-            break
+    reached = start
+    try:
+        for step in config.call_ends(start, plan.total_steps):
+            num_steps, done = step - done, step
+            steps_before = host_array(state["step"])[:len(seeds)].copy()  # the state is donated
+            if orders is None or not plan.orders.fixed:
+                positions = host_array(state["step"]).astype(np.int64) * trainer.batch_size
+                orders = jnp.asarray(plan.orders.window(lane_seeds, positions, positions_per_call))
+                orders = orders if mesh is None else shard_seeds(orders, mesh)
+            state, losses = trainer.train(state, orders, pool, num_steps)
+            reached = step
+            window.add(host_array(losses)[:len(seeds)],
+                       host_array(state["step"])[:len(seeds)] - steps_before)
+            train_loss = window.means()
+            writer.write_scalars(step, {f"seed_{s}/train_loss": float(v)
+                                        for s, v in zip(seeds, train_loss, strict=True)})
+            if progress is not None:
+                progress.update(num_steps)
+                finite = train_loss[np.isfinite(train_loss)]  # none: every seed diverged
+                progress.set_postfix_str(f"{plan.name} loss/seed min {finite.min():.3f} max "
+                                         f"{finite.max():.3f}" if finite.size else
+                                         f"{plan.name} no finite loss")
+            live = host_array(state["active"] & ~state["diverged"])[:len(seeds)]
+            last = step == plan.total_steps or not live.any()
+            if step % eval_period == 0 or last:
+                seed_steps = host_array(state["step"])[:len(seeds)]
+                diverged = host_array(state["diverged"])[:len(seeds)]
+                epoch = seed_steps // plan.steps_per_epoch
+                scores = _evaluate(evaluators, trainer, state["params"], seeds, step, model_dir)
+                active = host_array(state["active"]).copy()
+                active[:len(seeds)] = stops.update(config.stop_rules, scores.scores, epoch,
+                                                   seed_steps, active[:len(seeds)], diverged)
+                state["active"] = jax.device_put(active, state["active"].sharding)
+                for name, score in scores.scores.items():
+                    writer.write_scalars(step, {f"seed_{s}/{name}/{scores.metrics[name]}": float(v)
+                                                for s, v in zip(seeds, score, strict=True)})
+                    rows += [{
+                        **plan.columns[i], "split": name, "seed": seed, "step": step,
+                        "exact_match": float(score[i]), "n_examples": scores.sizes[name],
+                        "train_loss": float(train_loss[i]), "diverged": bool(diverged[i]),
+                        "seed_steps": int(seed_steps[i]), "metric": scores.metrics[name],
+                        "epoch": int(epoch[i]), "stop_reason": str(stops.reason[i]),
+                    } for i, seed in enumerate(seeds)]
+                last = last or not (active & ~host_array(state["diverged"])).any()
+            if checkpoint_config.due(step) or last:
+                # copies: orbax writes the metadata in the background, while the loop goes on
+                checkpointer.save(step, state, {"seeds": seeds, "manifest_hashes": plan.hashes,
+                                                "cell": plan.name, "step": step, "rows": list(rows),
+                                                "train_losses": [list(w) for w in window.losses],
+                                                **stops.meta(), **settings_meta(settings)})
+            if last:
+                break
+    except KeyboardInterrupt:  # Ctrl-C: one line saying where to resume (cli.main prints it)
+        checkpointer.close()  # a save in flight finishes: every checkpoint on disk is whole
+        newest = checkpointer.newest()
+        raise KeyboardInterrupt(
+            f"interrupted at step {reached}, " + (f"resumable from checkpoint_{newest}"
+                                                  if newest is not None else
+                                                  "before its first checkpoint (nothing to resume)")
+        ) from None
     checkpointer.close()
     writer.close()
     for evaluator in evaluators:

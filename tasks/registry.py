@@ -81,7 +81,8 @@ class LazyWordVocabulary(WordVocabulary):
         self._tf_tables = None
         seqio.Vocabulary.__init__(self, extra_ids=0)
 
-    def _vocab(self) -> WordVocabulary:
+    def build(self) -> WordVocabulary:
+        """The vocabulary's words, read from the data on the first call."""
         if self._built is None:
             assert self._texts is not None
             self._built = WordVocabulary.from_texts(self._texts())
@@ -89,15 +90,15 @@ class LazyWordVocabulary(WordVocabulary):
 
     @property
     def _tokens(self) -> tuple[str, ...]:  # type: ignore[override]
-        return self._vocab().tokens
+        return self.build().tokens
 
     @property
     def _ids(self) -> dict[str, int]:  # type: ignore[override]
-        return self._vocab()._ids
+        return self.build()._ids
 
     def __getstate__(self) -> dict:
         """Pickle the built vocabulary, not the (unpicklable) data reader."""
-        return {**self.__dict__, "_built": self._vocab(), "_texts": None, "_tf_tables": None}
+        return {**self.__dict__, "_built": self.build(), "_texts": None, "_tf_tables": None}
 
     def __hash__(self) -> int:
         return hash(self._tokens)
@@ -413,6 +414,11 @@ def tokenized_pool(
     if unknown:
         raise ValueError(f"feature_lengths: unknown features {unknown}; expected {TOKEN_FEATURES}")
     n = len(get_examples(task_name, split))
+    # Our tasks' joint vocabulary reads every split: build it here, so a bad file is its one
+    # error line, not a trace from inside TensorFlow's tokenizer (which would build it lazily).
+    vocabulary = get_vocabulary(task_name)
+    if isinstance(vocabulary, LazyWordVocabulary):
+        vocabulary.build()
     provider = seqio.get_mixture_or_task(task_name)
     if isinstance(provider, seqio.Mixture):
         get_vocabulary(task_name)  # the members must share one vocabulary

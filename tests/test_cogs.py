@@ -216,3 +216,37 @@ def test_registered_tasks_tokenize(cogs_tasks: list[str]) -> None:
         assert vocab.decode(pool["targets"][0].tolist()) == ex.target
     pool = registry.tokenized_pool("cogs", "gen")
     assert pool["targets"].shape[1] == 481  # longest gen LF (480 tokens) + EOS
+
+
+@pytest.mark.parametrize("fault", ["unknown category", "empty"])
+@pytest.mark.parametrize("split", ["train", "test", "gen"])
+def test_bad_split_file_is_one_error_line_for_every_split(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture, split: str, fault: str,
+) -> None:
+    """`compgen-jax train` on COGS whose train, test or gen file is bad: the same one line
+    naming the file (test and gen are read for the joint vocabulary; they used to fail inside
+    TensorFlow's tokenizer with a 26-line trace), exit 2, no MODEL_DIR."""
+    from compgen_jax.cli import main
+
+    root = tmp_path / "data"
+    (root / "cogs").mkdir(parents=True)
+    for name in cogs.SPLITS:  # the real files' first lines
+        lines = (shared_data / "cogs" / f"{name}.tsv").read_text(encoding="utf-8").splitlines()
+        (root / "cogs" / f"{name}.tsv").write_text("\n".join(lines[:200]) + "\n", "utf-8")
+    path = root / "cogs" / f"{split}.tsv"
+    if fault == "empty":
+        path.write_text("")
+        expected = f"{path}: no rows; expected tab-separated sentence, LF, category lines"
+    else:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write("A cat ran .\tcat ( x _ 1 ) AND run . agent ( x _ 2 , x _ 1 )\tmystery\n")
+        expected = f"{path}:201: unknown category 'mystery'"
+    monkeypatch.setenv("COMPGEN_DATA_DIR", str(root))
+    model_dir = tmp_path / "cell"
+    capsys.readouterr()
+    assert main(["train", "--gin_file=experiments/scan_simple_cell_cpu.gin",
+                 f"--gin.MODEL_DIR='{model_dir}'", "--gin.MIXTURE_OR_TASK_NAME='cogs'",
+                 "--gin.N_UNIQUE=40", "--gin.NUM_SEEDS=1", "--gin.TRAIN_STEPS=5"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"compgen-jax train: error: {expected}"]
+    assert not model_dir.exists()

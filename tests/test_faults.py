@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -31,6 +33,10 @@ MICRO = [
 ]
 
 
+CELL = "scan_simple-random-N40"
+UNENDING = "--gin.TRAIN_STEPS=100000"  # a run the test stops (or that fails) long before
+
+
 def _args(model_dir: Path, *extra: str) -> list[str]:
     return ["train", f"--gin.MODEL_DIR='{model_dir}'", *MICRO, *extra]
 
@@ -48,6 +54,29 @@ def _error_line(proc: subprocess.CompletedProcess) -> str:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("compgen-jax")]
     assert len(errors) == 1, proc.stderr[-3000:]
     return errors[0]
+
+
+def _console(stderr: str) -> list[str]:
+    """stderr as a user reads it, the progress bar and XLA's notice of a slow compile (a busy
+    machine: `*****` / `[Compiling module ...] Very slow compile? ...` / `*****`) left out."""
+    return [line for line in re.split(r"[\r\n]", stderr)
+            if line.strip("* ") and not line.startswith(f"{CELL}:")
+            and "Very slow compile?" not in line]
+
+
+def _steps(model_dir: Path) -> list[int]:
+    """The finished checkpoint_<step> directories, and nothing else that orbax left."""
+    names = [p.name for p in model_dir.iterdir() if p.name.startswith("checkpoint_")]
+    assert all(n.removeprefix("checkpoint_").isdigit() for n in names), names  # no *-tmp dirs
+    return sorted(int(n.removeprefix("checkpoint_")) for n in names)
+
+
+def _assert_intact(checkpoint: Path) -> None:
+    """Every file orbax writes is there and every array reads back."""
+    from compgen_jax.checkpoints import ORBAX_FILES, read_every_array
+
+    assert all((checkpoint / name).is_file() for name in ORBAX_FILES), checkpoint
+    read_every_array(checkpoint / "state")
 
 
 def _listing(root: Path) -> dict[str, tuple[int, int]]:
@@ -200,15 +229,18 @@ def test_zero_or_negative_train_steps_names_the_setting(tmp_path: Path, steps: s
     assert not model_dir.exists()
 
 
-def test_diverged_seeds_are_named_at_the_end(tmp_path: Path):
-    proc = _cli(tmp_path / "cell", "--gin.LEARNING_RATE=1e30", "--gin.TRAIN_STEPS=10",
+def test_diverged_seeds_are_named_at_the_end_and_stopped_as_diverged(tmp_path: Path):
+    proc = _cli(tmp_path / "cell", "--gin.LEARNING_RATE=1e8", "--gin.TRAIN_STEPS=10",
                 "--gin.CheckpointConfig.period=0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = _results(tmp_path / "cell")
-    assert table["diverged"].all()
+    assert table["diverged"].all() and (table["stop_reason"] == "diverged").all()
+    stops = pd.read_csv(tmp_path / "cell" / "stops.csv")
+    assert stops["stop_reason"].tolist() == ["diverged", "diverged"] and stops["diverged"].all()
     warning = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert warning == ["warning: cell scan_simple-random-N40: seeds [0, 1] of [0, 1] diverged "
                        "(non-finite loss or gradients; frozen, rows flagged diverged=True)"]
+    assert _console(proc.stderr) == warning  # nothing else (numpy's "All-NaN slice" was)
 
 
 def test_report_with_a_manifest_the_results_do_not_name_is_one_error_no_out_dir(tmp_path: Path):
@@ -290,3 +322,104 @@ def test_failure_before_the_first_checkpoint_leaves_no_model_dir(tmp_path: Path,
     with pytest.raises(MemoryError):
         main(_args(model_dir))
     assert not model_dir.exists()
+
+
+def test_ctrl_c_is_one_line_naming_the_step_and_the_checkpoint_to_resume_from(tmp_path: Path):
+    model_dir, stderr = tmp_path / "cell", tmp_path / "stderr"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "compgen_jax.cli",
+                                 *_args(model_dir, UNENDING)],
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=err,
+                                # as from a terminal (a background job starts with SIGINT ignored)
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.time() + 600
+        while not (model_dir / "checkpoint_10").is_dir():
+            assert proc.poll() is None and time.time() < deadline, stderr.read_text()[-3000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            proc.wait(timeout=300)
+        finally:
+            proc.kill()
+    lines = _console(stderr.read_text())
+    assert proc.returncode == 130, lines
+    assert len(lines) == 1, lines
+    found = re.fullmatch(r"compgen-jax train: interrupted at step (\d+), resumable from "
+                         r"checkpoint_(\d+)", lines[0])
+    assert found, lines
+    step, saved = int(found[1]), int(found[2])
+    assert 10 <= saved <= step < 100_000
+    assert _steps(model_dir)[-1] == saved
+    _assert_intact(model_dir / f"checkpoint_{saved}")
+
+
+def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(tmp_path: Path):
+    """A real full disk: MODEL_DIR is on a 32 MiB tmpfs, mounted in a private mount namespace (so
+    it goes away with the run), that is filled up once checkpoint_10 is saved."""
+    mount, after = tmp_path / "mnt", tmp_path / "after"
+    mount.mkdir()
+    probe = subprocess.run(["unshare", "-m", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                            str(mount)], capture_output=True, text=True, check=False) \
+        if shutil.which("unshare") else None
+    if probe is None or probe.returncode:
+        pytest.skip("cannot mount a tmpfs in a private mount namespace (needs root)")
+    model_dir = mount / "cell"
+    script = f"""
+mount -t tmpfs -o size=32m tmpfs {mount} || exit 90
+{shlex.join([sys.executable, "-m", "compgen_jax.cli", *_args(model_dir, UNENDING)])} \\
+    > /dev/null 2> {tmp_path / "stderr"} &
+run=$!
+while [ ! -d {model_dir / "checkpoint_10"} ] && kill -0 $run 2> /dev/null; do sleep 0.05; done
+dd if=/dev/zero of={mount / "filler"} bs=64k 2> /dev/null
+wait $run; code=$?
+cp -a {model_dir} {after}
+exit $code
+"""
+    proc = subprocess.run(["unshare", "-m", "bash", "-c", script], cwd=REPO, timeout=900,
+                          check=False)
+    lines = _console((tmp_path / "stderr").read_text())
+    assert proc.returncode == 2, lines
+    assert len(lines) == 1, lines
+    found = re.fullmatch(rf"compgen-jax train: error: disk full: checkpoint_(\d+) could not be "
+                         rf"written to {re.escape(str(model_dir))} \((\d+(\.\d)? [KMG]?i?B) "
+                         r"free\); checkpoint_(\d+) is intact: free space and rerun to resume "
+                         r"from it", lines[0])
+    assert found, lines
+    failed, saved = int(found[1]), int(found[4])
+    assert 10 <= saved < failed
+    assert _steps(after)[-1] == saved  # the partial checkpoint_<failed> is gone
+    _assert_intact(after / f"checkpoint_{saved}")
+
+
+def test_disk_full_in_orbax_save_thread_is_one_line(tmp_path: Path, monkeypatch, capfd):
+    """The same without root: orbax's real async save, whose write of the JSON item (in its
+    background thread) fails with ENOSPC; the failure comes back on the next save or close."""
+    import errno
+
+    import jax
+    import jax.numpy as jnp
+    from etils import epath
+
+    from compgen_jax.checkpoints import CellCheckpointer, CheckpointConfig
+
+    state = {"params": {"w": jnp.arange(6.0).reshape(2, 3)}, "key": jax.random.key(0)}
+    checkpointer = CellCheckpointer(tmp_path, CheckpointConfig(keep=5))
+    checkpointer.save(10, state, {"step": 10})
+    write_text = epath.Path(tmp_path).__class__.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if "checkpoint_20.orbax-checkpoint-tmp/meta" in str(self):  # the JSON item's file
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(epath.Path(tmp_path).__class__, "write_text", full_disk)
+    checkpointer.save(20, state, {"step": 20})
+    with pytest.raises(ValueError) as raised:
+        checkpointer.close()
+    assert re.fullmatch(rf"disk full: checkpoint_20 could not be written to {tmp_path} \(.+ "
+                        r"free\); checkpoint_10 is intact: free space and rerun to resume from "
+                        r"it", str(raised.value)), raised.value
+    assert _steps(tmp_path) == [10]
+    _assert_intact(tmp_path / "checkpoint_10")
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err and "No space left" not in out + err, err[-3000:]

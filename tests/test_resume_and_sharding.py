@@ -77,3 +77,22 @@ def test_twelve_seeds_sharded_on_eight_devices_equal_unsharded(tmp_path: Path):
     assert sorted(sharded["seed"].unique()) == list(range(12))  # padding lanes never reported
     assert_results_equivalent(sharded, plain)
 
+
+
+def test_train_loss_is_the_same_whatever_steps_per_call(tmp_path: Path):
+    """train_loss is the mean over the last TRAIN_LOSS_WINDOW = 100 steps (at step 60 all 60; at
+    120 and 150 the window starts inside a 30-step call): the same training in calls of 10 or 30
+    steps gives the same rows, train_loss included, at every eval step."""
+    from analysis.schema import TRAIN_LOSS_WINDOW
+    from compgen_jax.cli import main
+
+    assert TRAIN_LOSS_WINDOW == 100
+    budget = ["--gin.TRAIN_STEPS=150", "--gin.NUM_SEEDS=2", "--gin.EVAL_PERIOD=60",
+              "--gin.TrainConfig.tensorboard=False", "--gin.TrainConfig.save_predictions='none'"]
+    for calls in (10, 30):
+        assert main(["train", f"--gin.MODEL_DIR='{tmp_path / str(calls)}'", *MICRO, *budget,
+                     f"--gin.TrainConfig.steps_per_call={calls}"]) == 0
+    tens, thirties = _results(tmp_path / "10"), _results(tmp_path / "30")
+    assert sorted(tens["step"].unique()) == [60, 120, 150]
+    assert tens["train_loss"].notna().all() and tens["train_loss"].nunique() > 2
+    pd.testing.assert_frame_equal(tens, thirties, check_exact=True)

@@ -17,7 +17,7 @@ def test_rules_in_order_with_reasons_steps_and_patience() -> None:
               "train_inferred": np.array([1.0, 0.95, 0.99, 0.0])}
     active = stops.update(RULES, scores, np.full(4, 1), np.full(4, 10), active, diverged)
     assert active.tolist() == [False, True, True, True]
-    assert stops.reason.tolist() == ["type_0", "", "", ""]
+    assert stops.reason.tolist() == ["type_0", "", "", "diverged"]
     assert stops.patience_from[1].tolist() == [-1, 1, 1, -1]  # seed 0 stopped by rule i first
     assert stops.stop_step.tolist() == [10, -1, -1, 10]  # a diverged seed: its steps so far
     # epoch 3: waited 2 epochs, not more than 2: nobody stops; epoch 4: seeds 1 and 2 stop.
@@ -27,10 +27,23 @@ def test_rules_in_order_with_reasons_steps_and_patience() -> None:
     assert active.tolist() == [False, True, True, True]
     active = stops.update(RULES, scores, np.full(4, 4), np.full(4, 40), active, diverged)
     assert active.tolist() == [False, False, False, True]
-    assert stops.reason.tolist() == ["type_0", "patience", "patience", ""]
+    assert stops.reason.tolist() == ["type_0", "patience", "patience", "diverged"]
     step, reason = stops.final(np.array([10, 40, 40, 10]))
     assert step.tolist() == [10, 40, 40, 40] and reason.tolist() == [
-        "type_0", "patience", "patience", "max_steps"]
+        "type_0", "patience", "patience", "diverged"]
+
+
+def test_a_diverged_seed_is_stopped_as_diverged_whatever_its_scores() -> None:
+    """Its frozen (pre-divergence) parameters may still score above a threshold: the reason is
+    `diverged`, and no rule's patience starts for it."""
+    stops = SeedStops.fresh(len(RULES), 2)
+    scores = {"type_0": np.array([0.95, 0.95]), "train_inferred": np.array([1.0, 1.0])}
+    active = stops.update(RULES, scores, np.full(2, 1), np.array([7, 10]), np.ones(2, bool),
+                          np.array([True, False]))
+    assert stops.reason.tolist() == ["diverged", "type_0"]
+    assert stops.patience_from.tolist() == [[-1, -1], [-1, -1]]
+    assert stops.final(np.array([7, 10]))[1].tolist() == ["diverged", "type_0"]
+    assert active.tolist() == [True, False]  # a diverged lane stays frozen by `diverged`
 
 
 def test_a_rule_whose_score_is_absent_never_fires_and_bookkeeping_round_trips() -> None:

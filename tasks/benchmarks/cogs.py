@@ -364,7 +364,8 @@ def _check_format(fmt: str) -> None:
 def read_tsv(
     path: str | os.PathLike[str], check_category: Callable[[str], bool] = known_category
 ) -> list[tuple[str, str, str]]:
-    """(sentence, LF, category) rows of a 3-column TSV; bad lines raise ValueError path:line."""
+    """(sentence, LF, category) rows of a 3-column TSV; bad lines raise ValueError path:line,
+    an empty file ValueError path."""
     rows = []
     with open(path, encoding="utf-8") as f:
         for lineno, raw in enumerate(f, start=1):
@@ -379,6 +380,8 @@ def read_tsv(
             if not check_category(category):
                 raise ValueError(f"{path}:{lineno}: unknown category {category!r}")
             rows.append((sentence, lf, category))
+    if not rows:
+        raise ValueError(f"{path}: no rows; expected tab-separated sentence, LF, category lines")
     return rows
 
 
