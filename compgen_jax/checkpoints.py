@@ -181,7 +181,8 @@ class CellCheckpointer:
                 max_to_keep=config.keep, step_prefix="checkpoint",
                 enable_async_checkpointing=config.async_save),
         )
-        logging.getLogger("absl").addFilter(_ORBAX_LOG_FILTER)  # orbax logs through absl
+        for logger in ("absl", "asyncio"):  # orbax's threads log through absl; its abandoned
+            logging.getLogger(logger).addFilter(_ORBAX_LOG_FILTER)  # tasks through asyncio
 
     def save(self, step: int, state: State, meta: dict[str, Any]) -> None:
         """Asynchronous save; the host copy of the state is taken before returning (an earlier

@@ -12,7 +12,9 @@ import contextlib
 import dataclasses
 import math
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -235,6 +237,28 @@ class LossWindow:
         return np.array([np.mean(window) if window else np.nan for window in self.losses])
 
 
+@contextlib.contextmanager
+def ctrl_c_at_call_end() -> Iterator[threading.Event]:
+    """While open, Ctrl-C sets the event (the loop stops at its next call end) instead of raising
+    wherever the main thread is, where JAX's gc callback can swallow it; a second Ctrl-C raises
+    at once. Only in the main thread, and only where Ctrl-C is not ignored."""
+    event = threading.Event()
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield event
+        return
+
+    def requested(signum: int, frame: Any) -> None:
+        event.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, requested)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_cell(
     plan: CellPlan,
     model_dir: Path,
@@ -260,11 +284,12 @@ def run_cell(
     check_lengths(plan.task, plan.lengths, trainer.model_config)
     fresh = not model_dir.exists()
     # creates MODEL_DIR: every check above has passed
-    with model_dir_lock(model_dir, exclusive=jax.process_index() == 0):
+    with model_dir_lock(model_dir, exclusive=jax.process_index() == 0), \
+            ctrl_c_at_call_end() as ctrl_c:
         check_resume(model_dir, settings, plan.hashes)
         try:
             rows, stops = _run_locked(plan, model_dir, trainer, config, checkpoint_config,
-                                      progress, settings)
+                                      progress, settings, ctrl_c)
         except BaseException:  # e.g. out of memory at the first step: leave no partial MODEL_DIR
             if fresh and not any(model_dir.glob("checkpoint_*")):
                 shutil.rmtree(model_dir, ignore_errors=True)
@@ -280,6 +305,7 @@ def run_cell(
 def _run_locked(
     plan: CellPlan, model_dir: Path, trainer: MultiSeedTrainer, config: TrainConfig,
     checkpoint_config: CheckpointConfig, progress: tqdm | None, settings: Mapping[str, str],
+    ctrl_c: threading.Event,
 ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     seeds = config.seeds
     mesh = seed_mesh() if config.shard_seeds else None
@@ -367,6 +393,8 @@ def _run_locked(
                                                 **stops.meta(), **settings_meta(settings)})
             if last:
                 break
+            if ctrl_c.is_set():
+                raise KeyboardInterrupt
     except KeyboardInterrupt:  # Ctrl-C: one line saying where to resume (cli.main prints it)
         checkpointer.close()  # a save in flight finishes: every checkpoint on disk is whole
         newest = checkpointer.newest()

@@ -324,14 +324,19 @@ def test_failure_before_the_first_checkpoint_leaves_no_model_dir(tmp_path: Path,
     assert not model_dir.exists()
 
 
+# `python -m compgen_jax.cli` with Ctrl-C raising KeyboardInterrupt, as from a terminal (a
+# background job, e.g. a test run with `&`, starts with SIGINT ignored)
+AS_FROM_A_TERMINAL = ("import runpy, signal\n"
+                      "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                      "runpy.run_module('compgen_jax.cli', run_name='__main__')\n")
+
+
 def test_ctrl_c_is_one_line_naming_the_step_and_the_checkpoint_to_resume_from(tmp_path: Path):
     model_dir, stderr = tmp_path / "cell", tmp_path / "stderr"
     with stderr.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "compgen_jax.cli",
+        proc = subprocess.Popen([sys.executable, "-c", AS_FROM_A_TERMINAL,
                                  *_args(model_dir, UNENDING)],
-                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=err,
-                                # as from a terminal (a background job starts with SIGINT ignored)
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.time() + 600
         while not (model_dir / "checkpoint_10").is_dir():
             assert proc.poll() is None and time.time() < deadline, stderr.read_text()[-3000:]
