@@ -187,7 +187,7 @@ def _dose_response(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, 
         verdict = "yes"
     else:
         verdict = "no"
-    lines = [_markdown(table), f"{measured}.", "", f"![dose-response]({plot.name})", ""]
+    lines = [markdown_table(table), f"{measured}.", "", f"![dose-response]({plot.name})", ""]
     return lines, measured, verdict
 
 
@@ -208,7 +208,7 @@ def _factorial(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, str]
     except ValueError as err:
         measured += f"; escape regression not computed ({' '.join(str(err).split())})"
     table = anova.reset_index()[["effect", "df", "F", "p", "partial_eta_sq"]]
-    return [_markdown(table), f"{measured}.", ""], measured, "yes" if eta_n > eta_e else "no"
+    return [markdown_table(table), f"{measured}.", ""], measured, "yes" if eta_n > eta_e else "no"
 
 
 def _equivalence(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, str]:
@@ -245,7 +245,7 @@ def _replication(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, st
                  "count": "seeds"})
     span = f"EM {_pct(per_cell['mean'].min())} .. {_pct(per_cell['mean'].max())} over cells"
     if _floor(final[METRIC]):
-        return [_markdown(table), ""], f"{span}; floor", "untested: floor (every seed < 1% EM)"
+        return [markdown_table(table), ""], f"{span}; floor", "untested: floor (every seed < 1% EM)"
     anova = stats.two_way_anova(final, "n_unique", "exposure", METRIC)
     eta_n, eta_e = _eta(anova, "n_unique"), _eta(anova, "exposure")
     ratio = eta_n / eta_e if eta_e > 0 else math.inf
@@ -253,7 +253,7 @@ def _replication(part: Mapping[str, Any], out: Path) -> tuple[list[str], str, st
                 f"(ratio {ratio:.3g})")
     verdict = "yes" if ratio >= PATTERN_P_RATIO else ("partly (diversity > exposure)"
                                                       if eta_n > eta_e else "no")
-    return [_markdown(table), f"{measured}.", ""], measured, verdict
+    return [markdown_table(table), f"{measured}.", ""], measured, verdict
 
 
 _FINDINGS: dict[str, Callable[[Mapping[str, Any], Path], tuple[list[str], str, str]]] = {
@@ -275,7 +275,7 @@ def _decomposition(chain: Mapping[str, str]) -> tuple[list[str], str, str]:
     measured += f" = {rows.loc['total', 'estimate_pp']:+.2f} pp"
     first, last = rows.loc[terms[0]], rows.loc[terms[-1]]
     ok = first["ci_lo_pp"] > 0 and last["ci_lo_pp"] <= 0 <= last["ci_hi_pp"]
-    return [_markdown(table), f"{measured}.", ""], measured, "yes" if ok else "no"
+    return [markdown_table(table), f"{measured}.", ""], measured, "yes" if ok else "no"
 
 
 def _part_report(results: str, split: str, out: Path, options: ReportOptions,
@@ -307,7 +307,7 @@ def _replication_report(parts: Sequence[Mapping[str, Any]], out: Path, options: 
     _part_report(str(combined), "heldout", out / "replication", options, sections)
 
 
-def _markdown(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame) -> str:
     """A markdown table, floats to 4 significant digits."""
     def cell(v: Any) -> str:
         if isinstance(v, float | np.floating):

@@ -184,7 +184,7 @@ def summary(spec: Any, done: Sequence[Any], part: Any, report: Path, gin_file: P
     import pandas as pd
 
     from analysis.dose_response import diversity_summary
-    from analysis.programme import _markdown  # the programme report's table format
+    from analysis.programme import markdown_table  # the programme report's table format
     from analysis.results import read_results
     from compgen_jax import sweep
 
@@ -205,7 +205,7 @@ def summary(spec: Any, done: Sequence[Any], part: Any, report: Path, gin_file: P
              "## Wall time per cell", "",
              "Training and evaluation of one cell (its seeds in one vmapped step); the first "
              "cell also pays the compilation of the step and of the decoders.", "",
-             _markdown(pd.DataFrame(walls)), "",
+             markdown_table(pd.DataFrame(walls)), "",
              f"Sum of cell walls: {sum(w['wall s'] for w in walls):.1f} s.", "",
              "## E4 table: exact match %, mean +/- sd over seeds at the final step", ""]
     table = {}
@@ -214,7 +214,7 @@ def summary(spec: Any, done: Sequence[Any], part: Any, report: Path, gin_file: P
         table[split] = [f"{100 * m:.2f} +/- {100 * d:.2f}" for m, d in zip(s["mean"], s["sd"],
                                                                            strict=True)]
         table["N"] = list(s.index)
-    lines += [_markdown(pd.DataFrame(table).set_index("N").reset_index()), ""]
+    lines += [markdown_table(pd.DataFrame(table).set_index("N").reset_index()), ""]
     categories = sorted(s for s in set(raw["split"]) if s.startswith("gen:")
                         and s not in ("gen:easy", "gen:hard"))
     if categories:
@@ -225,7 +225,7 @@ def summary(spec: Any, done: Sequence[Any], part: Any, report: Path, gin_file: P
         frame = pd.DataFrame(per).T
         frame.insert(0, "examples", [int(size[c]) for c in categories])
         lines += ["## gen per category: mean exact match % per N", "",
-                  _markdown(frame.rename_axis("category").reset_index()), ""]
+                  markdown_table(frame.rename_axis("category").reset_index()), ""]
     lines += ["## Scale and recipe", "", f"`{gin_file.relative_to(REPO)}`"
               + ("" if gin_file == FULL else f" (including `{FULL.relative_to(REPO)}`)")
               + "; every cell's gin bindings after the design file's:", "",
