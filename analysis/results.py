@@ -62,8 +62,12 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes (the fingerprint of a collected cell's results.csv)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """Hex sha256 of a file, read in 1 MiB chunks (a cell's results.csv, a benchmark file)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def check_collected(root: Path, table: pd.DataFrame) -> None:

@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
+from analysis.results import file_sha256 as sha256
 from tasks.atomic import atomic_path, write_text
 from tasks.benchmarks import cfq, cogs, gscan, recogs, scan
 from tasks.jsonstream import read_json_file
@@ -209,15 +210,6 @@ def _check_benchmark(benchmark: str) -> None:
     """ValueError naming the known benchmarks if `benchmark` is not one."""
     if benchmark not in SOURCES:
         raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {tuple(SOURCES)}")
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_checksums(root: Path) -> dict[str, dict[str, object]]:
