@@ -511,13 +511,15 @@ def _escape(doc: _Doc, raw: pd.DataFrame, rows: pd.DataFrame, bench: str, tidy: 
     curves = curves.merge(labels[["cell", "seed", "escaped"]], on=["cell", "seed"])
     try:
         res = escape.escaped_converge_later(curves, tidy.split, tidy.metric)
-        within = ("no cell holds both kinds" if not res["n_mixed_cells"] else
-                  f"{res['diff_within']:+.3f} vs their cell's mean over {res['n_mixed_cells']} "
-                  f"cells holding both, {stats.p_phrase(res['p_within'])}")  # fmt: skip
+        within = ("not computed: no cell holds both escaped and floor seeds"
+                  if not res["n_mixed_cells"] else
+                  f"escaped seeds {res['diff_within']:+.3f} vs their cell's mean over "
+                  f"{res['n_mixed_cells']} cells holding both, "
+                  f"{stats.p_phrase(res['p_within'])}")
         doc.p(
             "Escaped seeds converge later? Convergence step as a fraction of the seed's run. "
-            f"Primary (within cells, escape labels permuted inside each cell): escaped seeds "
-            f"{within}. Sensitivity (seeds pooled over cells, one-sided Mann-Whitney): median "
+            f"Primary (within cells, escape labels permuted inside each cell): {within}. "
+            f"Sensitivity (seeds pooled over cells, one-sided Mann-Whitney): median "
             f"{res['median_fraction_escaped']:.2f} (escaped, n = {res['n_escaped']}) vs "
             f"{res['median_fraction_floor']:.2f} (floor, n = {res['n_floor']}), "
             f"{stats.p_phrase(res['p'])}."
