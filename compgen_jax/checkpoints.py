@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import threading
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,29 @@ class _DiskFullRecords(logging.Filter):
 _ORBAX_LOG_FILTER = _DiskFullRecords()
 
 
+def _is_abandoned_write_callback(value: BaseException) -> bool:
+    """Whether `value` is a tensorstore write finishing after orbax closed the event loop of a
+    save it gave up on (a failed save: the failure itself is raised by `save`/`close`)."""
+    frames = [frame.name for frame in traceback.extract_tb(value.__traceback__)]
+    return (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
+            and "call_soon_threadsafe" in frames)
+
+
+def _hold_back_abandoned_write_callbacks() -> None:
+    """tensorstore prints each such late callback's traceback through sys.excepthook (one per
+    array chunk of the failed save); hold those back and pass everything else on."""
+    previous = sys.excepthook
+    if getattr(previous, "holds_back_abandoned_writes", False):
+        return
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if not _is_abandoned_write_callback(value):
+            previous(kind, value, tb)
+
+    hook.holds_back_abandoned_writes = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
 def _size(num_bytes: int) -> str:
     """A byte count for people: 0 B, 512 B, 3.2 MiB, 41.0 GiB."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
@@ -183,6 +207,7 @@ class CellCheckpointer:
         )
         for logger in ("absl", "asyncio"):  # orbax's threads log through absl; its abandoned
             logging.getLogger(logger).addFilter(_ORBAX_LOG_FILTER)  # tasks through asyncio
+        _hold_back_abandoned_write_callbacks()
 
     def save(self, step: int, state: State, meta: dict[str, Any]) -> None:
         """Asynchronous save; the host copy of the state is taken before returning (an earlier

@@ -396,6 +396,32 @@ exit $code
     _assert_intact(after / f"checkpoint_{saved}")
 
 
+def test_late_callbacks_of_an_abandoned_save_are_held_back_and_nothing_else(
+        tmp_path: Path, monkeypatch, capsys):
+    """tensorstore reports a write that finishes after orbax closed the failed save's event loop
+    through sys.excepthook (a traceback per chunk, CI saw 54): that one error is held back once a
+    checkpointer exists, any other error still reaches the previous hook."""
+    import asyncio
+
+    from compgen_jax.checkpoints import CellCheckpointer, CheckpointConfig
+
+    seen: list[BaseException] = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: seen.append(value))
+    CellCheckpointer(tmp_path / "cell", CheckpointConfig())
+    CellCheckpointer(tmp_path / "other", CheckpointConfig())  # installs the hook once
+    loop = asyncio.new_event_loop()
+    loop.close()
+    try:
+        loop.call_soon_threadsafe(print)
+    except RuntimeError as err:
+        late = err
+    other = RuntimeError("Event loop is closed")  # same text, not from a callback
+    real = ValueError("real")
+    for err in (late, other, real):
+        sys.excepthook(type(err), err, err.__traceback__)
+    assert seen == [other, real]
+
+
 def test_disk_full_in_orbax_save_thread_is_one_line(tmp_path: Path, monkeypatch, capfd):
     """The same without root: orbax's real async save, whose write of the JSON item (in its
     background thread) fails with ENOSPC; the failure comes back on the next save or close."""
