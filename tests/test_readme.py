@@ -4,6 +4,7 @@ they show parses with the real parser, every relative link (and #anchor) resolve
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import shlex
 from pathlib import Path
@@ -11,12 +12,13 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
-from compgen_jax.cli import build_parser
+from compgen_jax import cli
 from compgen_jax.gin_utils import rewrite_gin_args
 
 README = REPO_ROOT / "README.md"
 DOCS = sorted((REPO_ROOT / "docs").glob("*.md"))
 PAGES = [README, *DOCS]
+build_parser = functools.cache(cli.build_parser)  # parse_args leaves the parser as it was
 
 # Words a template leaves behind, placeholder-looking ALL_CAPS_ROW-style tokens, and <...> fill-ins
 # (a phrase or a capitalised name in angle brackets; path patterns like seed_<k>.json stay legal).
