@@ -18,15 +18,19 @@ FLAG_ALIASES = {"--n-perm": "--n_perm", "--n-boot": "--n_boot"}
 
 def subcommand(
     sub: argparse._SubParsersAction, name: str, summary: str, example: str,
-    **kwargs: object,
+    run: Callable[[argparse.Namespace], int | None] | None = None, **kwargs: object,
 ) -> argparse.ArgumentParser:
-    """Add NAME with its one-line summary (listed and shown by --help) and an `example:` epilog.
+    """Add NAME with its one-line summary (listed and shown by --help), an `example:` epilog and
+    the function that RUNs it.
 
     The example may use %(prog)s, which --help expands to the subcommand's own prog.
     """
-    return sub.add_parser(name, help=summary, description=textwrap.fill(f"{summary}.", 79),
-                          epilog=f"example:\n  {example}",
-                          formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    parser = sub.add_parser(name, help=summary, description=textwrap.fill(f"{summary}.", 79),
+                            epilog=f"example:\n  {example}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    if run is not None:
+        parser.set_defaults(run=run)
+    return parser
 
 
 def _alias(parser: argparse.ArgumentParser, canonical: str, **kwargs: object) -> None:
@@ -38,30 +42,29 @@ def _alias(parser: argparse.ArgumentParser, canonical: str, **kwargs: object) ->
 
 def add_commands(sub: argparse._SubParsersAction, names: Sequence[str] | None = None) -> None:
     """Add the analysis subcommands (or only NAMES) to SUB; each sets `run` and `analysis`."""
-    adders: dict[str, Callable[[argparse._SubParsersAction], argparse.ArgumentParser]] = {
+    adders: dict[str, Callable[[argparse._SubParsersAction], None]] = {
         "summary": _add_summary, "report": _add_report, "decompose": _add_decompose,
         "coverage": _add_coverage, "compare": _add_compare, "scaling": _add_scaling,
     }
     for name in names or adders:
-        adders[name](sub).set_defaults(analysis=True)
+        adders[name](sub)
+        sub.choices[name].set_defaults(analysis=True)
 
 
-def _add_summary(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def _add_summary(sub: argparse._SubParsersAction) -> None:
     parser = subcommand(sub, "summary", "diversity dose-response table (and plot) of a results "
                         "file or sweep root", "%(prog)s runs/scan_diversity_cpu --split test "
-                        "--plot dose.png")
+                        "--plot dose.png", run=run_summary)
     parser.add_argument("results", help="results.csv/.parquet file or a directory of them")
     parser.add_argument("--split", default="test", help="eval split to summarise (default test)")
     parser.add_argument("--metric", default="exact_match", help="fraction-valued metric column")
     parser.add_argument("--plot", metavar="OUT.png", help="also write the dose-response plot")
-    parser.set_defaults(run=run_summary)
-    return parser
 
 
-def _add_report(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def _add_report(sub: argparse._SubParsersAction) -> None:
     parser = subcommand(sub, "report", "markdown report with tables and PNG plots of a sweep root "
                         "or results file", "%(prog)s runs/scan_sweep_cpu --out "
-                        "runs/scan_sweep_cpu/report")
+                        "runs/scan_sweep_cpu/report", run=run_report)
     parser.add_argument("results", help="results directory (or one results file)")
     parser.add_argument("--out", required=True, help="directory for report.md and the PNGs")
     parser.add_argument("--split", default="test", help="eval split to report (default test)")
@@ -74,14 +77,12 @@ def _add_report(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--n_boot", type=int, default=2000, help="bootstrap resamples")
     _alias(parser, "--n_perm", type=int)
     _alias(parser, "--n_boot", type=int)
-    parser.set_defaults(run=run_report)
-    return parser
 
 
-def _add_decompose(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def _add_decompose(sub: argparse._SubParsersAction) -> None:
     parser = subcommand(sub, "decompose", "E1 -> E2 -> E3 additive decomposition from three "
                         "sweeps", "%(prog)s E1=runs/cogs_e1 E2=runs/cogs_e2 E3=runs/cogs_e3 "
-                        "--split gen --where difficulty=easy")
+                        "--split gen --where difficulty=easy", run=run_decompose)
     parser.add_argument("sweeps", nargs="+", metavar="NAME=RESULTS",
                         help="chain in order, e.g. E1=runs/cogs_e1 E2=runs/cogs_e2 "
                         "E3=runs/cogs_e3")
@@ -91,14 +92,13 @@ def _add_decompose(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="keep rows with factor_FACTOR == LEVEL (e.g. difficulty=easy)")
     parser.add_argument("--method", choices=("t", "percentile"), default="t",
                         help="CI: Welch t (default) or the paper's percentile bootstrap")
-    parser.set_defaults(run=run_decompose)
-    return parser
 
 
-def _add_coverage(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def _add_coverage(sub: argparse._SubParsersAction) -> None:
     parser = subcommand(sub, "coverage", "k-coverage of a coverage-principle dataset (k sweep, "
                         "upstream's annotation files)",
-                        "%(prog)s data/cov/twohop.50.40000.diff-f12.inf --k_max 20")
+                        "%(prog)s data/cov/twohop.50.40000.diff-f12.inf --k_max 20",
+                        run=run_coverage)
     parser.add_argument("dataset_dir", help="upstream-layout dataset directory (train/test/vocab)")
     parser.add_argument("--k_max", type=int, default=20, help="sweep k = 1..K_MAX (default 20)")
     parser.add_argument("--parity", action="store_true", help="upstream bucket key (quirk Q1)")
@@ -107,30 +107,25 @@ def _add_coverage(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--min_evidence", type=int, default=1,
                         help="k of test_annotated_full.json")
     parser.add_argument("--out", help="output directory (default: DATASET_DIR, as upstream)")
-    parser.set_defaults(run=run_coverage)
-    return parser
 
 
-def _add_compare(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def _add_compare(sub: argparse._SubParsersAction) -> None:
     parser = subcommand(sub, "compare", "item-level differences between two coverage dataset or "
                         "annotation directories (exit 0 identical, 1 different)",
-                        "%(prog)s data/cov/twohop.50.10000.diff-f12.inf upstream/twohop.50.10000")
-    parser.add_argument("dir_a", help="first directory (e.g. ours)")
-    parser.add_argument("dir_b", help="second directory (e.g. upstream's)")
+                        "%(prog)s data/cov/twohop.50.10000.diff-f12.inf upstream/twohop.50.10000",
+                        run=run_compare)
+    parser.add_argument("dirs", nargs=2, metavar="DIR",
+                        help="the two directories (e.g. ours and upstream's)")
     parser.add_argument("--examples", type=int, default=3, help="examples shown per kind")
-    parser.set_defaults(run=run_compare)
-    return parser
 
 
-def _add_scaling(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def _add_scaling(sub: argparse._SubParsersAction) -> None:
     parser = subcommand(sub, "scaling", "power-law fit N_req = a*|X|^c with a bootstrap CI",
-                        "%(prog)s runs/scaling/n_required.csv")
+                        "%(prog)s runs/scaling/n_required.csv", run=run_scaling)
     parser.add_argument("n_required", help="n_required.csv of `compgen-jax coverage scaling`")
     parser.add_argument("--out", help="where power_law.json/.png go (default: beside the CSV)")
     parser.add_argument("--n_boot", type=int, default=2000, help="bootstrap resamples")
     _alias(parser, "--n_boot", type=int)
-    parser.set_defaults(run=run_scaling)
-    return parser
 
 
 def run_summary(args: argparse.Namespace) -> None:
@@ -187,7 +182,7 @@ def run_compare(args: argparse.Namespace) -> int:
     """Print the differences; exit status 0 when identical, 1 when different."""
     from analysis.coverage import compare
 
-    identical, lines = compare(args.dir_a, args.dir_b, args.examples)
+    identical, lines = compare(*args.dirs, args.examples)
     print("\n".join(lines))
     return 0 if identical else 1
 

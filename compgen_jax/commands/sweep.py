@@ -59,20 +59,19 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
                         "compiled step); tpu-vm: render a Cloud TPU script")
     parser.add_argument("--parallel", type=int, default=1, help="local: cells run at a time")
     parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
-    parser.add_argument("--tpu_project", default="", help="tpu-vm: Google Cloud project")
-    parser.add_argument("--tpu_zone", default="", help="tpu-vm: zone, e.g. us-central2-b")
-    parser.add_argument("--tpu_type", default="v5litepod-8",
-                        help="tpu-vm: accelerator type, a slice (default v5litepod-8)")
-    parser.add_argument("--tpu_runtime", default="v2-alpha-tpuv5-lite",
-                        help="tpu-vm: TPU VM software version (default v2-alpha-tpuv5-lite)")
-    parser.add_argument("--gcs_root", default="",
-                        help="tpu-vm: gs:// folder that receives the cells")
+    for flag, default, text in (
+            ("--tpu_project", "", "Google Cloud project"),
+            ("--tpu_zone", "", "zone, e.g. us-central2-b"),
+            ("--tpu_type", "v5litepod-8", "accelerator type, a slice"),
+            ("--tpu_runtime", "v2-alpha-tpuv5-lite", "TPU VM software version"),
+            ("--gcs_root", "", "gs:// folder that receives the cells"),
+            ("--source", "https://github.com/OWNER/compgen-jax.git",
+             "git repository the VMs install compgen-jax from"),
+            ("--ref", "main", "git branch or tag to install")):
+        parser.add_argument(flag, default=default,
+                            help=f"tpu-vm: {text}" + (f" (default {default})" if default else ""))
     parser.add_argument("--spot", action="store_true",
                         help="tpu-vm: queued resources on spot capacity")
-    parser.add_argument("--source", default="https://github.com/OWNER/compgen-jax.git",
-                        help="tpu-vm: git repository the VMs install compgen-jax from")
-    parser.add_argument("--ref", default="main",
-                        help="tpu-vm: git branch or tag to install (default main)")
 
 
 def run_status(args: argparse.Namespace) -> None:
