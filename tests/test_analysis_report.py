@@ -112,7 +112,7 @@ def test_report_refuses_zero_resamples_and_keeps_the_previous_run(tmp_path: Path
     (out / "report.md").write_text("previous report\n")
     proc = run_analysis_cli("report", str(root), "--out", str(out), "--n-boot", "0")
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == "error: report option --n-boot must be a positive integer, got 0"
+    assert proc.stderr.strip() == "error: report option --n_boot must be a positive integer, got 0"
     assert (out / "inputs.csv").read_text() == "previous run\n"
     assert sorted(p.name for p in out.iterdir()) == ["inputs.csv", "report.md"]
 

@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from analysis.__main__ import subcommand
 from compgen_jax.commands.sweep import add_backend_flags, tpu_config
 from compgen_jax.commands.train import gin_flags
 
@@ -52,10 +53,10 @@ def run_reproduce(args: argparse.Namespace) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `reproduce`."""
-    parser = subparsers.add_parser(
-        "reproduce", parents=[gin_flags()],
-        help=f"the paper's programme end to end + one report (default {DEFAULT_PROGRAMME}; "
-             "programme/full.gin for Cloud TPU)")
+    parser = subcommand(
+        subparsers, "reproduce", f"the paper's programme end to end and one report (default "
+        f"{DEFAULT_PROGRAMME}; programme/full.gin at full scale)", "%(prog)s --dry_run",
+        parents=[gin_flags()])
     add_backend_flags(parser)
     parser.add_argument("--n_perm", type=int, default=10000, help="permutations per test")
     parser.add_argument("--n_boot", type=int, default=2000, help="bootstrap resamples")

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from analysis.__main__ import subcommand
 from compgen_jax.commands.train import gin_flags
 
 
@@ -58,14 +59,19 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
                         "compiled step); tpu-vm: render a Cloud TPU script")
     parser.add_argument("--parallel", type=int, default=1, help="local: cells run at a time")
     parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
-    parser.add_argument("--tpu_project", default="")
-    parser.add_argument("--tpu_zone", default="")
-    parser.add_argument("--tpu_type", default="v5litepod-8", help="accelerator type (a slice)")
-    parser.add_argument("--tpu_runtime", default="v2-alpha-tpuv5-lite")
-    parser.add_argument("--gcs_root", default="", help="gs:// folder that receives the cells")
-    parser.add_argument("--spot", action="store_true", help="queued resources, spot capacity")
-    parser.add_argument("--source", default="https://github.com/OWNER/compgen-jax.git")
-    parser.add_argument("--ref", default="main", help="git branch or tag to install")
+    for flag, default, text in (
+            ("--tpu_project", "", "Google Cloud project"),
+            ("--tpu_zone", "", "zone, e.g. us-central2-b"),
+            ("--tpu_type", "v5litepod-8", "accelerator type, a slice"),
+            ("--tpu_runtime", "v2-alpha-tpuv5-lite", "TPU VM software version"),
+            ("--gcs_root", "", "gs:// folder that receives the cells"),
+            ("--source", "https://github.com/OWNER/compgen-jax.git",
+             "git repository the VMs install compgen-jax from"),
+            ("--ref", "main", "git branch or tag to install")):
+        parser.add_argument(flag, default=default,
+                            help=f"tpu-vm: {text}" + (f" (default {default})" if default else ""))
+    parser.add_argument("--spot", action="store_true",
+                        help="tpu-vm: queued resources on spot capacity")
 
 
 def run_status(args: argparse.Namespace) -> None:
@@ -87,17 +93,21 @@ def run_collect(args: argparse.Namespace) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `sweep launch`, `sweep status` and `sweep collect`."""
-    parser = subparsers.add_parser("sweep", help="run a design's cells (local or Cloud TPU), "
-                                   "resumably, and collect their results")
+    parser = subcommand(subparsers, "sweep", "run a design's cells (here, as local processes "
+                        "or on Cloud TPU), resumably, and collect their results",
+                        "%(prog)s launch --gin_file=experiments/scan_sweep_cpu.gin")
     sub = parser.add_subparsers(dest="sweep_command", required=True)
-    launch = sub.add_parser("launch", parents=[gin_flags()],
-                            help="train every unfinished cell of the design into MODEL_DIR/<cell>")
+    launch = subcommand(sub, "launch", "train every unfinished cell of the design into "
+                        "MODEL_DIR/<cell>", "%(prog)s --gin_file=experiments/scan_sweep_cpu.gin "
+                        "--parallel 2", parents=[gin_flags()])
     add_backend_flags(launch)
     launch.set_defaults(run=run_launch)
     for name, run, text in (("status", run_status, "finished / partial / pending per cell"),
-                            ("collect", run_collect, "merge finished cells into one table")):
-        command = sub.add_parser(name, help=text)
+                            ("collect", run_collect, "check the finished cells and merge them "
+                             "into ROOT/sweep_results.csv")):
+        command = subcommand(sub, name, text, "%(prog)s runs/scan_sweep_cpu")
         command.add_argument("sweep_root", help="the sweep's MODEL_DIR")
         if name == "collect":
-            command.add_argument("--allow_missing", action="store_true")
+            command.add_argument("--allow_missing", action="store_true",
+                                 help="collect the finished cells even if others are not")
         command.set_defaults(run=run)
