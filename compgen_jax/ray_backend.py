@@ -36,6 +36,7 @@ from compgen_jax.sweep import (
 from tasks.data_dir import DATA_DIR_ENV, data_dir
 
 STATES = ("pending", "running", "retried", "done", "failed")
+HEAD = "node:__internal_head__"  # the resource only Ray's head node has
 LOCK_WAIT_S = 300.0  # a retry waits this long for the process of the attempt before to end
 
 
@@ -124,11 +125,9 @@ def _cell_log(path: Path) -> Any:
 def run_cell(sweep: Sweep, cell: SweepCell, board: Any) -> float:
     """The body of one cell's Ray task: the runner's cell body (train_in_process, resuming from
     the cell's newest checkpoint), then the checked finished marker; returns the wall seconds."""
-    import ray
-
     if is_finished(sweep, cell):  # an earlier attempt finished it just before its node died
         return 0.0
-    ray.get(board.started.remote(cell.name))
+    board.started.remote(cell.name)  # not awaited: the table's count never stops a cell
     start = time.monotonic()
     with _cell_log(sweep.cell_dir(cell) / "train.log"), \
             model_dir_lock(sweep.cell_dir(cell), wait_s=LOCK_WAIT_S):
@@ -138,8 +137,9 @@ def run_cell(sweep: Sweep, cell: SweepCell, board: Any) -> float:
 
 
 class Board:
-    """The attempts each cell's task has started (a Ray actor on the driver's node): how the
-    driver tells running from pending, and retried from first attempts."""
+    """The attempts each cell's task has started (a Ray actor on the cluster's head node, which
+    outlives any worker): how the driver tells running from pending, and retried from first
+    attempts."""
 
     def __init__(self) -> None:
         self.attempts: dict[str, int] = {}
@@ -169,7 +169,6 @@ def launch(sweeps: Sequence[Sweep], config: RayConfig, out: TextIO | None = None
     cells trained. Cells whose training an earlier cell shares receive its results afterwards
     (runner.finish_copies). ValueError naming every failed cell."""
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     out = out or sys.stdout
     for spec in sweeps:
@@ -184,9 +183,7 @@ def launch(sweeps: Sequence[Sweep], config: RayConfig, out: TextIO | None = None
         for spec in sweeps:
             if not (Path(spec.root) / SWEEP_FILE).exists():
                 write_sweep_file(spec)
-        board = ray.remote(num_cpus=0)(Board).options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(
-                ray.get_runtime_context().get_node_id(), soft=True)).remote()
+        board = ray.remote(num_cpus=0, resources={HEAD: 0.001}, max_restarts=-1)(Board).remote()
         accelerated = config.num_gpus > 0 or bool(config.resources)
         task = ray.remote(max_calls=1 if accelerated else 0)(run_cell).options(  # 1: a new
             num_cpus=config.num_cpus, num_gpus=config.num_gpus,  # process frees the chips
@@ -214,7 +211,10 @@ def _follow(refs: dict[Any, tuple[Sweep, SweepCell]], board: Any, out: TextIO) -
     waiting, shown, began = list(refs), "", time.monotonic()
     try:
         while True:
-            attempts = ray.get(board.snapshot.remote())
+            try:
+                attempts = ray.get(board.snapshot.remote(), timeout=30)
+            except ray.exceptions.RayError:  # restarting: the table waits, the cells go on
+                attempts = {}
             for name, n in attempts.items():
                 if states[name] not in ("done", "failed"):
                     states[name] = "retried" if n > 1 else "running"
