@@ -131,6 +131,9 @@ def run_cell(sweep: Sweep, cell: SweepCell, board: Any) -> float:
     start = time.monotonic()
     with _cell_log(sweep.cell_dir(cell) / "train.log"), \
             model_dir_lock(sweep.cell_dir(cell), wait_s=LOCK_WAIT_S):
+        if is_finished(sweep, cell):  # by the attempt before, while this one waited for it
+            print("finished by the attempt before: nothing to train")
+            return 0.0
         runner.train_in_process(sweep, cell)
         mark_finished(sweep, cell, time.monotonic() - start)
     return time.monotonic() - start
