@@ -17,7 +17,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -109,7 +109,7 @@ def check_resources(config: RayConfig) -> None:
 
 
 @contextlib.contextmanager
-def _cell_log(path: Path) -> Any:
+def _cell_log(path: Path) -> Iterator[None]:
     """This attempt's stdout and stderr appended to the cell's train.log, under a header."""
     import ray
 
