@@ -330,6 +330,8 @@ def _run_locked(
                              "(no train-loss window); use a fresh MODEL_DIR")
         rows, stops = meta["rows"], SeedStops.from_meta(meta)
         window = LossWindow(meta["train_losses"])
+        tqdm.write(f"{plan.name}: resumed from checkpoint_{start} (step {start} of "
+                   f"{plan.total_steps})", file=sys.stderr)  # a retried cell says where from
         if progress is not None:
             progress.update(start)
     for s, m in zip(seeds, plan.manifests, strict=False):  # once a checkpoint has restored
