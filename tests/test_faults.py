@@ -48,6 +48,16 @@ def _cli(model_dir: Path, *extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900, cwd=REPO)
 
 
+def _in_process(capsys: pytest.CaptureFixture, model_dir: Path,
+                *extra: str) -> subprocess.CompletedProcess:
+    """`compgen-jax train` through cli.main in this process: its exit code and stderr (no new
+    interpreter for a refusal; the fresh-process view is the tests' that use `_cli`)."""
+    capsys.readouterr()
+    code = main(_args(model_dir, *extra))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(_args(model_dir, *extra), code, out, err)
+
+
 def _error_line(proc: subprocess.CompletedProcess) -> str:
     """The one error line of a refused run (exit 2, no traceback)."""
     assert proc.returncode == 2, proc.stderr[-3000:]
@@ -107,13 +117,14 @@ def _copy(trained: Path, tmp_path: Path) -> Path:
     return target
 
 
-def test_changed_setting_is_refused_listing_it_and_nothing_written(trained: Path, tmp_path: Path):
+def test_changed_setting_is_refused_listing_it_and_nothing_written(trained: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture):
     model_dir = _copy(trained, tmp_path)
     before = _listing(model_dir)
-    line = _error_line(_cli(model_dir, "--gin.LEARNING_RATE=0.002"))
+    line = _error_line(_in_process(capsys, model_dir, "--gin.LEARNING_RATE=0.002"))
     assert "OptimizerConfig.learning_rate: 0.001 -> 0.002" in line
     assert "checkpoint_20" in line
-    line = _error_line(_cli(model_dir, "--gin.N_UNIQUE=50", "--gin.TRAIN_STEPS=30"))
+    line = _error_line(_in_process(capsys, model_dir, "--gin.N_UNIQUE=50", "--gin.TRAIN_STEPS=30"))
     assert "ManifestSpec.n_unique: 40 -> 50" in line and "TrainConfig.total_steps: 20 -> 30" in line
     assert _listing(model_dir) == before  # manifests/, results.csv, checkpoints untouched
 
@@ -148,12 +159,13 @@ def test_corrupt_newest_checkpoint_falls_back_to_identical_results(trained: Path
     pd.testing.assert_frame_equal(_results(model_dir), _results(trained), check_exact=True)
 
 
-def test_no_intact_checkpoint_is_one_clear_error(trained: Path, tmp_path: Path):
+def test_no_intact_checkpoint_is_one_clear_error(trained: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture):
     model_dir = _copy(trained, tmp_path)
     (model_dir / "checkpoint_20" / "state" / "_METADATA").unlink()
     _truncate_largest_chunk(model_dir / "checkpoint_10")
     before = _listing(model_dir)
-    line = _error_line(_cli(model_dir))
+    line = _error_line(_in_process(capsys, model_dir))
     assert "no intact checkpoint" in line
     assert "checkpoint_20: FileNotFoundError: missing state/_METADATA" in line
     assert "checkpoint_10:" in line
@@ -187,10 +199,11 @@ def test_second_writer_is_refused_and_a_killed_holder_leaves_no_stale_lock(train
             time.sleep(0.1)
 
 
-def test_model_dir_that_is_a_file_is_one_clear_error(tmp_path: Path):
+def test_model_dir_that_is_a_file_is_one_clear_error(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture):
     path = tmp_path / "taken"
     path.write_text("not a directory\n")
-    line = _error_line(_cli(path))
+    line = _error_line(_in_process(capsys, path))
     assert f"MODEL_DIR {path} is a file" in line
     assert path.read_text() == "not a directory\n"
 
@@ -223,9 +236,10 @@ def test_read_only_model_dir_is_one_clear_error():
 
 
 @pytest.mark.parametrize("steps", ["0", "-10"])
-def test_zero_or_negative_train_steps_names_the_setting(tmp_path: Path, steps: str):
+def test_zero_or_negative_train_steps_names_the_setting(tmp_path: Path, steps: str,
+                                                        capsys: pytest.CaptureFixture):
     model_dir = tmp_path / "cell"
-    line = _error_line(_cli(model_dir, f"--gin.TRAIN_STEPS={steps}"))
+    line = _error_line(_in_process(capsys, model_dir, f"--gin.TRAIN_STEPS={steps}"))
     assert f"TrainConfig.total_steps={steps} (TRAIN_STEPS) must be >= 1" in line
     assert not model_dir.exists()
 

@@ -89,7 +89,8 @@ def test_killed_sweep_resumes_to_the_uninterrupted_table(tmp_path: Path,
     proc.wait()
     assert [r["state"] for r in sweep.status_rows(root)] == ["finished", "partial"]
     spec = sweep.expand([str(gin_file)])
-    assert runner.launch_local(spec) == ["scan-diversity=high-exposure=low"]
+    # relaunched in this process (the executors train alike: test_in_process_runner_equals_...)
+    assert runner.launch_local(spec, in_process=True) == ["scan-diversity=high-exposure=low"]
     pd.testing.assert_frame_equal(_table(root), _table(finished[1]), check_exact=True)
 
 
