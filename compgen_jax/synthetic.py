@@ -30,6 +30,7 @@ from compgen_jax.checkpoints import (
     CheckpointConfig,
     run_settings,
 )
+from compgen_jax.configs import TrainConfig
 from compgen_jax.coverage_data import (
     CoverageData,
     evaluate_types,
@@ -42,7 +43,7 @@ from compgen_jax.multiseed import MultiSeedTrainer
 from compgen_jax.optim import OptimizerConfig
 from compgen_jax.orders import EpochOrders
 from compgen_jax.stopping import PatienceStop, ThresholdStop
-from compgen_jax.train import CellPlan, TrainConfig, build_trainer, run_cell
+from compgen_jax.train import CellPlan, build_trainer, run_cell
 from tasks.atomic import write_text
 from tasks.benchmarks import coverage
 

@@ -34,11 +34,12 @@ from compgen_jax.circuits import (
     thresholds_from_annotated,
     token_indices,
 )
+from compgen_jax.configs import TrainConfig
 from compgen_jax.coverage_data import load_coverage_data
 from compgen_jax.models.decoder_only import DecoderConfig, DecoderOnly
 from compgen_jax.multiseed import seed_slice
 from compgen_jax.optim import OptimizerConfig
-from compgen_jax.train import TrainConfig, build_trainer
+from compgen_jax.train import build_trainer
 from tasks.benchmarks import coverage
 
 

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from compgen_jax.configs import TrainConfig
 from compgen_jax.models.transformer import TransformerConfig, matrices_only
 from compgen_jax.multiseed import MultiSeedTrainer
 from compgen_jax.optim import OptimizerConfig, make_optimizer
-from compgen_jax.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
