@@ -37,7 +37,7 @@ from compgen_jax.coverage_data import (
     load_coverage_data,
     per_example_frame,
 )
-from compgen_jax.evaluation import TypeAccuracyEvaluator
+from compgen_jax.evaluation import build_evaluators
 from compgen_jax.models.decoder_only import DecoderConfig
 from compgen_jax.multiseed import MultiSeedTrainer
 from compgen_jax.optim import OptimizerConfig
@@ -70,7 +70,7 @@ def coverage_plan(data: CoverageData, trainer: MultiSeedTrainer, config: TrainCo
         name=data.name, task=data.name, pool={k: jnp.asarray(v) for k, v in data.train.items()},
         lengths=data.lengths, orders=EpochOrders(n_train), total_steps=total,
         steps_per_epoch=steps_per_epoch, columns=[columns] * config.num_seeds,
-        evaluators=[TypeAccuracyEvaluator(data, config.eval_batch_size)])
+        evaluators=build_evaluators("coverage", data, config))
 
 
 @dataclasses.dataclass

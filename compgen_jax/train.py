@@ -36,7 +36,7 @@ from compgen_jax.checkpoints import (
     settings_meta,
 )
 from compgen_jax.configs import CellConfig, DistributedConfig, TrainConfig
-from compgen_jax.evaluation import DecodeEvaluator, Evaluator, Scores, split_evaluators
+from compgen_jax.evaluation import Evaluator, Scores, build_evaluators
 from compgen_jax.gin_utils import write_operative_config
 from compgen_jax.lock import check_model_dir, model_dir_lock
 from compgen_jax.models import ModelConfig, model_family
@@ -50,7 +50,6 @@ from compgen_jax.task_data import TaskData, load_task_data, task_arrays
 from compgen_jax.validation import check_lengths
 from tasks import manifest as manifest_lib
 from tasks.atomic import write_text
-from tasks.benchmarks import gscan
 from tasks.data_dir import data_dir
 from tasks.selection import cell_manifests
 
@@ -361,7 +360,7 @@ def seq2seq_plan(cell: CellConfig, data: TaskData, trainer: MultiSeedTrainer,
                  config: TrainConfig) -> CellPlan:
     """A benchmark cell: each seed trains on its manifest of the task's pool, scored by greedy
     decoding of the eval splits with the benchmark's own metric."""
-    check_situation(data, trainer)
+    data.check_situation(trainer.model_config)
     for rule in config.stop_rules:
         if rule.split.partition(":")[0] not in config.eval_splits:
             raise ValueError(f"TrainConfig.stop_rules: {rule} reads split {rule.split!r}, which "
@@ -371,15 +370,13 @@ def seq2seq_plan(cell: CellConfig, data: TaskData, trainer: MultiSeedTrainer,
     columns = [{"cell": cell.name, "benchmark": data.benchmark, "task": cell.task,
                 "strategy": cell.manifest.strategy, "n_unique": m.n_unique,
                 "exposure": exposure, "manifest_hash": m.hash} for m in manifests]
-    evaluator = DecodeEvaluator(data.evals, split_evaluators(data.source, data.eval_ids),
-                                data.words, config.eval_batch_size,
-                                config.save_predictions)
     return CellPlan(
         name=cell.name, task=data.task, pool=data.train, lengths=data.lengths,
         orders=ManifestOrders(manifests, config.total_steps * config.batch_size),
         total_steps=config.total_steps,
         steps_per_epoch=math.ceil(manifests[0].n_unique / config.batch_size),
-        columns=columns, evaluators=[evaluator], manifests=manifests)
+        columns=columns, evaluators=build_evaluators("seq2seq", data, config),
+        manifests=manifests)
 
 
 def train_cell(
@@ -401,22 +398,6 @@ def train_cell(
     plan = seq2seq_plan(cell, data, trainer, train_config)
     return run_cell(plan, model_dir, trainer, train_config, checkpoint_config, progress,
                     settings=settings)[0]
-
-
-def check_situation(data: TaskData, trainer: MultiSeedTrainer) -> None:
-    """A gSCAN task trains only with its grid: its pools and model must carry the situation."""
-    if data.benchmark != gscan.BENCHMARK:
-        return
-    if not all("situation" in pool for pool in (data.train, *data.evals.values())):
-        reason = "its pools carry no situation (grid)"
-    elif not getattr(trainer.model_config, "situation_cells", 0):
-        reason = "the model has no situation encoder"
-    else:
-        return
-    raise ValueError(
-        f"task {data.task!r} is gSCAN but {reason}: fed the command only, a model cannot know "
-        "where to go. Load it with load_task_data and build the trainer with "
-        "build_trainer(..., situation_shape=data.situation_shape)")
 
 
 @gin.configurable
