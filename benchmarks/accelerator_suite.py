@@ -302,7 +302,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                             "--xla_llvm_disable_expensive_passes=true"])
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     clock = Clock(args.budget_s)
-    from tasks.atomic import write_text
+    from analysis.atomic import write_text
 
     def save(results: dict[str, Any]) -> None:
         """results.json as it stands (complete: false until the end), in case the run is cut."""
@@ -560,7 +560,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"accelerator_suite: --seeds {args.seeds}, --budget_s, --steps_per_call and "
               "--repeats must be positive", file=sys.stderr)
         sys.exit(2)
-    from tasks.atomic import write_text
+    from analysis.atomic import write_text
 
     results = run(args)
     results["complete"] = True

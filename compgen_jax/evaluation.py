@@ -29,12 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from analysis.atomic import write_text
 from compgen_jax import coverage_data
 from compgen_jax.configs import TrainConfig
 from compgen_jax.coverage_data import CoverageData
 from compgen_jax.multiseed import MultiSeedTrainer, Pool
 from compgen_jax.sharding import host_array, replicate
-from tasks.atomic import write_text
 from tasks.example import Example
 from tasks.metrics import Match, category_groups, difficulty_groups, group_means, token_match
 from tasks.tokens import EOS

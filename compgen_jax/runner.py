@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import pandas as pd
 from tqdm.auto import tqdm
 
+from analysis.atomic import write_text
 from compgen_jax.gin_utils import parse_gin
 from compgen_jax.sweep import (
     CELL_FILE,
@@ -33,7 +34,6 @@ from compgen_jax.sweep import (
     mark_finished,
     write_sweep_file,
 )
-from tasks.atomic import write_text
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import gin
 import pandas as pd
 
+from analysis.atomic import write_text
 from analysis.results import (
     CELL_FILE,
     RESULTS_SHA256,
@@ -37,7 +38,6 @@ from analysis.results import SWEEP_RESULTS as COLLECTED_FILE
 from analysis.schema import RESULT_COLUMNS
 from compgen_jax import designs
 from compgen_jax.gin_utils import parse_gin
-from tasks.atomic import write_text
 
 _PLACEHOLDER_DIR = "<sweep-cell>"
 

@@ -3,7 +3,7 @@
 Every model family and task kind runs through `run_cell`, read top to bottom: a `CellPlan` says
 what the cell trains on (pool, each seed's order stream, budget) and how it is scored (evaluator
 plug-ins); `TrainConfig.stop_rules` say when a seed stops; `CheckpointConfig` says when state is
-saved. `train_cell` plans a seq2seq benchmark cell, `compgen_jax.synthetic` a coverage cell.
+saved. `train_cell` plans a seq2seq benchmark cell, `compgen_jax.coverage_cells` a coverage cell.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from analysis.atomic import write_text
 from analysis.schema import STOP_COLUMNS, TRAIN_LOSS_WINDOW, write_results
 from compgen_jax.checkpoints import (
     NO_CHECKPOINTS,
@@ -49,7 +50,6 @@ from compgen_jax.stopping import SeedStops
 from compgen_jax.task_data import TaskData, load_task_data, task_arrays
 from compgen_jax.validation import check_lengths
 from tasks import manifest as manifest_lib
-from tasks.atomic import write_text
 from tasks.data_dir import data_dir
 from tasks.selection import cell_manifests
 

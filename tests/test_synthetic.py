@@ -17,11 +17,7 @@ from analysis.schema import RESULT_COLUMNS
 from compgen_jax.checkpoints import ALL_CHECKPOINTS, CheckpointConfig
 from compgen_jax.circuits import load_function, token_indices
 from compgen_jax.configs import TrainConfig
-from compgen_jax.coverage_data import load_coverage_data, type_accuracy
-from compgen_jax.models.decoder_only import DecoderConfig
-from compgen_jax.optim import OptimizerConfig
-from compgen_jax.orders import order_window
-from compgen_jax.synthetic import (
+from compgen_jax.coverage_cells import (
     ScalingSweep,
     n_required_table,
     restore_params,
@@ -29,6 +25,10 @@ from compgen_jax.synthetic import (
     train_coverage_cell,
     upstream_stop_rules,
 )
+from compgen_jax.coverage_data import load_coverage_data, type_accuracy
+from compgen_jax.models.decoder_only import DecoderConfig
+from compgen_jax.optim import OptimizerConfig
+from compgen_jax.orders import order_window
 from compgen_jax.train import build_trainer
 from tasks.benchmarks import coverage
 

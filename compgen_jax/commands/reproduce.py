@@ -15,10 +15,10 @@ DEFAULT_PROGRAMME = "programme/cpu.gin"
 
 def run_reproduce(args: argparse.Namespace) -> None:
     """Validate every part, run the unfinished cells (or write the Cloud TPU scripts), report."""
+    from analysis.atomic import write_text
     from analysis.programme import write_programme_report
     from analysis.report import ReportOptions
     from compgen_jax import programme, runner, sweep
-    from tasks.atomic import write_text
 
     prog = programme.load(args.gin_file or [DEFAULT_PROGRAMME], args.gin_bindings,
                           args.gin_search_paths)

@@ -12,8 +12,8 @@ from compgen_jax.commands.train import gin_flags
 
 def run_launch(args: argparse.Namespace) -> None:
     """Expand the design; run the unfinished cells locally, or render the Cloud TPU commands."""
+    from analysis.atomic import write_text
     from compgen_jax import runner, sweep
-    from tasks.atomic import write_text
 
     spec = sweep.expand(args.gin_file, args.gin_bindings, args.gin_search_paths)
     sweep.check_root(spec)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from analysis.atomic import write_text
 from analysis.schema import results_frame
 from compgen_jax.checkpoints import (
     ALL_CHECKPOINTS,
@@ -44,7 +45,6 @@ from compgen_jax.optim import OptimizerConfig
 from compgen_jax.orders import EpochOrders
 from compgen_jax.stopping import PatienceStop, ThresholdStop
 from compgen_jax.train import CellPlan, build_trainer, run_cell
-from tasks.atomic import write_text
 from tasks.benchmarks import coverage
 
 
