@@ -39,12 +39,13 @@ from compgen_jax.coverage_data import (
     per_example_frame,
 )
 from compgen_jax.evaluation import build_evaluators
+from compgen_jax.loop import CellPlan, run_cell
 from compgen_jax.models.decoder_only import DecoderConfig
 from compgen_jax.multiseed import MultiSeedTrainer
 from compgen_jax.optim import OptimizerConfig
 from compgen_jax.orders import EpochOrders
 from compgen_jax.stopping import PatienceStop, ThresholdStop
-from compgen_jax.train import CellPlan, build_trainer, run_cell
+from compgen_jax.trainers import build_trainer
 from tasks.benchmarks import coverage
 
 

@@ -71,7 +71,7 @@ def _copy_training(sweep: Sweep, source: SweepCell, cell: SweepCell) -> None:
 
 def train_in_process(sweep: Sweep, cell: SweepCell) -> None:
     """Train one cell in this process, configured exactly as its `compgen-jax train` process
-    would be (inside `train.sharing_across_cells`, cells of one task share the loaded data and
+    would be (inside `trainers.sharing_across_cells`, cells of one task share the loaded data and
     the compiled step)."""
     from compgen_jax.gin_utils import write_operative_config
     from compgen_jax.train import train
@@ -118,7 +118,7 @@ def launch_local(
                desc="sweep", dynamic_ncols=True)
     try:
         if in_process:
-            from compgen_jax.train import sharing_across_cells
+            from compgen_jax.trainers import sharing_across_cells
 
             with sharing_across_cells():
                 while queue:

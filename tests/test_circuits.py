@@ -38,7 +38,7 @@ from compgen_jax.configs import TrainConfig
 from compgen_jax.coverage_data import load_coverage_data
 from compgen_jax.models.decoder_only import DecoderConfig, DecoderOnly
 from compgen_jax.optim import OptimizerConfig
-from compgen_jax.train import build_trainer
+from compgen_jax.trainers import build_trainer
 from tasks.benchmarks import coverage
 
 

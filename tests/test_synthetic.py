@@ -29,7 +29,7 @@ from compgen_jax.coverage_data import load_coverage_data, type_accuracy
 from compgen_jax.models.decoder_only import DecoderConfig
 from compgen_jax.optim import OptimizerConfig
 from compgen_jax.orders import order_window
-from compgen_jax.train import build_trainer
+from compgen_jax.trainers import build_trainer
 from tasks.benchmarks import coverage
 
 TINY = DecoderConfig(emb_dim=32, num_heads=2, num_layers=2, mlp_dim=64, max_len=8)
