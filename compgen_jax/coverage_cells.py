@@ -93,7 +93,7 @@ def train_coverage_cell(
     stops.csv, per_example.csv, checkpoints); a rerun resumes from the newest checkpoint."""
     plan = coverage_plan(data, trainer, config)
     if settings is None:  # direct API use: the settings this call can see
-        settings = run_settings(trainer.model_config, config)
+        settings = run_settings(trainer.model_config, trainer.optimizer_config, config)
     with tqdm(total=plan.total_steps, unit="step", desc=data.name,
               disable=not progress) as bar:
         rows, stops = run_cell(plan, Path(model_dir), trainer, config, checkpoint_config, bar,

@@ -20,6 +20,7 @@ from flax import nnx
 
 from compgen_jax.models import ModelConfig, make_model
 from compgen_jax.models.transformer import count_params
+from compgen_jax.optim import OptimizerConfig
 
 # Device-resident int32 pools: encoder-decoder {"inputs": [N, Li], "targets": [N, Lt]};
 # decoder-only {"tokens": [N, L], "loss_mask": [N, L]} (answer positions, COVERAGE_PRINCIPLE s.3).
@@ -40,6 +41,7 @@ class MultiSeedTrainer:
     optimizer: optax.GradientTransformation
     batch_size: int
     steps_per_call: int
+    optimizer_config: OptimizerConfig | None = None  # what `optimizer` was made from, if known
 
     @functools.cached_property
     def graphdef(self) -> nnx.GraphDef:

@@ -58,7 +58,8 @@ def train_cell(
     checkpoints); resumes only a run with the same `settings` (checkpoints.run_settings)."""
     train_config.validate()
     if settings is None:  # direct API use: the settings this call can see
-        settings = run_settings(cell, trainer.model_config, train_config)
+        settings = run_settings(cell, trainer.model_config, trainer.optimizer_config,
+                                train_config)
     plan = seq2seq_plan(cell, data, trainer, train_config)
     return run_cell(plan, model_dir, trainer, train_config, checkpoint_config, progress,
                     settings=settings)[0]

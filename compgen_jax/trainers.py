@@ -28,7 +28,8 @@ def build_trainer(
                    train_config.steps_per_call), lambda: MultiSeedTrainer(
         model_config=model_config,
         optimizer=make_optimizer(optimizer_config, model_family(model_config).weight_decay_mask),
-        batch_size=batch_size, steps_per_call=train_config.steps_per_call))
+        batch_size=batch_size, steps_per_call=train_config.steps_per_call,
+        optimizer_config=optimizer_config))
 
 
 _SHARED: dict[Any, Any] | None = None  # open while `sharing_across_cells` is
