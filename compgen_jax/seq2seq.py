@@ -22,8 +22,8 @@ from tasks.selection import cell_manifests
 
 def seq2seq_plan(cell: CellConfig, data: TaskData, trainer: MultiSeedTrainer,
                  config: TrainConfig) -> CellPlan:
-    """A benchmark cell: each seed trains on its manifest of the task's pool, scored by greedy
-    decoding of the eval splits with the benchmark's own metric."""
+    """A benchmark cell: each seed trains on its manifest of the task's pool, scored by the
+    gin-named seq2seq evaluators (default: greedy decoding with the benchmark's own metric)."""
     data.check_situation(trainer.model_config)
     for rule in config.stop_rules:
         if rule.split.partition(":")[0] not in config.eval_splits:
