@@ -85,9 +85,10 @@ class CheckpointConfig:
 
 def run_settings(*configs: Any) -> dict[str, str]:
     """`Class.field -> repr(value)` of every field of the config dataclasses (nested ones
-    flattened under their own class name, as gin names them), OUTPUT_ONLY left out."""
+    flattened under their own class name, as gin names them), OUTPUT_ONLY left out; a config
+    that is None (not known, e.g. a hand-built trainer's optimizer) adds nothing."""
     settings: dict[str, str] = {}
-    for config in configs:
+    for config in filter(None, configs):
         for field in dataclasses.fields(config):
             value = getattr(config, field.name)
             if dataclasses.is_dataclass(value):

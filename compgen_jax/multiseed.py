@@ -2,9 +2,8 @@
 
 Arrays carry a leading seed axis: params/opt state [S, ...], keys [S], order tables [S, T*B].
 The tokenized pool stays on device, and each seed's batch is gathered inside the step. Seeds stay
-independent: a seed whose loss or gradients turn non-finite is frozen and flagged (`diverged`), a
-seed marked inactive (early-stopped, or padding) is frozen, and `lr_scale` gives each seed its own
-learning-rate multiplier.
+independent: a seed whose loss or gradients turn non-finite is frozen and flagged (`diverged`), and
+a seed marked inactive (early-stopped, or padding) is frozen.
 """
 
 from __future__ import annotations
@@ -21,11 +20,12 @@ from flax import nnx
 
 from compgen_jax.models import ModelConfig, make_model
 from compgen_jax.models.transformer import count_params
+from compgen_jax.optim import OptimizerConfig
 
 # Device-resident int32 pools: encoder-decoder {"inputs": [N, Li], "targets": [N, Lt]};
 # decoder-only {"tokens": [N, L], "loss_mask": [N, L]} (answer positions, COVERAGE_PRINCIPLE s.3).
 Pool = dict[str, jax.Array]
-State = dict[str, Any]  # params, opt, key, step [S], active [S], diverged [S], lr_scale [S]
+State = dict[str, Any]  # params, opt, key, step [S], active [S], diverged [S]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +41,7 @@ class MultiSeedTrainer:
     optimizer: optax.GradientTransformation
     batch_size: int
     steps_per_call: int
+    optimizer_config: OptimizerConfig | None = None  # what `optimizer` was made from, if known
 
     @functools.cached_property
     def graphdef(self) -> nnx.GraphDef:
@@ -57,7 +58,7 @@ class MultiSeedTrainer:
         params = nnx.state(model, nnx.Param)
         return {"params": params, "opt": self.optimizer.init(params), "key": dropout_key,
                 "step": jnp.zeros((), jnp.int32), "active": jnp.ones((), bool),
-                "diverged": jnp.zeros((), bool), "lr_scale": jnp.ones((), jnp.float32)}
+                "diverged": jnp.zeros((), bool)}
 
     @functools.cached_property
     def num_params(self) -> int:
@@ -91,7 +92,6 @@ class MultiSeedTrainer:
             key, sub = jax.random.split(state["key"])
             loss, grads = jax.value_and_grad(self.loss_fn)(state["params"], batch, sub)
             updates, opt = self.optimizer.update(grads, state["opt"], state["params"])
-            updates = jax.tree.map(lambda u: u * state["lr_scale"].astype(u.dtype), updates)
             params = optax.apply_updates(state["params"], updates)
             live = state["active"] & ~state["diverged"]
             finite = jnp.isfinite(loss) & all_finite(grads)
@@ -153,7 +153,3 @@ def select(condition: jax.Array, on_true: Any, on_false: Any) -> Any:
     """Leafwise jnp.where with a scalar condition (one seed's lane under vmap)."""
     return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
 
-
-def seed_slice(tree: Any, seed_index: int) -> Any:
-    """One seed's lane of a stacked pytree."""
-    return jax.tree.map(lambda a: a[seed_index], tree)

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import pandas as pd
 from tqdm.auto import tqdm
 
+from analysis.atomic import write_text
 from compgen_jax.gin_utils import parse_gin
 from compgen_jax.sweep import (
     SWEEP_FILE,
@@ -31,7 +32,6 @@ from compgen_jax.sweep import (
     mark_finished,
     write_sweep_file,
 )
-from tasks.atomic import write_text
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -91,7 +91,7 @@ def _copy_training(sweep: Sweep, source: SweepCell, cell: SweepCell) -> None:
 
 def train_in_process(sweep: Sweep, cell: SweepCell) -> None:
     """Train one cell in this process, configured exactly as its `compgen-jax train` process
-    would be (inside `train.sharing_across_cells`, cells of one task share the loaded data and
+    would be (inside `trainers.sharing_across_cells`, cells of one task share the loaded data and
     the compiled step)."""
     from compgen_jax.gin_utils import write_operative_config
     from compgen_jax.train import train
@@ -136,7 +136,7 @@ def launch_local(
                desc="sweep", dynamic_ncols=True)
     try:
         if in_process:
-            from compgen_jax.train import sharing_across_cells
+            from compgen_jax.trainers import sharing_across_cells
 
             with sharing_across_cells():
                 while queue:

@@ -17,8 +17,8 @@ from compgen_jax.models import make_model, model_family, param_counts
 from compgen_jax.models.__main__ import model_config
 from compgen_jax.models.decoder_only import (
     DecoderConfig,
+    answer_accuracy,
     answer_loss,
-    teacher_forced_accuracy,
 )
 from compgen_jax.models.transformer import EncoderDecoder, TransformerConfig, shift_right
 from compgen_jax.multiseed import MultiSeedTrainer
@@ -132,15 +132,15 @@ def test_answer_loss_and_accuracy_cover_answer_tokens_only():
     np.testing.assert_allclose(answer_loss(jnp.asarray(other), tokens, mask), expected, rtol=1e-6)
     other[0, 1] = np.eye(10)[7] * 9  # right at the first answer token
     other[0, 2] = np.eye(10)[3] * 9  # wrong at the second
-    assert float(teacher_forced_accuracy(jnp.asarray(other), tokens, mask)) == 0.5
+    assert float(answer_accuracy(jnp.asarray(other), tokens, mask)[0]) == 0.5
     # With the model: tokens after the answer (padding) change neither loss nor accuracy.
     model, batch = make_model(GPT, rngs=nnx.Rngs(0)), _lm_pool(4)
 
     @jax.jit
-    def metrics(tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def metrics(tokens: jax.Array) -> jax.Array:  # [loss, accuracy per example...]
         logits = model(tokens)
-        return (answer_loss(logits, tokens, batch["loss_mask"]),
-                teacher_forced_accuracy(logits, tokens, batch["loss_mask"]))
+        return jnp.concatenate([answer_loss(logits, tokens, batch["loss_mask"])[None],
+                                answer_accuracy(logits, tokens, batch["loss_mask"])])
 
     np.testing.assert_allclose(metrics(batch["tokens"].at[:, 5:].set(0)),
                                metrics(batch["tokens"]), rtol=1e-6)

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from compgen_jax.cli import main
+from compgen_jax.configs import TrainConfig
 from compgen_jax.models.transformer import TransformerConfig, matrices_only
 from compgen_jax.multiseed import MultiSeedTrainer
 from compgen_jax.optim import OptimizerConfig, make_optimizer
-from compgen_jax.train import TrainConfig
 
 
 @pytest.mark.parametrize(("total", "per_call", "start", "ends"), [

@@ -17,7 +17,7 @@ def _configure(args: argparse.Namespace) -> Path:
     """Parse gin files + bindings (registering the coverage configurables); return MODEL_DIR."""
     import gin
 
-    from compgen_jax import synthetic  # noqa: F401  (registers the configurables)
+    from compgen_jax import coverage_cells  # noqa: F401  (registers the configurables)
     from compgen_jax.gin_utils import parse_gin
 
     parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
@@ -37,8 +37,8 @@ def run_generate(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from compgen_jax.coverage_cells import train_synthetic
     from compgen_jax.gin_utils import write_operative_config
-    from compgen_jax.synthetic import train_synthetic
 
     model_dir = _configure(args)
     result = train_synthetic()
@@ -50,8 +50,8 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_scaling(args: argparse.Namespace) -> None:
+    from compgen_jax.coverage_cells import scaling_sweep
     from compgen_jax.gin_utils import write_operative_config
-    from compgen_jax.synthetic import scaling_sweep
 
     model_dir = _configure(args)
     table = scaling_sweep()
@@ -70,7 +70,7 @@ def run_scaling(args: argparse.Namespace) -> None:
 
 def run_circuits(args: argparse.Namespace) -> None:
     from compgen_jax.circuits import run_circuits as analyse
-    from compgen_jax.synthetic import cell_setup, restore_params
+    from compgen_jax.coverage_cells import cell_setup, restore_params
 
     _configure(args)
     setup = cell_setup()
@@ -87,6 +87,7 @@ def run_circuits(args: argparse.Namespace) -> None:
 def run_covered(args: argparse.Namespace) -> None:
     import pandas as pd
 
+    from analysis.atomic import write_text
     from analysis.coverage import (
         covered_accuracy,
         kcoverage_table,
@@ -94,8 +95,7 @@ def run_covered(args: argparse.Namespace) -> None:
         plot_coverage_accuracy,
         prior_baseline,
     )
-    from compgen_jax.synthetic import cell_setup, checkpoint_per_example
-    from tasks.atomic import write_text
+    from compgen_jax.coverage_cells import cell_setup, checkpoint_per_example
 
     _configure(args)
     setup = cell_setup()

@@ -63,8 +63,8 @@ def run_measures(args: argparse.Namespace) -> None:
 
     import pandas as pd
 
+    from analysis.atomic import write_text
     from tasks import registry
-    from tasks.atomic import write_text
     from tasks.benchmarks import PAIR_CONSTRUCTS
     from tasks.signature import feature_matrix
 

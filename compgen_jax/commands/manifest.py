@@ -13,8 +13,8 @@ from compgen_jax.commands.train import configure, gin_flags
 def run_build(args: argparse.Namespace) -> None:
     """Write every cell's per-seed manifests under MODEL_DIR and print the per-cell table."""
     from compgen_jax import designs, validation
+    from compgen_jax.configs import TrainConfig
     from compgen_jax.task_data import pool_index
-    from compgen_jax.train import TrainConfig
 
     model_dir = configure(args, [])
     cells = designs.configured_design()

@@ -413,6 +413,12 @@ class EncoderDecoder(nnx.Module):
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
         return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
+    def score(self, batch: dict[str, jax.Array]) -> jax.Array:
+        """Teacher-forced, per example: the fraction of non-pad targets predicted right [B]."""
+        targets = batch["targets"]
+        logits = self(batch["inputs"], shift_right(targets), situation=batch.get("situation"))
+        return token_accuracy(logits, targets, targets != PAD_ID)
+
     def predict(
         self, inputs: jax.Array, max_decode_len: int, situation: jax.Array | None = None
     ) -> jax.Array:
@@ -460,6 +466,13 @@ class EncoderDecoder(nnx.Module):
 def shift_right(targets: jax.Array) -> jax.Array:
     """Decoder inputs from targets: [BOS, t0, ..., t_{L-2}] (t5x convention)."""
     return jnp.pad(targets, ((0, 0), (1, 0)), constant_values=BOS_ID)[:, :-1]
+
+
+def token_accuracy(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:
+    """Per example, the fraction of weighted positions whose argmax logit is the target [B]."""
+    weights = weights.astype(jnp.float32)
+    correct = (jnp.argmax(logits, axis=-1) == targets) * weights
+    return correct.sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
 
 
 def count_params(params: nnx.State) -> int:
