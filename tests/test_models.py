@@ -171,6 +171,28 @@ def test_parameter_counts_match_published_models():
     assert param_counts(t5_11_small)[0] == 76_961_152  # HF "google/t5-v1_1-small"
 
 
+def test_label_smoothing_loss_matches_hand_computation():
+    """(1 - a) * NLL(target) + a * mean over the vocabulary of -log p, averaged over non-pad
+    target tokens, computed by hand from the model's own logits; a = 0 is plain cross-entropy."""
+    pool = _seq2seq_pool()
+    batch = {"inputs": pool["inputs"][:4], "targets": pool["targets"][:4]}
+    plain = EncoderDecoder(dataclasses.replace(T5_11, dropout_rate=0.0), rngs=nnx.Rngs(0))
+    smoothed = EncoderDecoder(dataclasses.replace(T5_11, dropout_rate=0.0, label_smoothing=0.1),
+                              rngs=nnx.Rngs(0))
+    logp = np.asarray(jax.nn.log_softmax(
+        plain(batch["inputs"], shift_right(batch["targets"])), axis=-1), np.float64)
+    targets = np.asarray(batch["targets"])
+    nll = -np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    uniform = -logp.mean(axis=-1)
+    mask = targets != 0
+    want = ((0.9 * nll + 0.1 * uniform) * mask).sum() / mask.sum()
+    np.testing.assert_allclose(float(smoothed.loss(batch)), want, rtol=1e-5)
+    np.testing.assert_allclose(float(plain.loss(batch)), (nll * mask).sum() / mask.sum(),
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="label_smoothing=1.0"):
+        EncoderDecoder(dataclasses.replace(T5_11, label_smoothing=1.0), rngs=nnx.Rngs(0))
+
+
 def test_bad_architecture_options_name_the_setting():
     with pytest.raises(ValueError, match="position='absolute'"):
         EncoderDecoder(TransformerConfig(vocab_size=5, position="absolute"), rngs=nnx.Rngs(0))

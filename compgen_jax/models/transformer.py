@@ -44,6 +44,7 @@ class TransformerConfig:
     mlp_dim: int = 256
     max_len: int = 128  # learned positions only; relative bias has no length limit
     dropout_rate: float = 0.0
+    label_smoothing: float = 0.0  # training loss only: targets (1 - a) one-hot + a / vocab
     dtype: str = "float32"
     qkv_dim: int = 0  # num_heads * head_dim (T5's num_heads * d_kv); 0 means emb_dim
     position: str = "learned"  # "learned" absolute embeddings | "relative" T5 bias
@@ -77,6 +78,9 @@ class TransformerConfig:
             raise ValueError(
                 f"TransformerConfig.situation_cells={self.situation_cells} and "
                 f"situation_channels={self.situation_channels} must both be set or both be 0")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"TransformerConfig.label_smoothing={self.label_smoothing} is not in "
+                             "[0, 1)")
         for name, allowed in (("position", POSITIONS), ("mlp", MLPS), ("norm", NORMS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(
@@ -406,11 +410,17 @@ class EncoderDecoder(nnx.Module):
     weight_decay_mask = staticmethod(matrices_only)
 
     def loss(self, batch: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
-        """Mean cross-entropy over the batch's non-pad target tokens (t5x)."""
+        """Mean cross-entropy over the batch's non-pad target tokens (t5x), against targets
+        smoothed by `label_smoothing`."""
         targets = batch["targets"]
         logits = self(batch["inputs"], shift_right(targets), key, situation=batch.get("situation"))
         weights = (targets != 0).astype(jnp.float32)
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+        if self.cfg.label_smoothing:
+            labels = optax.smooth_labels(jax.nn.one_hot(targets, logits.shape[-1]),
+                                         self.cfg.label_smoothing)
+            losses = optax.softmax_cross_entropy(logits, labels)
+        else:
+            losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
         return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
     def score(self, batch: dict[str, jax.Array]) -> jax.Array:
