@@ -122,7 +122,7 @@ def _cell_log(path: Path) -> Iterator[None]:
         yield
 
 
-def run_cell(sweep: Sweep, cell: SweepCell, board: Any) -> float:
+def cell_task(sweep: Sweep, cell: SweepCell, board: Any) -> float:
     """The body of one cell's Ray task: the runner's cell body (train_in_process, resuming from
     the cell's newest checkpoint), then the checked finished marker; returns the wall seconds."""
     if is_finished(sweep, cell):  # an earlier attempt finished it just before its node died
@@ -188,7 +188,7 @@ def launch(sweeps: Sequence[Sweep], config: RayConfig, out: TextIO | None = None
                 write_sweep_file(spec)
         board = ray.remote(num_cpus=0, resources={HEAD: 0.001}, max_restarts=-1)(Board).remote()
         accelerated = config.num_gpus > 0 or bool(config.resources)
-        task = ray.remote(max_calls=1 if accelerated else 0)(run_cell).options(  # 1: a new
+        task = ray.remote(max_calls=1 if accelerated else 0)(cell_task).options(  # 1: a new
             num_cpus=config.num_cpus, num_gpus=config.num_gpus,  # process frees the chips
             resources=config.resources, max_retries=config.max_retries, retry_exceptions=False)
         refs = {task.remote(spec, cell, board): (spec, cell)
