@@ -54,11 +54,13 @@ def write_programme_report(
     command: str,
     options: ReportOptions | None = None,
     settings: Sequence[str] = (),
+    not_run: Sequence[tuple[str, str]] = (),
 ) -> Path:
     """Write <out>/report.md (findings vs paper, per-part tables and plots) and each part's full
     report; return the path of report.md. Byte-identical for identical inputs.
 
-    `settings` are the programme-wide gin bindings (every part's, before its own)."""
+    `settings` are the programme-wide gin bindings (every part's, before its own); `not_run`
+    the (part, reason) pairs this scale leaves out."""
     out = Path(out)
     options = options or ReportOptions()
     by_name = {p["name"]: p for p in parts}
@@ -83,6 +85,10 @@ def write_programme_report(
     if None not in total:
         doc += ["", f"Total wall time: {sum(total) / 60:.1f} min (the sum of the cells' own wall "
                 "times; cells that ran side by side overlap in elapsed time)."]
+    if not_run:
+        doc += ["", "Not run at this scale (no finding can be read from them here):", "",
+                "| part | why |", "|---|---|"]
+        doc += [f"| {name} | {why} |" for name, why in not_run]
     findings: list[tuple[str, str, str, str]] = []
     sections: list[str] = []
     for p in parts:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ class Programme:
     parts: tuple[Part, ...]
     bindings: tuple[str, ...]
     decomposition: tuple[str, ...]
+    not_run: tuple[tuple[str, str], ...] = ()  # (part, why this scale does not run it)
 
 
 @gin.configurable
@@ -57,8 +58,12 @@ def programme(
     parts: Sequence[Part] = gin.REQUIRED,
     bindings: Sequence[str] = (),
     decomposition: Sequence[str] = (),
+    not_run: Mapping[str, str] | None = None,
 ) -> Programme:
-    """The configured programme; names are checked (unique parts, a chain of known parts)."""
+    """The configured programme; names are checked (unique parts, a chain of known parts).
+
+    `not_run` names the parts of the full programme a scaled-down one leaves out, with why (the
+    report lists them): a part that cannot leave the floor at that scale is said so, not run."""
     names = [p.name for p in parts]
     if len(set(names)) != len(names):
         raise ValueError(f"programme.parts: part names repeat: {names}")
@@ -66,8 +71,13 @@ def programme(
     if unknown or len(decomposition) == 1:
         raise ValueError(f"programme.decomposition = {tuple(decomposition)}: needs >= 2 of the "
                          f"parts {names}")
+    skipped = dict(not_run or {})
+    both = sorted(set(skipped) & set(names))
+    if both or not all(isinstance(why, str) and why.strip() for why in skipped.values()):
+        raise ValueError(f"programme.not_run = {skipped}: each entry needs a reason, and a part "
+                         f"cannot be both run and not run ({both})")
     return Programme(root=str(root), parts=tuple(parts), bindings=tuple(bindings),
-                     decomposition=tuple(decomposition))
+                     decomposition=tuple(decomposition), not_run=tuple(skipped.items()))
 
 
 def load(gin_files: Sequence[str], bindings: Sequence[str],

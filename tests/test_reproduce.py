@@ -27,20 +27,29 @@ def _reproduce(shared_data: Path, *args: str) -> subprocess.CompletedProcess:
 def test_full_and_cpu_programmes_differ_only_in_scale() -> None:
     full = programme.load(["programme/full.gin"], [])
     cpu = programme.load(["programme/cpu.gin"], [])
-    assert [p.analysis for p in full.parts] == [p.analysis for p in cpu.parts]
-    assert [p.name for p in full.parts][:-1] == [p.name for p in cpu.parts][:-1] == PARTS
-    assert all(f.gin_files[0].replace(".gin", "_cpu.gin") == c.gin_files[0]
-               for f, c in zip(full.parts[:-1], cpu.parts[:-1], strict=True))
-    assert cpu.parts[-1].smoke_test and not full.parts[-1].smoke_test
-    assert full.decomposition == cpu.decomposition == ("e1", "e2", "e3")
+    assert [p.name for p in full.parts][:-1] == PARTS
+    by_name = {p.name: p for p in full.parts}
+    # the CPU programme runs a subset, each part the *_cpu variant of the same design and analysis
+    assert [p.name for p in cpu.parts] == ["e4", "e5"]
+    assert all(by_name[c.name].gin_files[0].replace(".gin", "_cpu.gin") == c.gin_files[0]
+               and by_name[c.name].analysis == c.analysis for c in cpu.parts)
+    # every other part is named as not run, with its reason
+    left_out = {name for name, _ in cpu.not_run}
+    assert left_out == {*PARTS, "cfq_example"} - {"e4", "e5"}
+    assert full.decomposition == ("e1", "e2", "e3") and full.not_run == ()
+
+
+def test_a_part_cannot_be_run_and_not_run() -> None:
+    with pytest.raises(ValueError, match=r"cannot be both run and not run \(\['e4'\]\)"):
+        programme.load(["programme/cpu.gin"], ["programme.not_run = {'e4': 'floor'}"])
 
 
 def test_cpu_programme_validates_every_cell(tmp_path: Path, shared_data: Path) -> None:
     proc = _reproduce(shared_data, "--gin_file=programme/cpu.gin",
                       f"--gin.PROGRAMME_DIR='{tmp_path / 'cpu'}'", "--dry_run")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "10 parts, 49 cells validated, 0 finished" in proc.stdout
-    assert all(f"# part {name}:" in proc.stdout for name in PARTS)
+    assert "2 parts, 9 cells validated, 0 finished" in proc.stdout
+    assert all(f"# part {name}:" in proc.stdout for name in ("e4", "e5"))
     assert not (tmp_path / "cpu").exists()  # a dry run writes nothing
 
 

@@ -45,7 +45,7 @@ def run_reproduce(args: argparse.Namespace) -> None:
     path = write_programme_report(programme.part_records(specs), prog.decomposition,
                                   Path(prog.root) / "report", command,
                                   ReportOptions(n_perm=args.n_perm, n_boot=args.n_boot),
-                                  prog.bindings)
+                                  prog.bindings, prog.not_run)
     print(f"trained {ran} cells; report: {path}")
 
 
