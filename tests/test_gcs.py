@@ -149,6 +149,7 @@ def test_gs_sweep_root_launch_status_collect_report_equal_local(
     assert not [name for name in objects if "tmp" in name or "probe" in name]
 
 
+@pytest.mark.slow  # a second process's start and compile: ~1 min on an idle CPU
 def test_gs_cell_killed_mid_training_resumes_from_its_gs_checkpoint(
         gcs: str, local_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     root = f"gs://{BUCKET}/killed"
@@ -239,7 +240,7 @@ def test_bucket_refusing_writes_is_refused_naming_the_root(tmp_path: Path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and (f"sweep root (MODEL_DIR) {root}: cannot write to it (" in lines[0]
                                 ), lines
-    assert "storage.objects.create" in lines[0]
+    assert "Forbidden" in lines[0]  # the 403, as gcsfs reports it
 
 
 def test_gs_root_without_the_gcs_extra_is_one_line(tmp_path: Path):
