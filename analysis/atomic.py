@@ -1,7 +1,10 @@
 """Atomic file writes (temp file beside the target + rename): readers never see half a file.
 
 The one atomic writer of the project (tasks and compgen_jax write through it too); it depends on
-the standard library only, so the analysis package stays free of ML frameworks.
+the standard library (and, for gs:// targets, analysis.storage) only, so the analysis package
+stays free of ML frameworks. A gs:// target is written into a local temp file and uploaded as one
+object when it is whole: Cloud Storage makes an object visible only once its upload completes, so
+readers see the old object or the whole new one, as with the rename.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from analysis.storage import as_path, check_remote_writable, is_remote
 
 
 def current_umask() -> int:
@@ -33,7 +38,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The file gets the mode a plain `open(path, "w")` would give (0666 less the umask), not
     mkstemp's private 0600, so collaborators on a shared disk can read results.
     """
-    target = Path(path)
+    target = as_path(path)
+    if is_remote(target):
+        with tempfile.TemporaryDirectory(prefix="compgen-upload-") as staging:
+            tmp = Path(staging) / target.name
+            yield tmp
+            target.write_bytes(tmp.read_bytes())  # one upload: the object appears whole
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -56,8 +67,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def check_output_dir(path: str | os.PathLike, name: str) -> None:
     """Raise ValueError (one line naming `name`) unless `path` is, or can be created as, a
-    writable directory: checked before any work, so a bad output path writes nothing."""
-    path = Path(path)
+    writable directory: checked before any work, so a bad output path writes nothing. A gs://
+    path: its bucket exists and takes a probe object (analysis.storage.check_remote_writable)."""
+    path = as_path(path)
+    if is_remote(path):
+        check_remote_writable(path, name)
+        return
     if path.exists() and not path.is_dir():
         raise ValueError(f"{name} {path} is a file, not a directory; choose another {name}")
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())

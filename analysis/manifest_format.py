@@ -12,6 +12,8 @@ import json
 import os
 from typing import Any
 
+from analysis.storage import as_path
+
 FIELDS = ("pool", "pool_size", "ids", "counts", "strategy", "seed", "targets", "stats", "hash")
 
 
@@ -43,7 +45,7 @@ def read_manifest_json(path: str | os.PathLike[str],
         raise error(f"{path}: non-finite number {constant} in manifest JSON")
 
     try:
-        with open(path, encoding="utf-8") as f:
+        with as_path(path).open(encoding="utf-8") as f:
             data = json.loads(f.read(), parse_constant=reject)
     except json.JSONDecodeError as err:
         raise error(f"{path}:{err.lineno}: malformed manifest JSON: {err.msg}") from None

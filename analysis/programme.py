@@ -22,6 +22,7 @@ from analysis.atomic import write_text
 from analysis.decompose import decomposition_from_sweeps
 from analysis.report import ReportOptions, write_report
 from analysis.results import read_results, require_columns, tidy_results
+from analysis.storage import as_path
 
 METRIC = "exact_match"
 PATTERN_P_RATIO = 10.0  # "diversity effect size an order of magnitude above exposure"
@@ -61,7 +62,7 @@ def write_programme_report(
 
     `settings` are the programme-wide gin bindings (every part's, before its own); `not_run`
     the (part, reason) pairs this scale leaves out."""
-    out = Path(out)
+    out = as_path(out)
     options = options or ReportOptions()
     by_name = {p["name"]: p for p in parts}
     doc = ["# The paper's programme: measured vs published", "",

@@ -31,6 +31,7 @@ from analysis.results import (
     read_results,
     tidy_results,
 )
+from analysis.storage import as_path, is_remote
 
 MAX_FACTOR_LEVELS = 12
 MAX_LISTED = 12
@@ -77,7 +78,7 @@ def write_report(
     (benchmark -> what its pairs measure) enable the audit; manifests are read from `model_dir`
     (default: `results`) when the audit needs example ids.
     """
-    out = Path(out)
+    out = as_path(out)
     raw = read_results(results)
     tidy = tidy_results(raw, split, metric)
     if tidy.frame.empty:
@@ -86,19 +87,25 @@ def write_report(
         measures = _audit_inputs(measures, tidy.frame, model_dir or results)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    remote = is_remote(out)  # gs://: staged in a local temp folder, uploaded file by file
+    if not remote:
+        out.parent.mkdir(parents=True, exist_ok=True)
     # Everything is written into a staging folder and moved into OUT only when the whole report
     # succeeded: a failing run creates no OUT and never leaves a new inputs.csv by an older report.
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=None if remote else out.parent))
     try:
         doc = _Doc(staging)
         _build(doc, results, raw, tidy, metric, measures, constructs, options)
         with atomic_path(staging / "report.md") as tmp:
             tmp.write_text("\n".join(doc.lines) + "\n", encoding="utf-8")
         names = sorted(f.name for f in staging.iterdir() if f.name != "report.md")
-        out.mkdir(exist_ok=True)
-        for name in [*names, "report.md"]:
-            os.replace(staging / name, out / name)
+        if not remote:
+            out.mkdir(exist_ok=True)
+        for name in [*names, "report.md"]:  # report.md last: its presence means a whole report
+            if remote:
+                (out / name).write_bytes((staging / name).read_bytes())
+            else:
+                os.replace(staging / name, out / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out / "report.md"

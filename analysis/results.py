@@ -14,6 +14,7 @@ import pandas as pd
 
 from analysis.manifest_format import read_manifest_json
 from analysis.schema import EXTRA, FRACTIONS, KEY, REQUIRED
+from analysis.storage import as_path, rglob
 
 # Column added by read_results: the file each row came from, so reports can state their inputs.
 SOURCE = "source_file"
@@ -42,11 +43,11 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     alone: it has the design's factor_* columns that the per-cell files lack. Beside its
     sweep.json the table must still reflect the cells on disk (check_collected).
     """
-    path = Path(path)
+    path = as_path(path)
     if path.is_dir() and (path / SWEEP_RESULTS).is_file():
         path = path / SWEEP_RESULTS
     if path.is_dir():
-        files = sorted(f for name in RESULT_NAMES for f in path.rglob(name) if f.is_file())
+        files = sorted(f for name in RESULT_NAMES for f in rglob(path, name) if f.is_file())
         if not files:
             raise ValueError(f"{path}: no {' or '.join(RESULT_NAMES)} files beneath this directory")
     elif path.is_file():
@@ -63,7 +64,7 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks (a cell's results.csv, a benchmark file)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with as_path(path).open("rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
@@ -290,7 +291,7 @@ def manifest_files(root: str | os.PathLike) -> list[Path]:
     """Every <cell>/manifests/seed_<k>.json beneath `root`, sorted: the layout that train,
     `manifest build` and sweeps write (a sweep root's other JSON files are not manifests)."""
     return sorted(
-        f for f in Path(root).rglob("seed_*.json")
+        f for f in rglob(as_path(root), "seed_*.json")
         if f.parent.name == "manifests" and _SEED_FILE.fullmatch(f.name)
     )  # fmt: skip
 
@@ -303,7 +304,7 @@ def read_manifests(root: str | os.PathLike) -> pd.DataFrame:
     pair_coverage_<split> per eval split, ids (int array) and path. The stored hash is checked
     against the content (sha256 of the canonical JSON of the other fields).
     """
-    root = Path(root)
+    root = as_path(root)
     files = manifest_files(root)
     if not files:
         raise ValueError(f"{root}: no <cell>/manifests/seed_<k>.json files beneath this directory")

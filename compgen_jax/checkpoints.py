@@ -32,6 +32,7 @@ import orbax.checkpoint as ocp
 import tensorstore as ts
 from tqdm.auto import tqdm
 
+from analysis.storage import absolute, as_path, is_remote
 from compgen_jax.multiseed import State
 
 # Settings that only choose which outputs are written, never a number in them: a rerun may change
@@ -129,7 +130,9 @@ def read_every_array(state_dir: Path) -> None:
     reads in flight: their late callbacks print tracebacks. Reading sequentially first turns a
     damaged file into one exception and nothing else printed (the cost: a second read on resume).
     """
-    base = {"driver": "ocdbt", "base": f"file://{Path(state_dir).absolute()}"}
+    url = (f"{str(state_dir).rstrip('/')}/" if is_remote(state_dir)  # the directory's keys
+           else f"file://{Path(state_dir).absolute()}")
+    base = {"driver": "ocdbt", "base": url}  # gs://: tensorstore's gcs driver
     for key in ts.KvStore.open(base).result().list().result():
         name = key.decode()
         for suffix, driver in _ARRAY_DRIVERS.items():
@@ -199,7 +202,7 @@ class CellCheckpointer:
     """Save and restore (stacked state, JSON metadata) pairs of one cell's run."""
 
     def __init__(self, model_dir: Path, config: CheckpointConfig):
-        self.model_dir = Path(model_dir).absolute()
+        self.model_dir = absolute(model_dir)
         self.config = config
         self.manager = ocp.CheckpointManager(
             self.model_dir,
@@ -220,8 +223,10 @@ class CellCheckpointer:
 
     def newest(self) -> int | None:
         """The newest finished checkpoint_<step> on disk (orbax renames a checkpoint to that name
-        only once it is whole), whatever the manager's state after a failure; None if none."""
-        steps = [p.name.removeprefix("checkpoint_") for p in self.model_dir.glob("checkpoint_*")]
+        only once it is whole; on gs://, where nothing renames, it writes commit_success.txt into
+        it last), whatever the manager's state after a failure; None if none."""
+        steps = [p.name.removeprefix("checkpoint_") for p in self.model_dir.glob("checkpoint_*")
+                 if not is_remote(p) or ocp.path.step.is_path_finalized(p)]
         return max((int(step) for step in steps if step.isdigit()), default=None)
 
     @contextlib.contextmanager
@@ -326,10 +331,10 @@ def newest_meta(model_dir: Path) -> tuple[int, dict[str, Any]] | None:
 
     Writes nothing, so it can run before any validation has passed.
     """
-    if not Path(model_dir).is_dir():
+    if not as_path(model_dir).is_dir():
         return None
     manager = ocp.CheckpointManager(
-        Path(model_dir).absolute(),
+        absolute(model_dir),
         options=ocp.CheckpointManagerOptions(step_prefix="checkpoint", create=False,
                                              max_to_keep=None, enable_async_checkpointing=False))
     try:

@@ -1,7 +1,10 @@
 """MODEL_DIR guards: a usable directory, and one writer at a time.
 
 The lock is `flock` on the directory itself: it writes nothing into MODEL_DIR, and the kernel
-drops it when the holding process ends, however it ends (a kill -9 leaves no stale lock).
+drops it when the holding process ends, however it ends (a kill -9 leaves no stale lock). Object
+storage (a gs:// MODEL_DIR) has no such lock: there, one writer per cell is kept by the runners
+(each launch schedules a cell once; Ray retries a cell only once its node is dead), and two
+drivers launched on one gs:// root at the same time are not prevented.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from analysis.atomic import check_output_dir
+from analysis.storage import as_path, is_remote
 
 _HELD: dict[Path, int] = {}  # directories this process holds: resolved path -> open fd
 
@@ -49,8 +53,11 @@ def model_dir_lock(model_dir: Path, exclusive: bool = True,
     Re-entrant within a process (a nested hold of a directory already held is a no-op). The
     processes of one multi-process job share MODEL_DIR: only the first locks it (`exclusive`).
     """
-    path = Path(model_dir)
+    path = as_path(model_dir)
     check_model_dir(path)
+    if is_remote(path):  # no lock on object storage (see the module's docstring)
+        yield
+        return
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:

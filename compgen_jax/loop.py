@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
 import signal
 import sys
 import threading
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from analysis.atomic import write_text
 from analysis.schema import STOP_COLUMNS, TRAIN_LOSS_WINDOW, write_results
+from analysis.storage import remove_tree
 from compgen_jax.checkpoints import (
     NO_CHECKPOINTS,
     CellCheckpointer,
@@ -141,7 +141,7 @@ def run_cell(
                                       progress, settings, ctrl_c)
         except BaseException:  # e.g. out of memory at the first step: leave no partial MODEL_DIR
             if fresh and not any(model_dir.glob("checkpoint_*")):
-                shutil.rmtree(model_dir, ignore_errors=True)
+                remove_tree(model_dir)
             raise
     diverged = stops.loc[stops["diverged"], "seed"].tolist()
     if diverged:

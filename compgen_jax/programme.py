@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import gin
 from tqdm.auto import tqdm
 
+from analysis.storage import as_path
 from compgen_jax import runner, sweep
 from compgen_jax.gin_utils import parse_gin
 
@@ -93,7 +93,7 @@ def expand(prog: Programme, search_paths: Sequence[str] = ()) -> list[tuple[Part
     """Every part's sweep, validated (lengths, steps, pool, memory) before anything runs."""
     specs = []
     for part in prog.parts:
-        model_dir = str(Path(prog.root) / part.name)
+        model_dir = str(as_path(prog.root) / part.name)
         spec = sweep.expand(part.gin_files,
                             [*prog.bindings, *part.bindings, f"MODEL_DIR = {model_dir!r}"],
                             search_paths)
@@ -116,7 +116,7 @@ def run_local(specs: Sequence[tuple[Part, sweep.Sweep]], parallel: int = 1,
             before = sum(sweep.is_finished(spec, c) for c in spec.cells)
             ran += len(runner.launch_local(spec, parallel=parallel, in_process=in_process))
             bar.update(len(spec.cells) - before)
-            sweep.collect(Path(spec.root))
+            sweep.collect(as_path(spec.root))
     return ran
 
 
@@ -129,7 +129,8 @@ def part_records(specs: Sequence[tuple[Part, sweep.Sweep]]) -> list[dict[str, An
         walls = [m.get("wall_s") for m in markers]
         records.append({
             "name": part.name, "analysis": part.analysis, "split": part.split,
-            "smoke_test": part.smoke_test, "results": str(Path(spec.root) / sweep.COLLECTED_FILE),
+            "smoke_test": part.smoke_test,
+            "results": str(as_path(spec.root) / sweep.COLLECTED_FILE),
             "gin_files": list(part.gin_files), "bindings": list(part.bindings),
             "cells": len(spec.cells),
             "trainings": len({c.name for c in runner.trained_as(spec).values()}),

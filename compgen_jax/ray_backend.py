@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from analysis.atomic import check_output_dir
+from analysis.storage import absolute, as_path, staged_file
 from compgen_jax import runner
 from compgen_jax.lock import model_dir_lock
 from compgen_jax.sweep import (
@@ -110,12 +111,12 @@ def check_resources(config: RayConfig) -> None:
 
 @contextlib.contextmanager
 def _cell_log(path: Path) -> Iterator[None]:
-    """This attempt's stdout and stderr appended to the cell's train.log, under a header."""
+    """This attempt's stdout and stderr appended to the cell's train.log, under a header (a gs://
+    log is uploaded when the attempt ends: an attempt whose node dies leaves no log)."""
     import ray
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle, contextlib.redirect_stdout(handle), \
-            contextlib.redirect_stderr(handle):
+    with staged_file(path, append=True) as local, local.open("a") as handle, \
+            contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
         node = ray.get_runtime_context().get_node_id()[:12]
         print(f"--- attempt on node {node} (pid {os.getpid()}, {time.strftime('%H:%M:%S')})",
               flush=True)
@@ -178,13 +179,13 @@ def launch(sweeps: Sequence[Sweep], config: RayConfig, out: TextIO | None = None
         check_output_dir(spec.root, "sweep root (MODEL_DIR)")
         check_root(spec)
     # tasks run in other processes and on other nodes: the root as an absolute path
-    sweeps = [dataclasses.replace(s, root=str(Path(s.root).absolute())) for s in sweeps]
+    sweeps = [dataclasses.replace(s, root=str(absolute(s.root))) for s in sweeps]
     work = [(spec, runner.unfinished_cells(spec)) for spec in sweeps]
     owned = connect(config)
     try:
         check_resources(config)
         for spec in sweeps:
-            if not (Path(spec.root) / SWEEP_FILE).exists():
+            if not (as_path(spec.root) / SWEEP_FILE).exists():
                 write_sweep_file(spec)
         board = ray.remote(num_cpus=0, resources={HEAD: 0.001}, max_restarts=-1)(Board).remote()
         accelerated = config.num_gpus > 0 or bool(config.resources)

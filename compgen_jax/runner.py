@@ -9,19 +9,19 @@ relaunch runs only the rest; cells with the same training identity are trained o
 
 from __future__ import annotations
 
+import contextlib
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analysis.atomic import write_text
+from analysis.atomic import check_output_dir, write_text
+from analysis.storage import as_path, copy_tree, staged_file
 from compgen_jax.gin_utils import parse_gin
 from compgen_jax.sweep import (
     SWEEP_FILE,
@@ -80,9 +80,9 @@ def _copy_training(sweep: Sweep, source: SweepCell, cell: SweepCell) -> None:
     src, dst = sweep.cell_dir(source), sweep.cell_dir(cell)
     for name in ("manifests", "predictions"):
         if (src / name).is_dir():
-            shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
+            copy_tree(src / name, dst / name)
     if (src / "config.gin").exists():
-        shutil.copy2(src / "config.gin", dst / "config.gin")
+        write_text(dst / "config.gin", (src / "config.gin").read_text())
     write_text(dst / "trained_as.txt", f"{source.name}\n")
     table = pd.read_csv(src / "results.csv")
     table["cell"] = cell.name
@@ -126,10 +126,11 @@ def launch_local(
             print(f"# {cell.name}: same training as {source[cell.name].name} (results copied)",
                   file=out)
         return []
-    if not (Path(sweep.root) / SWEEP_FILE).exists():
+    check_output_dir(sweep.root, "sweep root (MODEL_DIR)")  # e.g. a gs:// bucket that is absent
+    if not (as_path(sweep.root) / SWEEP_FILE).exists():
         write_sweep_file(sweep)
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    running: dict[str, tuple[subprocess.Popen, SweepCell, float]] = {}
+    running: dict[str, tuple[subprocess.Popen, SweepCell, float, contextlib.ExitStack]] = {}
     failed: list[str] = []
     queue = list(pending)
     bar = tqdm(total=len(sweep.cells), initial=len(sweep.cells) - len(pending), unit="cell",
@@ -150,18 +151,19 @@ def launch_local(
             started = queue and len(running) < parallel
             while queue and len(running) < parallel:
                 cell = queue.pop(0)
-                log = sweep.cell_dir(cell) / "train.log"
-                log.parent.mkdir(parents=True, exist_ok=True)
-                with log.open("w") as handle:
+                log = contextlib.ExitStack()  # a gs:// log is uploaded when the process ends
+                local_log = log.enter_context(staged_file(sweep.cell_dir(cell) / "train.log"))
+                with local_log.open("w") as handle:
                     proc = subprocess.Popen(local_command(sweep, cell), stdout=handle,
                                             stderr=subprocess.STDOUT)
-                running[cell.name] = (proc, cell, time.monotonic())
+                running[cell.name] = (proc, cell, time.monotonic(), log)
             if started:
                 bar.set_postfix_str("running " + ", ".join(running))
-            for name, (proc, cell, start) in list(running.items()):
+            for name, (proc, cell, start, log) in list(running.items()):
                 if proc.poll() is None:
                     continue
                 del running[name]
+                log.close()
                 if proc.returncode == 0:
                     mark_finished(sweep, cell, time.monotonic() - start)
                     bar.update(1)
@@ -171,9 +173,10 @@ def launch_local(
             if running:
                 time.sleep(0.2)
     finally:
-        for proc, _, _ in running.values():
+        for proc, _, _, log in running.values():
             proc.terminate()
             proc.wait()
+            log.close()
         bar.close()
         signal.signal(signal.SIGTERM, previous)
     failed += finish_copies(sweep, copies)

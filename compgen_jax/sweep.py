@@ -36,6 +36,7 @@ from analysis.results import (
 )
 from analysis.results import SWEEP_RESULTS as COLLECTED_FILE
 from analysis.schema import RESULT_COLUMNS
+from analysis.storage import as_path
 from compgen_jax import designs
 from compgen_jax.gin_utils import parse_gin
 
@@ -71,7 +72,7 @@ class Sweep:
         return _sha256([(c.name, c.cell_id) for c in self.cells])
 
     def cell_dir(self, cell: SweepCell) -> Path:
-        return Path(self.root) / cell.name
+        return as_path(self.root) / cell.name
 
     def train_args(self, cell: SweepCell, model_dir: str, *extra: str) -> list[str]:
         """`compgen-jax train` arguments that train this cell into model_dir."""
@@ -157,7 +158,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def check_root(sweep: Sweep) -> None:
     """Refuse a sweep root written for another design or holding cells of another config."""
-    root = Path(sweep.root)
+    root = as_path(sweep.root)
     if (root / SWEEP_FILE).exists():
         recorded = _read_json(root / SWEEP_FILE)
         if recorded.get("design_hash") != sweep.design_hash:
@@ -177,7 +178,7 @@ def is_finished(sweep: Sweep, cell: SweepCell) -> bool:
 
 
 def write_sweep_file(sweep: Sweep) -> None:
-    write_text(Path(sweep.root) / SWEEP_FILE, json.dumps({
+    write_text(as_path(sweep.root) / SWEEP_FILE, json.dumps({
         "design_hash": sweep.design_hash, "gin_files": sweep.gin_files,
         "gin_bindings": sweep.gin_bindings,
         "cells": [dataclasses.asdict(c) for c in sweep.cells]}, indent=1))

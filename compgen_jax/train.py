@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gin
 import jax
 from tqdm.auto import tqdm
 
+from analysis.storage import as_path
 from compgen_jax.checkpoints import NO_CHECKPOINTS, CheckpointConfig, check_resume, run_settings
 from compgen_jax.configs import CellConfig, DistributedConfig, TrainConfig
 from compgen_jax.lock import check_model_dir
@@ -37,8 +37,8 @@ def train(
         raise ValueError(f"{jax.process_count()} processes need TrainConfig.shard_seeds=True")
     train_config.validate()
     settings = run_settings(cell, model_config, optimizer_config, train_config)
-    check_model_dir(Path(model_dir))
-    check_resume(Path(model_dir), settings)  # before the data loads; again once it has
+    check_model_dir(as_path(model_dir))
+    check_resume(as_path(model_dir), settings)  # before the data loads; again once it has
     data = shared(("data", cell.task, cell.train_split, train_config.eval_splits,
                    train_config.max_eval_examples, train_config.stratify_eval,
                    str(data_dir()), task_arrays()),
@@ -50,5 +50,5 @@ def train(
     print(f"model: {trainer.num_params:,} "
           f"parameters per seed x {train_config.num_seeds} seeds")
     with tqdm(total=train_config.total_steps, unit="step", desc=cell.name) as progress:
-        return train_cell(cell, Path(model_dir), data, trainer, train_config, checkpoint_config,
+        return train_cell(cell, as_path(model_dir), data, trainer, train_config, checkpoint_config,
                           progress, settings=settings)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from pathlib import Path
 
 from analysis.__main__ import subcommand
+from analysis.storage import as_path
 from compgen_jax.commands.sweep import add_backend_flags, ray_config
 from compgen_jax.commands.train import gin_flags
 
@@ -37,13 +37,13 @@ def run_reproduce(args: argparse.Namespace) -> None:
 
         ran = len(ray_backend.launch([spec for _, spec in specs], ray_config(args)))
         for _, spec in specs:
-            sweep.collect(Path(spec.root))
+            sweep.collect(as_path(spec.root))
     else:
         ran = programme.run_local(specs, parallel=args.parallel,
                                   in_process=args.backend == "in-process")
     command = shlex.join(["compgen-jax", "reproduce", *sys.argv[2:]])
     path = write_programme_report(programme.part_records(specs), prog.decomposition,
-                                  Path(prog.root) / "report", command,
+                                  as_path(prog.root) / "report", command,
                                   ReportOptions(n_perm=args.n_perm, n_boot=args.n_boot),
                                   prog.bindings, prog.not_run)
     print(f"trained {ran} cells; report: {path}")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from analysis.__main__ import subcommand
+from analysis.storage import as_path
 from compgen_jax.commands.train import gin_flags
 
 
@@ -79,7 +79,7 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
 def run_status(args: argparse.Namespace) -> None:
     from compgen_jax import designs, sweep
 
-    rows = sweep.status_rows(Path(args.sweep_root))
+    rows = sweep.status_rows(as_path(args.sweep_root))
     print(designs.format_table(rows))
     states = [r["state"] for r in rows]
     print(f"\n{states.count('finished')}/{len(rows)} cells finished")
@@ -88,7 +88,7 @@ def run_status(args: argparse.Namespace) -> None:
 def run_collect(args: argparse.Namespace) -> None:
     from compgen_jax import sweep
 
-    root = Path(args.sweep_root)
+    root = as_path(args.sweep_root)
     table = sweep.collect(root, allow_missing=args.allow_missing)
     print(f"{len(table)} rows from {table['cell'].nunique()} cells: {root / sweep.COLLECTED_FILE}")
 
