@@ -5,6 +5,10 @@ The tokenized pool stays on device, and each seed's batch is gathered inside the
 independent: a seed whose loss or gradients turn non-finite is frozen and flagged (`diverged`), a
 seed marked inactive (early-stopped, or padding) is frozen, and `lr_scale` gives each seed its own
 learning-rate multiplier.
+
+Each step pads its batch only as far as it needs: to the shortest of a few fixed bucket shapes
+(`bucket_lengths`) that holds the longest example any live seed draws at that step, so a cell
+compiles one step per bucket and a short step does not pay for the pool's longest example.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from compgen_jax.models.transformer import count_params
 # Device-resident int32 pools: encoder-decoder {"inputs": [N, Li], "targets": [N, Lt]};
 # decoder-only {"tokens": [N, L], "loss_mask": [N, L]} (answer positions, COVERAGE_PRINCIPLE s.3).
 Pool = dict[str, jax.Array]
+BUCKETED = ("inputs", "targets")  # the [N, L] token features a step cuts to its bucket length
+BUCKET_ALIGN = 8  # bucket lengths are multiples of this (or the feature's full length)
 State = dict[str, Any]  # params, opt, key, step [S], active [S], diverged [S], lr_scale [S]
 
 
@@ -41,6 +47,7 @@ class MultiSeedTrainer:
     optimizer: optax.GradientTransformation
     batch_size: int
     steps_per_call: int
+    length_buckets: int = 1  # step lengths per pool (`bucket_lengths`); 1 = always full padding
 
     @functools.cached_property
     def graphdef(self) -> nnx.GraphDef:
@@ -73,51 +80,70 @@ class MultiSeedTrainer:
         """The model family's own training loss on one batch."""
         return self.model(params).loss(batch, key)
 
-    def train_one(
-        self, state: State, order: jax.Array, pool: Pool, num_steps: int | None = None
-    ) -> tuple[State, jax.Array]:
-        """`num_steps` (default `steps_per_call`) steps of one seed; order holds its example ids.
+    def seed_batch(self, state: State, order: jax.Array, pool: Pool) -> Pool:
+        """One seed's batch at its stream position, every feature at the pool's full length.
 
         Stream position p (= step * B) is read at order[p % len(order)]: a full [T*B] table, or a
         ring buffer refilled before each call (the next steps_per_call * B positions of the
-        stream) when the whole table would be too large. A frozen seed (inactive or diverged) keeps
-        params, optimizer state, key and data position.
+        stream) when the whole table would be too large.
         """
+        start = (state["step"] * self.batch_size) % order.shape[0]
+        idx = jax.lax.dynamic_slice_in_dim(order, start, self.batch_size)
+        return {name: jnp.take(array, idx, axis=0) for name, array in pool.items()}
 
-        def step(state: State, _) -> tuple[State, jax.Array]:
-            start = (state["step"] * self.batch_size) % order.shape[0]
-            idx = jax.lax.dynamic_slice_in_dim(order, start, self.batch_size)
-            batch = {name: jnp.take(array, idx, axis=0) for name, array in pool.items()}
-            key, sub = jax.random.split(state["key"])
-            loss, grads = jax.value_and_grad(self.loss_fn)(state["params"], batch, sub)
-            updates, opt = self.optimizer.update(grads, state["opt"], state["params"])
-            updates = jax.tree.map(lambda u: u * state["lr_scale"].astype(u.dtype), updates)
-            params = optax.apply_updates(state["params"], updates)
-            live = state["active"] & ~state["diverged"]
-            finite = jnp.isfinite(loss) & all_finite(grads)
-            keep = live & finite
-            return {
-                **state,
-                "params": select(keep, params, state["params"]),
-                "opt": select(keep, opt, state["opt"]),
-                "key": jnp.where(live, key, state["key"]),
-                "step": state["step"] + live.astype(jnp.int32),
-                "diverged": state["diverged"] | (live & ~finite),
-            }, loss
-
-        return jax.lax.scan(step, state, None, length=num_steps or self.steps_per_call)
+    def step_one(self, state: State, batch: Pool) -> tuple[State, jax.Array]:
+        """One train step of one seed on its batch. A frozen seed (inactive or diverged) keeps
+        params, optimizer state, key and data position."""
+        key, sub = jax.random.split(state["key"])
+        loss, grads = jax.value_and_grad(self.loss_fn)(state["params"], batch, sub)
+        updates, opt = self.optimizer.update(grads, state["opt"], state["params"])
+        updates = jax.tree.map(lambda u: u * state["lr_scale"].astype(u.dtype), updates)
+        params = optax.apply_updates(state["params"], updates)
+        live = state["active"] & ~state["diverged"]
+        finite = jnp.isfinite(loss) & all_finite(grads)
+        keep = live & finite
+        return {
+            **state,
+            "params": select(keep, params, state["params"]),
+            "opt": select(keep, opt, state["opt"]),
+            "key": jnp.where(live, key, state["key"]),
+            "step": state["step"] + live.astype(jnp.int32),
+            "diverged": state["diverged"] | (live & ~finite),
+        }, loss
 
     @functools.cached_property
     def train(self) -> Callable[..., tuple[State, jax.Array]]:
         """(state [S], orders [S, T*B], pool, num_steps=None) -> (state, losses [S, num_steps]).
+
+        `num_steps` (default `steps_per_call`) steps of every seed. Each step pads the seeds'
+        batches to the shortest of `length_buckets` bucket lengths (`bucket_lengths`) that holds
+        the longest live seed's example of that step; padding is masked, so a seed's loss is
+        the full-padding loss up to float rounding, whichever seeds share its step.
 
         The state is donated. A shorter `num_steps` (a run's final, partial call) compiles once
         more; the steps themselves are the same, so k + m steps equal one call of k + m.
         """
 
         def train(state: State, orders: jax.Array, pool: Pool, num_steps: int | None = None):
-            one = functools.partial(self.train_one, num_steps=num_steps)
-            return jax.vmap(one, in_axes=(0, 0, None))(state, orders, pool)
+            features = {f: pool[f].shape[1] for f in BUCKETED if f in pool}
+            lengths = bucket_lengths(max(features.values(), default=0), self.length_buckets)
+
+            def bucket(length: int) -> Callable[[State, Pool], tuple[State, jax.Array]]:
+                def run(state: State, batch: Pool) -> tuple[State, jax.Array]:
+                    cut = {f: batch[f][:, :, :min(n, length)] for f, n in features.items()}
+                    return jax.vmap(self.step_one)(state, {**batch, **cut})
+
+                return run
+
+            def step(state: State, _) -> tuple[State, jax.Array]:
+                batch = jax.vmap(self.seed_batch, in_axes=(0, 0, None))(state, orders, pool)
+                live = state["active"] & ~state["diverged"]
+                index = bucket_index(batch, live, lengths)
+                return jax.lax.switch(index, [bucket(n) for n in lengths], state, batch)
+
+            state, losses = jax.lax.scan(step, state, None,
+                                         length=num_steps or self.steps_per_call)
+            return state, losses.T
 
         return jax.jit(train, donate_argnums=0, static_argnames="num_steps")
 
@@ -142,6 +168,34 @@ class MultiSeedTrainer:
         """Greedy decoding, (params [S], inputs [B, Li], max_decode_len[, situation [B, C, F]])
         -> tokens [S, B, L] (the family's `predict`)."""
         return self._decode(params, inputs, max_decode_len, situation)
+
+
+def bucket_lengths(longest: int, count: int) -> list[int]:
+    """The step lengths of a pool whose longest bucketed feature pads to `longest`: k / count of
+    it for k = 1..count, rounded up to a multiple of BUCKET_ALIGN, at most `longest`, repeats
+    dropped. A step pads each bucketed feature to its bucket length or its own full length,
+    whichever is shorter."""
+    lengths: list[int] = []
+    for k in range(1, count + 1):
+        share = -(-longest * k // count)  # ceil(longest * k / count)
+        length = min(longest, -(-share // BUCKET_ALIGN) * BUCKET_ALIGN)
+        if not lengths or length != lengths[-1]:
+            lengths.append(length)
+    return lengths
+
+
+def bucket_index(batch: Pool, live: jax.Array, lengths: list[int]) -> jax.Array:
+    """Index in `lengths` of the shortest bucket that holds every live seed's examples of the
+    batch (features [S, B, L]; a padded token is 0; no live seed: the shortest)."""
+    if len(lengths) == 1:
+        return jnp.zeros((), jnp.int32)
+    longest = jnp.zeros((), jnp.int32)
+    for f in BUCKETED:
+        if f in batch:
+            ends = jnp.arange(1, batch[f].shape[2] + 1)
+            longest = jnp.maximum(longest, jnp.max(jnp.where(
+                live[:, None, None] & (batch[f] != 0), ends, 0)))
+    return jnp.sum(jnp.asarray(lengths) < longest).astype(jnp.int32)
 
 
 def all_finite(tree: Any) -> jax.Array:

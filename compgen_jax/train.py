@@ -63,6 +63,7 @@ class TrainConfig:
     total_steps: int = 1000
     batch_size: int = 64
     steps_per_call: int = 50
+    length_buckets: int = 8  # step lengths per pool (multiseed.bucket_lengths); 1 = full padding
     eval_period: int = 0
     eval_splits: tuple[str, ...] = ("test",)
     max_eval_examples: int = 0
@@ -82,6 +83,8 @@ class TrainConfig:
                              ">= 1")
         if self.steps_per_call < 1:
             raise ValueError(f"TrainConfig.steps_per_call={self.steps_per_call} must be >= 1")
+        if self.length_buckets < 1:
+            raise ValueError(f"TrainConfig.length_buckets={self.length_buckets} must be >= 1")
         if self.eval_period < 0 or self.eval_period % self.steps_per_call:
             raise ValueError(
                 f"TrainConfig.eval_period={self.eval_period} must be 0 (end only) or a multiple "
@@ -165,10 +168,12 @@ def build_trainer(
     model_config = dataclasses.replace(model_config, vocab_size=vocab_size, **sizes)
     batch_size = batch_size or train_config.batch_size
     return shared(("trainer", model_config, optimizer_config, batch_size,
-                   train_config.steps_per_call), lambda: MultiSeedTrainer(
+                   train_config.steps_per_call, train_config.length_buckets),
+                  lambda: MultiSeedTrainer(
         model_config=model_config,
         optimizer=make_optimizer(optimizer_config, model_family(model_config).weight_decay_mask),
-        batch_size=batch_size, steps_per_call=train_config.steps_per_call))
+        batch_size=batch_size, steps_per_call=train_config.steps_per_call,
+        length_buckets=train_config.length_buckets))
 
 
 _SHARED: dict[Any, Any] | None = None  # open while `sharing_across_cells` is
@@ -472,7 +477,7 @@ def seq2seq_plan(cell: CellConfig, data: TaskData, trainer: MultiSeedTrainer,
                 "exposure": exposure, "manifest_hash": m.hash} for m in manifests]
     evaluator = DecodeEvaluator(data.evals, split_evaluators(data.source, data.eval_ids),
                                 data.words, config.eval_batch_size,
-                                config.save_predictions)
+                                config.save_predictions, cell.name)
     return CellPlan(
         name=cell.name, task=data.task, pool=data.train, lengths=data.lengths,
         orders=ManifestOrders(manifests, config.total_steps * config.batch_size),

@@ -90,9 +90,13 @@ def matrices_only(params: nnx.State) -> nnx.State:
 
 
 def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout of x [B, L, ...]. The mask is drawn length-major ([L, B, ...], then
+    transposed), so a position's mask does not depend on how far the batch is padded: a seed
+    draws the same masks whichever length bucket its step pads to."""
     if key is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    keep = jnp.swapaxes(jax.random.bernoulli(key, 1.0 - rate, (x.shape[1], x.shape[0],
+                                                                   *x.shape[2:])), 0, 1)
     return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
@@ -416,20 +420,30 @@ class EncoderDecoder(nnx.Module):
     def predict(
         self, inputs: jax.Array, max_decode_len: int, situation: jax.Array | None = None
     ) -> jax.Array:
-        """Greedy decoding with a KV cache: inputs [B, Li] -> tokens [B, max_decode_len]."""
+        """Greedy decoding with a KV cache: inputs [B, Li] -> tokens [B, max_decode_len].
+
+        The loop stops once every row has emitted EOS (vmapped over seeds: every row of every
+        seed), not at max_decode_len; a row's positions after its EOS hold 0, as they would
+        after a full-length decode.
+        """
         encoded = self.encode(inputs, situation=situation)
         caches = self.init_cache(encoded, max_decode_len)
 
-        def step(carry, t):
-            token, caches, done = carry
+        def running(carry):
+            t, _, _, done, _ = carry
+            return (t < max_decode_len) & ~jnp.all(done)
+
+        def step(carry):
+            t, token, caches, done, tokens = carry
             logits, caches = self.decode_step(token, t, caches, inputs)
             nxt = jnp.where(done, 0, jnp.argmax(logits, axis=-1).astype(jnp.int32))
-            return (nxt, caches, done | (nxt == EOS_ID)), nxt
+            tokens = jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], t, axis=1)
+            return t + 1, nxt, caches, done | (nxt == EOS_ID), tokens
 
         batch = inputs.shape[0]
-        init = (jnp.zeros((batch,), jnp.int32), caches, jnp.zeros((batch,), bool))
-        _, tokens = jax.lax.scan(step, init, jnp.arange(max_decode_len))
-        return tokens.T
+        init = (jnp.zeros((), jnp.int32), jnp.zeros((batch,), jnp.int32), caches,
+                jnp.zeros((batch,), bool), jnp.zeros((batch, max_decode_len), jnp.int32))
+        return jax.lax.while_loop(running, step, init)[-1]
 
     def init_cache(self, encoded: jax.Array, max_decode_len: int) -> list[LayerCache]:
         """Empty self-attention caches plus precomputed cross-attention k/v for every layer."""
