@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from compgen_jax import coverage_data
 from compgen_jax.coverage_data import CoverageData
@@ -42,17 +42,25 @@ if TYPE_CHECKING:
 
 
 def decode(
-    trainer: MultiSeedTrainer, params: Any, pool: Pool, eval_batch_size: int
+    trainer: MultiSeedTrainer, params: Any, pool: Pool, eval_batch_size: int, desc: str = ""
 ) -> np.ndarray:
-    """Greedy-decode every example of `pool` for every seed -> tokens [S, N, Lt] on the host."""
+    """Greedy-decode every example of `pool` for every seed -> tokens [S, N, Lt] on the host.
+
+    With `desc`, a progress bar named `desc` counts the examples decoded (a large split decodes
+    for minutes); it is removed once the split is done.
+    """
     n, max_len = pool["targets"].shape
     situation = pool.get("situation")
     tokens = []
-    for start in range(0, n, eval_batch_size):
-        chunk = slice(start, start + eval_batch_size)
-        tokens.append(trainer.decode(params, pool["inputs"][chunk], max_len,
-                                     None if situation is None else situation[chunk]))
-    return host_array(jnp.concatenate(tokens, axis=1))
+    with tqdm(total=n, unit="example", desc=desc, leave=False, dynamic_ncols=True,
+              disable=not desc) as bar:
+        for start in range(0, n, eval_batch_size):
+            chunk = slice(start, start + eval_batch_size)
+            tokens.append(host_array(trainer.decode(
+                params, pool["inputs"][chunk], max_len,
+                None if situation is None else situation[chunk])))
+            bar.update(tokens[-1].shape[1])
+    return np.concatenate(tokens, axis=1)
 
 
 def prediction_texts(tokens: np.ndarray, words: Sequence[str]) -> list[list[str]]:
@@ -179,6 +187,7 @@ class DecodeEvaluator:
     words: Sequence[str]
     batch_size: int
     save_predictions: str = "final"
+    cell: str = ""  # names the decode progress bars ('<cell>: decode <split>')
     latest: tuple[int, Sequence[int], dict[str, SplitResult]] | None = None
 
     def on_mesh(self, mesh: Mesh) -> DecodeEvaluator:
@@ -188,7 +197,8 @@ class DecodeEvaluator:
                  model_dir: Path) -> Scores:
         scores, sizes, metrics, results = {}, {}, {}, {}
         for split, pool in self.pools.items():
-            tokens = decode(trainer, params, pool, self.batch_size)
+            desc = f"{self.cell}: decode {split}" if self.cell else f"decode {split}"
+            tokens = decode(trainer, params, pool, self.batch_size, desc)
             results[split] = result = self.splits[split].evaluate(tokens[:len(seeds)], self.words)
             scores.update(result.scores)
             sizes.update(result.sizes)
