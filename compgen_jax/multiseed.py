@@ -91,11 +91,11 @@ class MultiSeedTrainer:
         idx = jax.lax.dynamic_slice_in_dim(order, start, self.batch_size)
         return {name: jnp.take(array, idx, axis=0) for name, array in pool.items()}
 
-    def step_one(self, state: State, batch: Pool) -> tuple[State, jax.Array]:
-        """One train step of one seed on its batch. A frozen seed (inactive or diverged) keeps
-        params, optimizer state, key and data position."""
-        key, sub = jax.random.split(state["key"])
-        loss, grads = jax.value_and_grad(self.loss_fn)(state["params"], batch, sub)
+    def apply_one(self, state: State, loss: jax.Array, grads: nnx.State,
+                  key: jax.Array) -> State:
+        """One seed's optimizer step from its loss and gradients; `key` is its next dropout key.
+        A frozen seed (inactive or diverged) keeps params, optimizer state, key and data
+        position."""
         updates, opt = self.optimizer.update(grads, state["opt"], state["params"])
         updates = jax.tree.map(lambda u: u * state["lr_scale"].astype(u.dtype), updates)
         params = optax.apply_updates(state["params"], updates)
@@ -109,7 +109,7 @@ class MultiSeedTrainer:
             "key": jnp.where(live, key, state["key"]),
             "step": state["step"] + live.astype(jnp.int32),
             "diverged": state["diverged"] | (live & ~finite),
-        }, loss
+        }
 
     @functools.cached_property
     def train(self) -> Callable[..., tuple[State, jax.Array]]:
@@ -128,10 +128,11 @@ class MultiSeedTrainer:
             features = {f: pool[f].shape[1] for f in BUCKETED if f in pool}
             lengths = bucket_lengths(max(features.values(), default=0), self.length_buckets)
 
-            def bucket(length: int) -> Callable[[State, Pool], tuple[State, jax.Array]]:
-                def run(state: State, batch: Pool) -> tuple[State, jax.Array]:
+            def bucket(length: int) -> Callable[[nnx.State, Pool, jax.Array], Any]:
+                def run(params: nnx.State, batch: Pool, key: jax.Array) -> Any:
                     cut = {f: batch[f][:, :, :min(n, length)] for f, n in features.items()}
-                    return jax.vmap(self.step_one)(state, {**batch, **cut})
+                    return jax.vmap(jax.value_and_grad(self.loss_fn))(params, {**batch, **cut},
+                                                                      key)
 
                 return run
 
@@ -139,7 +140,12 @@ class MultiSeedTrainer:
                 batch = jax.vmap(self.seed_batch, in_axes=(0, 0, None))(state, orders, pool)
                 live = state["active"] & ~state["diverged"]
                 index = bucket_index(batch, live, lengths)
-                return jax.lax.switch(index, [bucket(n) for n in lengths], state, batch)
+                keys = jax.vmap(jax.random.split)(state["key"])
+                # only the forward and backward pass differ between buckets: the optimizer step
+                # is compiled once, outside the switch
+                loss, grads = jax.lax.switch(index, [bucket(n) for n in lengths],
+                                             state["params"], batch, keys[:, 1])
+                return jax.vmap(self.apply_one)(state, loss, grads, keys[:, 0]), loss
 
             state, losses = jax.lax.scan(step, state, None,
                                          length=num_steps or self.steps_per_call)
