@@ -63,7 +63,7 @@ class TrainConfig:
     total_steps: int = 1000
     batch_size: int = 64
     steps_per_call: int = 50
-    length_buckets: int = 8  # step lengths per pool (multiseed.bucket_lengths); 1 = full padding
+    length_buckets: int = 1  # step lengths per pool (multiseed.bucket_lengths); 1 = full padding
     eval_period: int = 0
     eval_splits: tuple[str, ...] = ("test",)
     max_eval_examples: int = 0
