@@ -23,7 +23,7 @@ under the k-sweep file's name). In both modes, as upstream: k-sweep percent = c 
 there is no type_0 item), and the single-k `coverage` flag is true for every item whose input is
 a covered node, training inputs (train_inferred) included. With `parity=True` the k-sweep JSON,
 test_annotated.json and test_annotated_full.json are upstream's bytes. `compare` diffs two
-dataset or annotation directories item by item (`python -m analysis coverage compare A B`).
+dataset or annotation directories item by item (`compgen-jax analysis compare A B`).
 """
 
 from __future__ import annotations

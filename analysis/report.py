@@ -55,7 +55,7 @@ class ReportOptions:
         for name in ("n_boot", "n_perm", "power_draws", "power_perm"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                flag = "--" + name.replace("_", "-")
+                flag = "--" + name
                 raise ValueError(f"report option {flag} must be a positive integer, got {value!r}")
         if not self.tost_margin_pp > 0 or not 0 < self.gain < 1:
             raise ValueError("report options: tost margin must be > 0 and gain in (0, 1)")
@@ -580,7 +580,7 @@ def _decomposition(doc: _Doc, frame: pd.DataFrame, metric: str, options: ReportO
     """E1 -> E2 -> E3 decomposition when the results carry factor_experiment / factor_coverage."""
     if not {"factor_experiment", "factor_coverage"} <= set(frame.columns):
         raise ValueError("results have no factor_experiment and factor_coverage columns (run "
-                         "`python -m analysis decompose` on the E1, E2 and E3 sweeps)")
+                         "`compgen-jax analysis decompose` on the E1, E2 and E3 sweeps)")
     new = decompose.decomposition_from_frame(frame, metric, n_boot=options.n_boot,
                                              seed=options.seed)  # fmt: skip
     old = decompose.decomposition_from_frame(frame, metric, n_boot=options.n_boot,

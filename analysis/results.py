@@ -15,7 +15,6 @@ import pandas as pd
 from analysis.manifest_format import read_manifest_json
 from analysis.schema import EXTRA, FRACTIONS, KEY, REQUIRED
 
-COLUMNS = REQUIRED  # required columns of a results table and the kind of value each holds
 # Column added by read_results: the file each row came from, so reports can state their inputs.
 SOURCE = "source_file"
 RESULT_NAMES = ("results.csv", "results.parquet")
@@ -130,11 +129,11 @@ def _read_one(path: Path) -> pd.DataFrame:
         raw = reader(path)
     except (ValueError, OSError) as err:  # pandas/pyarrow parse errors subclass ValueError
         raise ValueError(f"{path}: cannot read results table: {err}") from err
-    require_columns(raw, list(COLUMNS), str(path))
+    require_columns(raw, list(REQUIRED), str(path))
     line = (lambda i: f"line {i + 2}") if suffix == ".csv" else (lambda i: f"row {i}")
     df = raw.copy()
     problems = []
-    known = {**COLUMNS, **{c: k for c, k in EXTRA.items() if c in raw.columns}}
+    known = {**REQUIRED, **{c: k for c, k in EXTRA.items() if c in raw.columns}}
     for name, kind in known.items():
         values, bad = _coerce(raw[name], kind)
         if name in FRACTIONS:
@@ -251,7 +250,7 @@ def tidy_results(
     go to `excluded` with a reason, never silently. A cell whose factors (CELL_FACTORS) differ
     between its seeds is an error.
     """
-    require_columns(df, [*COLUMNS, metric], "results table")
+    require_columns(df, [*REQUIRED, metric], "results table")
     if min_seeds < 1:
         raise ValueError(f"tidy_results: min_seeds must be >= 1, got {min_seeds}")
     rows = df[df["split"] == split]

@@ -132,13 +132,14 @@ def read_design(gin_file: str) -> dict[str, Any]:
     import gin
 
     from compgen_jax import designs, train  # noqa: F401  (registers configurables)
+    from compgen_jax.configs import TrainConfig
     from compgen_jax.gin_utils import parse_gin
     from compgen_jax.optim import OptimizerConfig
 
     parse_gin([gin_file], [])
     out = {"cells": designs.design(),
            "model": gin.query_parameter("%MODEL_CONFIG").scoped_configurable_fn(),
-           "train": train.TrainConfig(), "optimizer": OptimizerConfig()}
+           "train": TrainConfig(), "optimizer": OptimizerConfig()}
     gin.clear_config()
     return out
 
@@ -301,7 +302,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                             "--xla_llvm_disable_expensive_passes=true"])
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     clock = Clock(args.budget_s)
-    from tasks.atomic import write_text
+    from analysis.atomic import write_text
 
     def save(results: dict[str, Any]) -> None:
         """results.json as it stands (complete: false until the end), in case the run is cut."""
@@ -318,7 +319,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         measured = cogs_shapes(data_dir())
         shapes = measured or COGS_SHAPES
         source = "measured from the COGS data" if measured else "recorded COGS shapes"
-    batch = args.batch or e5["cells"][0].batch_size
+    batch = args.batch or e5["cells"][0].train.batch_size
     optimizer_config = OptimizerConfig()
     configs = {name: model_config(path, shapes, args.smoke) for name, path in MODELS.items()}
     design_model = dataclasses.replace(e5["model"], vocab_size=shapes.vocab_size,
@@ -389,7 +390,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     trainer = bench.trainer(design_model, optimizer_config)
     for design_name, design in designs.items():
-        s = design["cells"][0].num_seeds
+        s = design["cells"][0].train.num_seeds
         if args.smoke:  # reuse a compiled toy step instead of compiling S=5 and S=50
             s = max(args.seeds)
         row = attempt(clock, f"jax cogs_design vmapped S={s} ({design_name})",
@@ -399,23 +400,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if row["status"] != "ok":
             continue
         # step time at the design's batch (the same as the measured one unless --batch is set)
-        scale = row["seconds_per_step"] * design["cells"][0].batch_size / batch
+        scale = row["seconds_per_step"] * design["cells"][0].train.batch_size / batch
         walls = []
         for cell in design["cells"]:
-            wall = cell.train_steps * scale
+            wall = cell.train.total_steps * scale
             walls.append(wall)
             results["cells"].append({"design": design_name, "cell": cell.name,
-                                     "seeds": cell.num_seeds, "train_steps": cell.train_steps,
-                                     "batch_size": cell.batch_size, "wall_s": wall})
+                                     "seeds": cell.train.num_seeds,
+                                     "train_steps": cell.train.total_steps,
+                                     "batch_size": cell.train.batch_size, "wall_s": wall})
         save(results)
         results["designs"].append({"design": design_name, "cells": len(walls),
-                                   "seeds": design["cells"][0].num_seeds, "measured_seeds": s,
+                                   "seeds": design["cells"][0].train.num_seeds, "measured_seeds": s,
                                    "seconds_per_step": scale,
                                    "largest_cell_s": max(walls), "median_cell_s":
                                    float(np.median(walls)), "total_s": sum(walls)})
 
     decode_batch = args.decode_batch or e5["train"].eval_batch_size
-    s = max(args.seeds) if args.smoke else e5["cells"][0].num_seeds
+    s = max(args.seeds) if args.smoke else e5["cells"][0].train.num_seeds
     row = attempt(clock, f"jax cogs_design KV-cache decode S={s} x {decode_batch}",
                   lambda: {"seconds": (t := bench.decode_seconds(trainer, s, decode_batch)),
                            "sequences_per_s": s * decode_batch / t,
@@ -558,7 +560,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"accelerator_suite: --seeds {args.seeds}, --budget_s, --steps_per_call and "
               "--repeats must be positive", file=sys.stderr)
         sys.exit(2)
-    from tasks.atomic import write_text
+    from analysis.atomic import write_text
 
     results = run(args)
     results["complete"] = True

@@ -10,7 +10,7 @@ import argparse
 import time
 
 from analysis import audit
-from analysis.synthetic import Dataset, synthetic_sweep
+from analysis.planted_sweeps import Dataset, synthetic_sweep
 
 DATASETS = (
     Dataset("scan", slope=0.05, base=0.02, pool_size=16000),

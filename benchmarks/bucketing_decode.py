@@ -2,13 +2,14 @@
 
 Measured side by side in one run on the real COGS pools (COMPGEN_DATA_DIR):
 1. Train s/step (and the first, compiling call) of the same trainer, seeds, batch and data order
-   with `length_buckets` 1 (every step padded to the train pool's longest target, 154 tokens)
+   with `length_buckets` 1 (every call padded to the train pool's longest target, 154 tokens)
    and each bucket count of --buckets; every call draws fresh batches, so the mean over calls
-   covers the mix of bucket lengths a run meets.
+   covers the mix of bucket lengths a run meets, and a bucket first met there compiles inside
+   the timed calls.
 2. Decode time of a subset of COGS gen (targets pad to the subset's longest): the shipped
    early-stop loop vs a full-length scan (the loop as it was before early stopping), with the
-   predictions of both compared. The model is the tiny one trained --train-steps steps first (a
-   random model never emits EOS, so nothing would stop early).
+   predictions of both compared. The model is the last timed trainer's, trained on to
+   --train-steps steps (a random model never emits EOS, so nothing would stop early).
 
 Run: COMPGEN_DATA_DIR=../shared/data python benchmarks/bucketing_decode.py [--buckets 4 8 16]
 """
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from compgen_jax.models.transformer import EOS_ID, TransformerConfig, matrices_only
-from compgen_jax.multiseed import MultiSeedTrainer, Pool, bucket_lengths
+from compgen_jax.multiseed import MultiSeedTrainer, Pool, State, bucket_lengths
 from compgen_jax.optim import OptimizerConfig, make_optimizer
 from compgen_jax.task_data import split_arrays
 
@@ -41,22 +42,27 @@ def make_trainer(vocab_size: int, batch: int, steps_per_call: int,
     optimizer = make_optimizer(OptimizerConfig(learning_rate=3e-3, decay="constant",
                                                warmup_steps=0), matrices_only)
     return MultiSeedTrainer(dataclasses.replace(TINY, vocab_size=vocab_size), optimizer, batch,
-                            steps_per_call, length_buckets)
+                            steps_per_call, length_buckets=length_buckets)
 
 
 def train_timing(trainer: MultiSeedTrainer, pool: Pool, orders: jax.Array,
-                 calls: int) -> tuple[float, float]:
-    """(seconds of the first, compiling call, mean seconds per step of the next `calls`)."""
+                 calls: int) -> tuple[float, float, list[int], State]:
+    """(seconds of the first, compiling call; mean seconds per step of the next `calls`, a
+    bucket length first met there compiling inside them; the length each call cut to; the
+    trained state)."""
     state = trainer.init(jnp.arange(orders.shape[0]))
+    full = pool["targets"].shape[1]
+    met = [trainer.call_length(state, orders, pool, trainer.steps_per_call) or full]
     start = time.perf_counter()
     state, losses = trainer.train(state, orders, pool)
     jax.block_until_ready(losses)
     first = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(calls):
+        met.append(trainer.call_length(state, orders, pool, trainer.steps_per_call) or full)
         state, losses = trainer.train(state, orders, pool)
     jax.block_until_ready(losses)
-    return first, (time.perf_counter() - start) / (calls * trainer.steps_per_call)
+    return first, (time.perf_counter() - start) / (calls * trainer.steps_per_call), met, state
 
 
 def full_length_decode(trainer: MultiSeedTrainer) -> Callable[..., jax.Array]:
@@ -99,7 +105,8 @@ def main() -> None:
     parser.add_argument("--steps-per-call", type=int, default=10)
     parser.add_argument("--calls", type=int, default=3, help="timed calls per trainer")
     parser.add_argument("--train-steps", type=int, default=300,
-                        help="steps trained before decoding (bucketed trainer)")
+                        help="steps the decoded model is trained (the last timed trainer's "
+                        "state, trained on to here)")
     parser.add_argument("--gen-examples", type=int, default=1000)
     parser.add_argument("--eval-batch", type=int, default=500)
     args = parser.parse_args()
@@ -121,19 +128,21 @@ def main() -> None:
     times = {}
     for count in [1, *args.buckets]:
         trainer = make_trainer(vocab, args.batch, args.steps_per_call, count)
-        first, per_step = train_timing(trainer, train, orders, args.calls)
+        first, per_step, met, state = train_timing(trainer, train, orders, args.calls)
         times[count] = per_step
         lengths = bucket_lengths(train["targets"].shape[1], count)
         print(f"  length_buckets {count:2d} {str(lengths):45s} first call {first:6.1f} s  "
-              f"{per_step:.4f} s/step  full/bucketed {times[1] / per_step:.2f}x")
+              f"{per_step:.4f} s/step  full/bucketed {times[1] / per_step:.2f}x; calls cut to "
+              f"{met} ({len(set(met))} compiled)")
 
-    trainer = make_trainer(vocab, args.batch, args.steps_per_call, max(args.buckets))
-    state = trainer.init(jnp.arange(args.seeds))
-    for _ in range(-(-args.train_steps // args.steps_per_call)):
-        state, losses = trainer.train(state, orders, train)
+    trained = (1 + args.calls) * args.steps_per_call
+    for _ in range(max(0, -(-(args.train_steps - trained) // args.steps_per_call))):
+        state, _ = trainer.train(state, orders, train)
+    accuracy = trainer.score(state["params"], {f: a[:256] for f, a in train.items()})
     print(f"COGS gen subset ({gen['inputs'].shape[0]} examples, targets pad to "
-          f"{gen['targets'].shape[1]}), model trained {args.train_steps} steps "
-          f"(loss/seed {np.asarray(losses[:, -1]).round(3).tolist()}), eval batch "
+          f"{gen['targets'].shape[1]}), model trained "
+          f"{int(state['step'][0])} steps (teacher-forced train score/seed "
+          f"{np.asarray(accuracy).mean(1).round(3).tolist()}), eval batch "
           f"{args.eval_batch}")
     full_s, full = decode_seconds(full_length_decode(trainer), state["params"], gen,
                                   args.eval_batch)

@@ -23,6 +23,7 @@ import threading
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import gin
@@ -84,9 +85,10 @@ class CheckpointConfig:
 
 def run_settings(*configs: Any) -> dict[str, str]:
     """`Class.field -> repr(value)` of every field of the config dataclasses (nested ones
-    flattened under their own class name, as gin names them), OUTPUT_ONLY left out."""
+    flattened under their own class name, as gin names them), OUTPUT_ONLY left out; a config
+    that is None (not known, e.g. a hand-built trainer's optimizer) adds nothing."""
     settings: dict[str, str] = {}
-    for config in configs:
+    for config in filter(None, configs):
         for field in dataclasses.fields(config):
             value = getattr(config, field.name)
             if dataclasses.is_dataclass(value):
@@ -162,27 +164,27 @@ class _DiskFullRecords(logging.Filter):
 _ORBAX_LOG_FILTER = _DiskFullRecords()
 
 
-def _is_abandoned_write_callback(value: BaseException) -> bool:
+def _is_abandoned_write_callback(value: BaseException | None, tb: TracebackType | None) -> bool:
     """Whether `value` is a tensorstore write finishing after orbax closed the event loop of a
     save it gave up on (a failed save: the failure itself is raised by `save`/`close`)."""
-    frames = [frame.name for frame in traceback.extract_tb(value.__traceback__)]
+    frames = [frame.name for frame in traceback.extract_tb(tb)]
     return (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
             and "call_soon_threadsafe" in frames)
 
 
 def _hold_back_abandoned_write_callbacks() -> None:
-    """tensorstore prints each such late callback's traceback through sys.excepthook (one per
+    """tensorstore reports each such late callback through sys.unraisablehook (a traceback per
     array chunk of the failed save); hold those back and pass everything else on."""
-    previous = sys.excepthook
+    previous = sys.unraisablehook
     if getattr(previous, "holds_back_abandoned_writes", False):
         return
 
-    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        if not _is_abandoned_write_callback(value):
-            previous(kind, value, tb)
+    def hook(unraisable: Any) -> None:
+        if not _is_abandoned_write_callback(unraisable.exc_value, unraisable.exc_traceback):
+            previous(unraisable)
 
     hook.holds_back_abandoned_writes = True  # type: ignore[attr-defined]
-    sys.excepthook = hook
+    sys.unraisablehook = hook
 
 
 def _size(num_bytes: int) -> str:

@@ -29,11 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from analysis.atomic import write_text
 from analysis.coverage import kcoverage_table
 from analysis.coverage_dataset import read_items, read_json
 from compgen_jax.coverage_data import CoverageData
 from compgen_jax.multiseed import MultiSeedTrainer
-from tasks.atomic import write_text
 from tasks.benchmarks import coverage
 
 _INDEX = re.compile(r"<t_(\d+)>")

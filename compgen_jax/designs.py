@@ -17,7 +17,7 @@ from typing import Any
 import gin
 import numpy as np
 
-from compgen_jax.train import CellConfig
+from compgen_jax.configs import CellConfig, TrainConfig
 from tasks import manifest as manifest_lib
 from tasks.selection import ManifestSpec, PoolIndex, cell_manifests
 
@@ -27,19 +27,18 @@ CELL_KEYS = ("budget", "exposure", "train_steps", "num_seeds")
 
 @dataclasses.dataclass(frozen=True)
 class DesignCell:
-    """One design point: its factor levels, the cell (task + ManifestSpec) and its budget."""
+    """One design point: its factor levels, the cell (task + ManifestSpec) and how it trains
+    (its TrainConfig: seeds, steps and batch included)."""
 
     name: str
     factors: dict[str, str]
     cell: CellConfig
-    num_seeds: int
-    train_steps: int
-    batch_size: int
+    train: TrainConfig
 
     @property
     def exposure(self) -> float:
-        """Passes per unique example: train_steps x batch_size / N."""
-        return self.train_steps * self.batch_size / self.cell.manifest.n_unique
+        """Passes per unique example: total_steps x batch_size / N."""
+        return self.train.total_steps * self.train.batch_size / self.cell.manifest.n_unique
 
 
 def _levels(factor: str, spec: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -66,8 +65,8 @@ def _levels(factor: str, spec: Any) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _cell(
-    name: str, factors: dict[str, str], base: CellConfig, over: dict[str, Any],
-    defaults: dict[str, Any],
+    name: str, factors: dict[str, str], base: CellConfig, train: TrainConfig,
+    over: dict[str, Any], defaults: dict[str, Any],
 ) -> DesignCell:
     """Apply merged overrides to the base cell and derive multiplicity and train steps."""
     settings = {**defaults, **{k: v for k, v in over.items() if k in CELL_KEYS}}
@@ -86,9 +85,10 @@ def _cell(
     if steps < 1 or settings["num_seeds"] < 1:
         raise ValueError(f"cell {name}: train_steps={steps} and num_seeds="
                          f"{settings['num_seeds']} must be >= 1")
+    train = dataclasses.replace(train, num_seeds=int(settings["num_seeds"]),
+                                total_steps=int(steps), batch_size=int(settings["batch_size"]))
     return DesignCell(name=name, factors=factors, cell=dataclasses.replace(base, manifest=spec),
-                      num_seeds=int(settings["num_seeds"]), train_steps=int(steps),
-                      batch_size=int(settings["batch_size"]))
+                      train=train)
 
 
 @gin.configurable
@@ -96,19 +96,25 @@ def factorial_cells(
     name: str = gin.REQUIRED,
     base: CellConfig = gin.REQUIRED,
     factors: Mapping[str, Any] = gin.REQUIRED,
-    num_seeds: int = gin.REQUIRED,
-    train_steps: int = gin.REQUIRED,
-    batch_size: int = gin.REQUIRED,
+    num_seeds: int | None = None,
+    train_steps: int | None = None,
+    batch_size: int | None = None,
     budget: int = 0,
     exposure: float = 0.0,
+    train_config: TrainConfig | None = None,
 ) -> list[DesignCell]:
-    """Every combination of the factors' levels, in row-major order, named design-f=l-..."""
+    """Every combination of the factors' levels, in row-major order, named design-f=l-...; each
+    cell trains as `train_config` (default: the gin-configured TrainConfig) with its own seeds,
+    steps and batch (defaults: the train config's)."""
     if not factors:
         raise ValueError("factorial_cells.factors is empty")
+    train_config = train_config or TrainConfig()
     per_factor = [[(factor, label, over) for label, over in _levels(factor, spec)]
                   for factor, spec in factors.items()]
-    defaults = {"budget": budget, "exposure": exposure, "train_steps": train_steps,
-                "num_seeds": num_seeds, "batch_size": batch_size}
+    defaults = {"budget": budget, "exposure": exposure,
+                "train_steps": train_config.total_steps if train_steps is None else train_steps,
+                "num_seeds": train_config.num_seeds if num_seeds is None else num_seeds,
+                "batch_size": train_config.batch_size if batch_size is None else batch_size}
     cells = []
     for combo in itertools.product(*per_factor):
         labels = {factor: label for factor, label, _ in combo}
@@ -116,7 +122,7 @@ def factorial_cells(
         for _, _, level in combo:
             over.update(level)
         cell_name = "-".join([name, *(f"{f}={lab}" for f, lab in labels.items())])
-        cells.append(_cell(cell_name, labels, base, over, defaults))
+        cells.append(_cell(cell_name, labels, base, train_config, over, defaults))
     return cells
 
 
@@ -152,7 +158,7 @@ def build_manifests(
     for cell in cells:
         index = index_for(cell.cell.task, cell.cell.train_split)
         try:
-            manifests = cell_manifests(cell.cell.manifest, index, cell.num_seeds)
+            manifests = cell_manifests(cell.cell.manifest, index, cell.train.num_seeds)
         except manifest_lib.ManifestError as err:
             raise manifest_lib.ManifestError(f"cell {cell.name}: {err}") from None
         out.append((cell, manifests))
@@ -173,10 +179,10 @@ def summary_rows(
         spec = cell.cell.manifest
         stats = [m.stats for m in manifests]
         row: dict[str, Any] = {
-            "cell": cell.name, "seeds": cell.num_seeds,
+            "cell": cell.name, "seeds": cell.train.num_seeds,
             "distinct": len({m.hash for m in manifests}),
             "strategy": spec.strategy, "N": spec.n_unique, "mult": spec.multiplicity,
-            "pass": manifests[0].total, "steps": cell.train_steps, "E": cell.exposure,
+            "pass": manifests[0].total, "steps": cell.train.total_steps, "E": cell.exposure,
             "split": spec.coverage_split or next(iter(stats[0]["coverage"])),
         }
         for name in stats[0]["coverage"]:

@@ -10,27 +10,31 @@ Every eval split of a DecodeEvaluator yields result rows named
 - `<split>:<category>`: one per category, when the split holds more than one (COGS/ReCOGS gen:
   its 21 generalization categories);
 - `<split>:<group>`: one per difficulty group present (COGS/ReCOGS gen: `easy`, `hard`),
-the same names `tasks.selection.eval_subset` and the manifests' pair coverage use.
+the same names `tasks.selection.eval_subset` and the manifests' pair coverage use (each benchmark
+module's CATEGORY_DIFFICULTY says its groups; none: no group rows).
+
+Evaluators are named in gin (`evaluator_names`, big_vision style) and built through `EVALUATORS`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import gin
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from analysis.atomic import write_text
 from compgen_jax import coverage_data
+from compgen_jax.configs import TrainConfig
 from compgen_jax.coverage_data import CoverageData
 from compgen_jax.multiseed import MultiSeedTrainer, Pool
 from compgen_jax.sharding import host_array, replicate
-from tasks.atomic import write_text
-from tasks.benchmarks.cogs import CATEGORY_DIFFICULTY
 from tasks.example import Example
 from tasks.metrics import Match, category_groups, difficulty_groups, group_means, token_match
 from tasks.tokens import EOS
@@ -38,7 +42,7 @@ from tasks.tokens import EOS
 if TYPE_CHECKING:
     from jax.sharding import Mesh
 
-    from compgen_jax.task_data import TaskSource
+    from compgen_jax.task_data import TaskData, TaskSource
 
 
 def decode(
@@ -110,8 +114,9 @@ class SplitEvaluator:
         groups = {split: np.arange(len(examples))}
         if len(by_category) > 1:
             groups.update({f"{split}:{c}": rows for c, rows in by_category.items()})
+        difficulty = getattr(module, "CATEGORY_DIFFICULTY", {})
         groups.update({f"{split}:{g}": rows
-                       for g, rows in difficulty_groups(categories, CATEGORY_DIFFICULTY).items()})
+                       for g, rows in difficulty_groups(categories, difficulty).items()})
         return cls(split, tuple(examples), module.METRIC_NAME, module.match, groups)
 
     def evaluate(self, tokens: np.ndarray, words: Sequence[str]) -> SplitResult:
@@ -248,3 +253,46 @@ class TypeAccuracyEvaluator:
         if self.latest is not None:
             frame = coverage_data.per_example_frame(self.data, *self.latest)
             write_text(model_dir / "per_example.csv", frame.to_csv(index=False))
+
+
+def _decode_evaluator(data: TaskData, config: TrainConfig) -> DecodeEvaluator:
+    """Greedy decoding of the task's eval splits, scored by its benchmark's metric."""
+    return DecodeEvaluator(data.evals, split_evaluators(data.source, data.eval_ids), data.words,
+                           config.eval_batch_size, config.save_predictions)
+
+
+def _type_accuracy_evaluator(data: CoverageData, config: TrainConfig) -> TypeAccuracyEvaluator:
+    """Teacher-forced answer-token accuracy per test type of a coverage dataset."""
+    return TypeAccuracyEvaluator(data, config.eval_batch_size)
+
+
+# name -> (the cell kind whose data it reads, its factory)
+EVALUATORS: dict[str, tuple[str, Callable[[Any, TrainConfig], Evaluator]]] = {
+    "decode": ("seq2seq", _decode_evaluator),
+    "type_accuracy": ("coverage", _type_accuracy_evaluator),
+}
+
+
+@gin.configurable
+def evaluator_names(
+    kind: str, seq2seq: Sequence[str] = ("decode",), coverage: Sequence[str] = ("type_accuracy",),
+) -> tuple[str, ...]:
+    """The evaluators (names in EVALUATORS) a cell of `kind` ('seq2seq' benchmark or 'coverage'
+    task) runs at each eval step, as gin binds them."""
+    return tuple({"seq2seq": seq2seq, "coverage": coverage}[kind])
+
+
+def build_evaluators(kind: str, data: Any, config: TrainConfig,
+                     cell: str = "") -> list[Evaluator]:
+    """The gin-named evaluators of a `kind` cell over its data (a decode evaluator's progress
+    bars named by `cell`); ValueError naming the binding when a name is unknown or reads
+    another kind's data."""
+    names = evaluator_names(kind)
+    problems = [name for name in names if EVALUATORS.get(name, ("",))[0] != kind]
+    if problems or not names:
+        known = sorted(n for n, (k, _) in EVALUATORS.items() if k == kind)
+        raise ValueError(f"evaluator_names.{kind}={names!r}: {problems or 'none'} are not "
+                         f"{kind} evaluators; choose from {known}")
+    evaluators = [EVALUATORS[name][1](data, config) for name in names]
+    return [dataclasses.replace(e, cell=cell) if isinstance(e, DecodeEvaluator) else e
+            for e in evaluators]

@@ -17,7 +17,7 @@ from typing import Any
 import gin
 from gin import config as gin_config
 
-from tasks.atomic import write_text
+from analysis.atomic import write_text
 
 
 class GinConfigError(ValueError):

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +25,26 @@ def check_model_dir(model_dir: Path) -> None:
     check_output_dir(model_dir, "MODEL_DIR")
 
 
+def _flock(fd: int, wait_s: float) -> OSError | None:
+    """Take the exclusive lock on fd, retrying for up to wait_s while another holds it; the
+    error of the last try, or None once held."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return None
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or time.monotonic() >= deadline:
+                return err
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
-def model_dir_lock(model_dir: Path, exclusive: bool = True) -> Iterator[None]:
-    """Create MODEL_DIR if needed and hold its writer lock; a second writer gets ValueError.
+def model_dir_lock(model_dir: Path, exclusive: bool = True,
+                   wait_s: float = 0.0) -> Iterator[None]:
+    """Create MODEL_DIR if needed and hold its writer lock; a second writer gets ValueError
+    (after waiting up to `wait_s` for the holder to end: a retried cell waits out the process
+    of its previous attempt, still exiting).
 
     Re-entrant within a process (a nested hold of a directory already held is a no-op). The
     processes of one multi-process job share MODEL_DIR: only the first locks it (`exclusive`).
@@ -42,9 +60,8 @@ def model_dir_lock(model_dir: Path, exclusive: bool = True) -> Iterator[None]:
         yield
         return
     fd = os.open(key, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
+    err = _flock(fd, wait_s)
+    if err is not None:
         os.close(fd)
         if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
             print(f"warning: cannot lock MODEL_DIR {path} ({err.strerror}); concurrent writers "

@@ -1,5 +1,6 @@
-"""The one multi-cell runner: a design's cells (sweep.expand) run in this process, as local
-`compgen-jax train` processes (`parallel` at a time), or rendered as a Cloud TPU script.
+"""The one multi-cell runner: a design's cells (sweep.expand) run in this process, or as local
+`compgen-jax train` processes (`parallel` at a time); compgen_jax.ray_backend runs the same cell
+body (`train_in_process`) as Ray tasks across a cluster.
 
 Launching is idempotent: a cell is finished once its cell.json marker exists (written only after
 its results passed sweep.cell_results), so a killed sweep leaves finished cells intact and a
@@ -8,8 +9,6 @@ relaunch runs only the rest; cells with the same training identity are trained o
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import shlex
 import shutil
 import signal
@@ -22,9 +21,9 @@ from typing import Any, TextIO
 import pandas as pd
 from tqdm.auto import tqdm
 
+from analysis.atomic import write_text
 from compgen_jax.gin_utils import parse_gin
 from compgen_jax.sweep import (
-    CELL_FILE,
     SWEEP_FILE,
     Sweep,
     SweepCell,
@@ -33,7 +32,6 @@ from compgen_jax.sweep import (
     mark_finished,
     write_sweep_file,
 )
-from tasks.atomic import write_text
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -54,6 +52,28 @@ def trained_as(sweep: Sweep) -> dict[str, SweepCell]:
     return {c.name: first.setdefault(c.train_id or c.cell_id, c) for c in sweep.cells}
 
 
+def unfinished_cells(sweep: Sweep) -> tuple[list[SweepCell], list[SweepCell]]:
+    """(cells to train, cells that receive an earlier cell's training) among the unfinished
+    cells: the work of a launch, whichever backend runs it."""
+    source = trained_as(sweep)
+    unfinished = [c for c in sweep.cells if not is_finished(sweep, c)]
+    return ([c for c in unfinished if source[c.name] is c],
+            [c for c in unfinished if source[c.name] is not c])
+
+
+def finish_copies(sweep: Sweep, copies: list[SweepCell]) -> list[str]:
+    """Give each copy its source's training once that has finished; returns the copies that
+    could not be finished (their source is unfinished), as failure lines."""
+    source, failed = trained_as(sweep), []
+    for cell in copies:
+        if is_finished(sweep, source[cell.name]):
+            _copy_training(sweep, source[cell.name], cell)
+            mark_finished(sweep, cell, 0.0)
+        else:
+            failed.append(f"{cell.name} (same training as {source[cell.name].name}, unfinished)")
+    return failed
+
+
 def _copy_training(sweep: Sweep, source: SweepCell, cell: SweepCell) -> None:
     """Give `cell` the results of `source` (same training): its rows under its own name, the
     manifests, predictions and operative config; a note names the source."""
@@ -71,7 +91,7 @@ def _copy_training(sweep: Sweep, source: SweepCell, cell: SweepCell) -> None:
 
 def train_in_process(sweep: Sweep, cell: SweepCell) -> None:
     """Train one cell in this process, configured exactly as its `compgen-jax train` process
-    would be (inside `train.sharing_across_cells`, cells of one task share the loaded data and
+    would be (inside `trainers.sharing_across_cells`, cells of one task share the loaded data and
     the compiled step)."""
     from compgen_jax.gin_utils import write_operative_config
     from compgen_jax.train import train
@@ -96,10 +116,8 @@ def launch_local(
     if parallel < 1:
         raise ValueError(f"--parallel={parallel} must be >= 1")
     check_root(sweep)
+    pending, copies = unfinished_cells(sweep)
     source = trained_as(sweep)
-    unfinished = [c for c in sweep.cells if not is_finished(sweep, c)]
-    pending = [c for c in unfinished if source[c.name] is c]
-    copies = [c for c in unfinished if source[c.name] is not c]
     if dry_run:
         out = out or sys.stdout  # the stream current at the call (not at import)
         for cell in pending:
@@ -118,7 +136,7 @@ def launch_local(
                desc="sweep", dynamic_ncols=True)
     try:
         if in_process:
-            from compgen_jax.train import sharing_across_cells
+            from compgen_jax.trainers import sharing_across_cells
 
             with sharing_across_cells():
                 while queue:
@@ -158,81 +176,8 @@ def launch_local(
             proc.wait()
         bar.close()
         signal.signal(signal.SIGTERM, previous)
-    for cell in copies:
-        if is_finished(sweep, source[cell.name]):
-            _copy_training(sweep, source[cell.name], cell)
-            mark_finished(sweep, cell, 0.0)
-        else:
-            failed.append(f"{cell.name} (same training as {source[cell.name].name}, unfinished)")
+    failed += finish_copies(sweep, copies)
     if failed:
         raise ValueError(f"{len(failed)} cells failed: {'; '.join(failed)}")
     return [c.name for c in pending]
 
-
-@dataclasses.dataclass(frozen=True)
-class TpuConfig:
-    """Where and how Cloud TPU cells run: one TPU VM (or pod slice) per cell."""
-
-    project: str
-    zone: str
-    accelerator_type: str = "v5litepod-8"
-    runtime_version: str = "v2-alpha-tpuv5-lite"
-    gcs_root: str = "gs://BUCKET/sweeps"
-    spot: bool = False
-    source: str = "https://github.com/OWNER/compgen-jax.git"
-    ref: str = "main"
-    name_prefix: str = "compgen"
-
-    @property
-    def location(self) -> str:
-        return f"--project={self.project} --zone={self.zone}"
-
-
-_LIBTPU = "https://storage.googleapis.com/jax-releases/libtpu_releases.html"
-_LOCAL_DIR = "/tmp/compgen-sweep"
-
-
-def render_tpu(sweep: Sweep, tpu: TpuConfig) -> str:
-    """A bash script of the gcloud commands that run every cell of the sweep on its own TPU VM.
-
-    Every host of a slice runs the same train command (--worker=all) with jax.distributed
-    initialized from the TPU metadata and seeds sharded over all chips; worker 0 then writes the
-    cell.json marker and copies MODEL_DIR to <gcs_root>/<sweep>/<cell>.
-    """
-    gcs_sweep = f"{tpu.gcs_root.rstrip('/')}/{Path(sweep.root).name}"
-    lines = ["#!/bin/bash", f"# sweep {sweep.root}: {len(sweep.cells)} cells on "
-             f"{tpu.accelerator_type} ({'spot, queued resources' if tpu.spot else 'on demand'})",
-             "set -euo pipefail"]
-    for k, cell in enumerate(sweep.cells):
-        node = f"{tpu.name_prefix}-{k:03d}"
-        model_dir = f"{_LOCAL_DIR}/{cell.name}"
-        install = (f"(test -d compgen-jax || git clone --depth 1 --branch {tpu.ref} {tpu.source} "
-                   "compgen-jax) && cd compgen-jax && python3 -m pip install -q -e . "
-                   f"'jax[tpu]' -f {_LIBTPU}")
-        train = shlex.join(["python3", "-m", "compgen_jax.cli", "train", *sweep.train_args(
-            cell, model_dir, "--gin_bindings=TrainConfig.shard_seeds = True",
-            "--gin_bindings=DistributedConfig.enabled = True")])
-        marker = json.dumps(dataclasses.asdict(cell), sort_keys=True)
-        upload = (f"printf '%s' {shlex.quote(marker)} > {model_dir}/{CELL_FILE} && "
-                  f"gcloud storage rsync --recursive {model_dir} {gcs_sweep}/{cell.name}")
-        ssh = f"gcloud compute tpus tpu-vm ssh {node} {tpu.location}"
-        lines += ["", f"# cell {cell.name}"]
-        if tpu.spot:
-            lines += [
-                f"gcloud compute tpus queued-resources create {node} --node-id={node} "
-                f"{tpu.location} --accelerator-type={tpu.accelerator_type} "
-                f"--runtime-version={tpu.runtime_version} --spot",
-                f"until [ \"$(gcloud compute tpus queued-resources describe {node} "
-                f"{tpu.location} --format='value(state.state)')\" = ACTIVE ]; do sleep 60; done",
-            ]
-        else:
-            lines.append(f"gcloud compute tpus tpu-vm create {node} {tpu.location} "
-                         f"--accelerator-type={tpu.accelerator_type} "
-                         f"--version={tpu.runtime_version}")
-        lines += [
-            f"{ssh} --worker=all --command={shlex.quote(f'{install} && {train}')}",
-            f"{ssh} --worker=0 --command={shlex.quote(upload)}",
-            (f"gcloud compute tpus queued-resources delete {node} {tpu.location} --force --quiet"
-             if tpu.spot else f"gcloud compute tpus tpu-vm delete {node} {tpu.location} --quiet"),
-        ]
-    return "\n".join(lines) + "\n"

@@ -25,6 +25,7 @@ from typing import Any
 import gin
 import pandas as pd
 
+from analysis.atomic import write_text
 from analysis.results import (
     CELL_FILE,
     RESULTS_SHA256,
@@ -37,7 +38,6 @@ from analysis.results import SWEEP_RESULTS as COLLECTED_FILE
 from analysis.schema import RESULT_COLUMNS
 from compgen_jax import designs
 from compgen_jax.gin_utils import parse_gin
-from tasks.atomic import write_text
 
 _PLACEHOLDER_DIR = "<sweep-cell>"
 
@@ -94,16 +94,16 @@ def cell_bindings(cell: designs.DesignCell) -> tuple[str, ...]:
         f"CellConfig.label = {cell.name!r}",
         *(f"ManifestSpec.{f.name} = {getattr(spec, f.name)!r}"
           for f in dataclasses.fields(spec)),
-        f"TrainConfig.num_seeds = {cell.num_seeds}",
-        f"TrainConfig.total_steps = {cell.train_steps}",
-        f"TrainConfig.batch_size = {cell.batch_size}",
+        f"TrainConfig.num_seeds = {cell.train.num_seeds}",
+        f"TrainConfig.total_steps = {cell.train.total_steps}",
+        f"TrainConfig.batch_size = {cell.train.batch_size}",
     )
 
 
 def _index_builder() -> Callable[[str, str], Any]:
     """A cached (task, split) -> PoolIndex against the configured eval splits."""
+    from compgen_jax.configs import TrainConfig
     from compgen_jax.task_data import pool_index
-    from compgen_jax.train import TrainConfig
 
     eval_splits = TrainConfig().eval_splits
 

@@ -11,6 +11,7 @@ import gin
 import jax.numpy as jnp
 import numpy as np
 
+from compgen_jax.models import ModelConfig
 from compgen_jax.multiseed import Pool
 from tasks.arrays import TaskArrays
 from tasks.benchmarks import gscan
@@ -125,6 +126,21 @@ class TaskData:
         """(cells, channels) of the pools' situation features (gSCAN grids); (0, 0) if none."""
         situation = self.train.get("situation")
         return (0, 0) if situation is None else (situation.shape[1], situation.shape[2])
+
+    def check_situation(self, model_config: ModelConfig) -> None:
+        """A gSCAN task trains only with its grid: its pools and model must carry it."""
+        if self.benchmark != gscan.BENCHMARK:
+            return
+        if not all("situation" in pool for pool in (self.train, *self.evals.values())):
+            reason = "its pools carry no situation (grid)"
+        elif not getattr(model_config, "situation_cells", 0):
+            reason = "the model has no situation encoder"
+        else:
+            return
+        raise ValueError(
+            f"task {self.task!r} is gSCAN but {reason}: fed the command only, a model cannot know "
+            "where to go. Load it with load_task_data and build the trainer with "
+            "build_trainer(..., situation_shape=data.situation_shape)")
 
 
 def _trimmed(array: np.ndarray) -> np.ndarray:

@@ -22,8 +22,8 @@ from compgen_jax.models import ModelConfig
 from compgen_jax.models.decoder_only import DecoderConfig
 
 if TYPE_CHECKING:
+    from compgen_jax.configs import TrainConfig
     from compgen_jax.designs import DesignCell
-    from compgen_jax.train import TrainConfig
 
 # split -> feature ("inputs" / "targets", or "tokens") -> padded length (longest example + EOS)
 Lengths = Mapping[str, Mapping[str, int]]
@@ -152,18 +152,13 @@ def peak_bytes(estimate: Mapping[str, int]) -> int:
     return estimate["state"] + estimate["data"] + max(estimate["activations"], estimate["decode"])
 
 
-def _settings_problems(cell: DesignCell, train_config: TrainConfig) -> list[str]:
+def _settings_problems(cell: DesignCell) -> list[str]:
     """The cell's train config (its seeds, steps and batch) must validate."""
     try:
-        _cell_train_config(cell, train_config).validate()
+        cell.train.validate()
     except ValueError as err:
         return [f"cell {cell.name}: {err}"]
     return []
-
-
-def _cell_train_config(cell: DesignCell, train_config: TrainConfig) -> TrainConfig:
-    return dataclasses.replace(train_config, num_seeds=cell.num_seeds,
-                               total_steps=cell.train_steps, batch_size=cell.batch_size)
 
 
 @gin.configurable
@@ -181,18 +176,17 @@ def validate_design(
     shape_for: Callable[[str, str], TaskShape],
     *,
     model_config: ModelConfig,
-    train_config: TrainConfig,
     budget: DeviceBudget | None = None,
 ) -> list[dict[str, object]]:
-    """Check every cell before any runs; raise DesignError (one line per problem) or return one
-    row per cell (steps, lengths, estimated peak GB per device).
+    """Check every cell (each with its own TrainConfig) before any runs; raise DesignError (one
+    line per problem) or return one row per cell (steps, lengths, estimated peak GB per device).
 
     Settings are checked first (no data is loaded when they fail); then, per cell, N and the
     batch against the train split, the lengths of every split against the model, and the memory
     estimate against `budget`. `shape_for(task, train_split)` gives the task's TaskShape.
     """
     budget = budget or DeviceBudget()
-    problems = [p for cell in cells for p in _settings_problems(cell, train_config)]
+    problems = [p for cell in cells for p in _settings_problems(cell)]
     if budget.num_devices < 1:
         problems.append(f"DeviceBudget.num_devices={budget.num_devices} must be >= 1")
     if problems:
@@ -206,14 +200,14 @@ def validate_design(
         if n > pool:
             problems.append(f"cell {cell.name}: ManifestSpec.n_unique={n} exceeds the {pool} "
                             f"examples of {task}:{split}")
-        if cell.batch_size > pool:
-            problems.append(f"cell {cell.name}: batch_size={cell.batch_size} exceeds the {pool} "
+        if cell.train.batch_size > pool:
+            problems.append(f"cell {cell.name}: batch_size={cell.train.batch_size} exceeds the "
+                            f"{pool} "
                             f"examples of {task}:{split}")
         lengths = {s: dict(v.lengths) for s, v in shape.splits.items()}
         problems += length_problems(task, lengths, model_config, cell.name)
         config = dataclasses.replace(model_config, vocab_size=shape.vocab_size)
-        estimate = memory_estimate(config, _cell_train_config(cell, train_config), shape, split,
-                                   budget.num_devices)
+        estimate = memory_estimate(config, cell.train, shape, split, budget.num_devices)
         peak = peak_bytes(estimate)
         if peak > budget.bytes:
             parts = ", ".join(f"{k} {v / _GB:.2f}" for k, v in estimate.items())
@@ -221,8 +215,8 @@ def validate_design(
                 f"cell {cell.name}: estimated peak memory {peak / _GB:.1f} GB per device ({parts}"
                 f") exceeds {budget.describe()}; lower NUM_SEEDS, BATCH_SIZE or "
                 "TrainConfig.eval_batch_size, or raise DeviceBudget.memory_gb / num_devices")
-        rows.append({"cell": cell.name, "seeds": cell.num_seeds, "steps": cell.train_steps,
-                     "batch": cell.batch_size,
+        rows.append({"cell": cell.name, "seeds": cell.train.num_seeds,
+                     "steps": cell.train.total_steps, "batch": cell.train.batch_size,
                      "lengths": " ".join(f"{s}:{'/'.join(map(str, v.values()))}"
                                          for s, v in lengths.items()),
                      "peak_GB": peak / _GB})
@@ -259,4 +253,4 @@ def validate_configured_design(cells: Sequence[DesignCell]) -> list[dict[str, ob
     return validate_design(cells, lambda task, split: task_shape(
         task, split, tuple(config.eval_splits), config.max_eval_examples, arrays,
         config.stratify_eval),
-        model_config=model_config, train_config=config, budget=budget)
+        model_config=model_config, budget=budget)

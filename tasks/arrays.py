@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.atomic import atomic_path
+from analysis.atomic import atomic_path
 from tasks.example import Example
 
 FORMAT = 1

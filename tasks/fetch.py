@@ -20,8 +20,8 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
+from analysis.atomic import atomic_path, write_text
 from analysis.results import file_sha256 as sha256
-from tasks.atomic import atomic_path, write_text
 from tasks.benchmarks import cfq, cogs, gscan, recogs, scan
 from tasks.jsonstream import read_json_file
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.atomic import write_text
 from analysis.manifest_format import (
     FIELDS,
     canonical_json,
@@ -18,7 +19,6 @@ from analysis.manifest_format import (
     manifest_text,
     read_manifest_json,
 )
-from tasks.atomic import write_text
 
 
 class ManifestError(ValueError):

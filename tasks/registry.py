@@ -230,13 +230,6 @@ def _scan_file_loader(split: str, root: Path | None) -> Loader:
     return lambda subset: scan.load(split, subset, root)
 
 
-def joint_vocabulary(examples: Mapping[str, list[Example]]) -> WordVocabulary:
-    """Word vocabulary of every input and target token over all splits of `examples`."""
-    return WordVocabulary.from_texts(
-        text for exs in examples.values() for ex in exs for text in (ex.input, ex.target)
-    )
-
-
 def register_cogs_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
     """Register COGS (lf, variable_free: train/dev/test/gen) and ReCOGS tasks (idempotent).
 

@@ -11,7 +11,7 @@ from tasks.tf_env import tf  # TensorFlow loads quietly here, before seqio impor
 import seqio
 # isort: on
 
-from tasks.atomic import write_text
+from analysis.atomic import write_text
 from tasks.tokens import EOS, PAD, SPECIALS, UNK
 
 __all__ = ["EOS", "PAD", "SPECIALS", "UNK", "WordVocabulary"]
@@ -62,11 +62,6 @@ class WordVocabulary(seqio.Vocabulary):
     def tokens(self) -> tuple[str, ...]:
         """All tokens in id order, specials included."""
         return self._tokens
-
-    @property
-    def bos_id(self) -> None:
-        """No BOS token (seq2seq decoders start from PAD, as in t5x)."""
-        return None
 
     @property
     def eos_id(self) -> int:

@@ -1,10 +1,12 @@
-"""Shared fixtures: the real benchmark data dir (skipped cleanly when absent)."""
+"""Shared fixtures: the real benchmark data dir (skipped when absent); one session XLA cache."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +14,20 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# Many tests train the same tiny model in new processes or with new jitted functions: with one
+# persistent compilation cache per session XLA compiles each program once, not once per test. Set
+# before any test module imports JAX; the subprocesses (CLI runs) inherit it.
+_SESSION_CACHE: str | None = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="compgen-jax-test-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_CACHE
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's XLA cache: each session starts empty, as a fresh CI clone does."""
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

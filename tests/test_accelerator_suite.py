@@ -82,15 +82,16 @@ def test_smoke_extrapolates_the_designs_cells(smoke: tuple[dict, str]) -> None:
         summary = next(d for d in results["designs"] if d["design"] == name)
         rows = [c for c in results["cells"] if c["design"] == name]
         assert [c["cell"] for c in rows] == [c.name for c in cells]
-        assert [c["train_steps"] for c in rows] == [c.train_steps for c in cells]
+        assert [c["train_steps"] for c in rows] == [c.train.total_steps for c in cells]
         measured = next(r for r in results["training"] if r.get("design") == name)
         assert measured["seeds"] == summary["measured_seeds"]
-        per_step = measured["seconds_per_step"] * cells[0].batch_size / scale
+        per_step = measured["seconds_per_step"] * cells[0].train.batch_size / scale
         assert summary["seconds_per_step"] == pytest.approx(per_step)
-        assert summary["total_s"] == pytest.approx(sum(c.train_steps for c in cells) * per_step)
+        assert summary["total_s"] == pytest.approx(
+            sum(c.train.total_steps for c in cells) * per_step)
         assert summary["largest_cell_s"] == pytest.approx(
-            max(c.train_steps for c in cells) * per_step)
-        assert summary["seeds"] == cells[0].num_seeds
+            max(c.train.total_steps for c in cells) * per_step)
+        assert summary["seeds"] == cells[0].train.num_seeds
 
 
 def test_smoke_markdown_tables(smoke: tuple[dict, str]) -> None:

@@ -8,8 +8,8 @@ import pytest
 from scipy import stats as sps
 
 from analysis import audit
+from analysis.planted_sweeps import Dataset, synthetic_sweep
 from analysis.stats import bootstrap_slope_ci
-from analysis.synthetic import Dataset, synthetic_sweep
 
 CONSTRUCTS = {"pos_a": "thematic bindings", "pos_b": "parse-tree composition", "flat": "tokens"}
 

@@ -42,7 +42,7 @@ modules = sorted(m.name for m in pkgutil.iter_modules(analysis.__path__, "analys
 for name in modules:
     importlib.import_module(name)
 from analysis.report import ReportOptions, write_report
-from analysis.synthetic import Dataset, synthetic_sweep, write_sweep
+from analysis.planted_sweeps import Dataset, synthetic_sweep, write_sweep
 import analysis.escape, analysis.stats, analysis.coverage, analysis.scaling
 import numpy as np
 

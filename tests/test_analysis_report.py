@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from conftest import run_analysis_cli
 
-from analysis.synthetic import Dataset, synthetic_sweep, write_sweep
+from analysis.planted_sweeps import Dataset, synthetic_sweep, write_sweep
 
 CONSTRUCTS = {"cogs": "thematic bindings", "cfq": "surface co-occurrence of output tokens"}
 TAGS = {  # cell -> (experiment, coverage): the E1-E3 chain on the cogs cells
@@ -112,7 +112,7 @@ def test_report_refuses_zero_resamples_and_keeps_the_previous_run(tmp_path: Path
     (out / "report.md").write_text("previous report\n")
     proc = run_analysis_cli("report", str(root), "--out", str(out), "--n-boot", "0")
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == "error: report option --n-boot must be a positive integer, got 0"
+    assert proc.stderr.strip() == "error: report option --n_boot must be a positive integer, got 0"
     assert (out / "inputs.csv").read_text() == "previous run\n"
     assert sorted(p.name for p in out.iterdir()) == ["inputs.csv", "report.md"]
 
@@ -120,8 +120,8 @@ def test_report_refuses_zero_resamples_and_keeps_the_previous_run(tmp_path: Path
 def test_report_on_an_e5_like_table(tmp_path: Path) -> None:
     """E5-like N x E table (bimodal seeds) with one cell entirely diverged, plus a second dataset
     on another N grid: both modes side by side, effect-size CIs, Holm, GLM and diagnostics."""
+    from analysis.planted_sweeps import e5_like_results
     from analysis.report import ReportOptions, write_report
-    from analysis.synthetic import e5_like_results
 
     e5 = e5_like_results(6, seed=2, diverged=6)  # cell N = 100, E = 100: every seed diverged
     other = e5_like_results(6, seed=3, benchmark="scan", ns=(100, 1000, 10000), es=(400.0,),

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.results import COLUMNS, final_step, read_results
+from analysis.results import final_step, read_results
+from analysis.schema import REQUIRED
 
 
 def _table(rows: list[tuple[str, int, int, float]]) -> pd.DataFrame:
@@ -135,7 +136,7 @@ def test_final_step_keeps_each_seeds_last_step() -> None:
 
 
 def test_columns_match_the_documented_schema() -> None:
-    assert set(COLUMNS) == {
+    assert set(REQUIRED) == {
         "cell", "benchmark", "task", "split", "strategy", "n_unique", "exposure",
         "manifest_hash", "seed", "step", "exact_match", "n_examples", "train_loss", "diverged",
     }  # fmt: skip

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.planted_sweeps import Dataset, synthetic_sweep, write_sweep
 from analysis.results import attach_manifests, read_manifests, read_results, tidy_results
-from analysis.synthetic import Dataset, synthetic_sweep, write_sweep
 
 
 def _sweep(tmp_path: Path) -> Path:

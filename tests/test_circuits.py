@@ -34,11 +34,11 @@ from compgen_jax.circuits import (
     thresholds_from_annotated,
     token_indices,
 )
+from compgen_jax.configs import TrainConfig
 from compgen_jax.coverage_data import load_coverage_data
 from compgen_jax.models.decoder_only import DecoderConfig, DecoderOnly
-from compgen_jax.multiseed import seed_slice
 from compgen_jax.optim import OptimizerConfig
-from compgen_jax.train import TrainConfig, build_trainer
+from compgen_jax.trainers import build_trainer
 from tasks.benchmarks import coverage
 
 
@@ -299,7 +299,7 @@ def test_cot_tracing_patches_x2_and_ranks_the_bridge(tmp_path: Path) -> None:
     assert set(fixed["position"]) == {1} and set(fixed["layer"]) == {1, 2}
     assert set(fixed["measured"]) == {"b"} and set(parity["measured"]) == {"t"}
     for s in (0, 1):
-        model = trainer.model(seed_slice(params, s))
+        model = trainer.model(jax.tree.map(lambda a, s=s: a[s], params))
         before = np.asarray(model(jnp.asarray(orig)))[:, 2]
         on_query = np.asarray(model(jnp.asarray(query)))[:, 2]
         h, hq = model.hidden_states(jnp.asarray(orig)), model.hidden_states(jnp.asarray(query))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from compgen_jax import designs, train  # noqa: F401  (registers the configurables)
+from compgen_jax.configs import CellConfig
 from compgen_jax.gin_utils import GIN_CONFIGS_DIR, parse_gin
-from compgen_jax.train import CellConfig
 from tasks import manifest as mf
 from tasks import selection as sel
 from tasks.example import Example
@@ -40,12 +40,12 @@ def _cells(gin_file: str) -> list[designs.DesignCell]:
 def test_every_design_file_expands(name: str) -> None:
     n_cells, seeds, levels = EXPECTED[name]
     cells = _cells(name)
-    assert len(cells) == n_cells and cells[0].num_seeds == seeds
+    assert len(cells) == n_cells and cells[0].train.num_seeds == seeds
     assert {c.cell.manifest.n_unique for c in cells} == levels
     cpu = _cells(f"{name}_cpu")
     assert len(cpu) <= len(cells)
     max_seeds = seeds if name == "cogs_seed_threshold" else 10  # its question is the seed count
-    assert all(c.train_steps <= 1000 and c.num_seeds <= max_seeds for c in cpu)
+    assert all(c.train.total_steps <= 1000 and c.train.num_seeds <= max_seeds for c in cpu)
 
 
 def test_experiment_files_exist_for_every_design() -> None:
@@ -60,7 +60,7 @@ def test_budget_and_exposure_accounting() -> None:
     assert e1["e1-coverage=high-difficulty=hard"].cell.manifest.coverage_split == "gen:hard"
     e5 = {c.name: c for c in _cells("cogs_e5")}
     cell = e5["e5-n_unique=1000-exposure=400"]
-    assert cell.train_steps == 1000 * 400 // 128 and cell.exposure == 400
+    assert cell.train.total_steps == 1000 * 400 // 128 and cell.exposure == 400
     e6 = _cells("cogs_e6")
     assert [c.cell.manifest.quantile for c in e6[:4]] == [0.01, 0.25, 0.75, 0.99]
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import pandas as pd
@@ -45,6 +46,16 @@ def _cli(model_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     """`compgen-jax train` in a fresh process (its exit code and stderr, as a user sees them)."""
     return subprocess.run([sys.executable, "-m", "compgen_jax.cli", *_args(model_dir, *extra)],
                           capture_output=True, text=True, timeout=900, cwd=REPO)
+
+
+def _in_process(capsys: pytest.CaptureFixture, model_dir: Path,
+                *extra: str) -> subprocess.CompletedProcess:
+    """`compgen-jax train` through cli.main in this process: its exit code and stderr (no new
+    interpreter for a refusal; the fresh-process view is the tests' that use `_cli`)."""
+    capsys.readouterr()
+    code = main(_args(model_dir, *extra))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(_args(model_dir, *extra), code, out, err)
 
 
 def _error_line(proc: subprocess.CompletedProcess) -> str:
@@ -109,13 +120,14 @@ def _copy(trained: Path, tmp_path: Path) -> Path:
     return target
 
 
-def test_changed_setting_is_refused_listing_it_and_nothing_written(trained: Path, tmp_path: Path):
+def test_changed_setting_is_refused_listing_it_and_nothing_written(trained: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture):
     model_dir = _copy(trained, tmp_path)
     before = _listing(model_dir)
-    line = _error_line(_cli(model_dir, "--gin.LEARNING_RATE=0.002"))
+    line = _error_line(_in_process(capsys, model_dir, "--gin.LEARNING_RATE=0.002"))
     assert "OptimizerConfig.learning_rate: 0.001 -> 0.002" in line
     assert "checkpoint_20" in line
-    line = _error_line(_cli(model_dir, "--gin.N_UNIQUE=50", "--gin.TRAIN_STEPS=30"))
+    line = _error_line(_in_process(capsys, model_dir, "--gin.N_UNIQUE=50", "--gin.TRAIN_STEPS=30"))
     assert "ManifestSpec.n_unique: 40 -> 50" in line and "TrainConfig.total_steps: 20 -> 30" in line
     assert _listing(model_dir) == before  # manifests/, results.csv, checkpoints untouched
 
@@ -150,12 +162,13 @@ def test_corrupt_newest_checkpoint_falls_back_to_identical_results(trained: Path
     pd.testing.assert_frame_equal(_results(model_dir), _results(trained), check_exact=True)
 
 
-def test_no_intact_checkpoint_is_one_clear_error(trained: Path, tmp_path: Path):
+def test_no_intact_checkpoint_is_one_clear_error(trained: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture):
     model_dir = _copy(trained, tmp_path)
     (model_dir / "checkpoint_20" / "state" / "_METADATA").unlink()
     _truncate_largest_chunk(model_dir / "checkpoint_10")
     before = _listing(model_dir)
-    line = _error_line(_cli(model_dir))
+    line = _error_line(_in_process(capsys, model_dir))
     assert "no intact checkpoint" in line
     assert "checkpoint_20: FileNotFoundError: missing state/_METADATA" in line
     assert "checkpoint_10:" in line
@@ -189,10 +202,11 @@ def test_second_writer_is_refused_and_a_killed_holder_leaves_no_stale_lock(train
             time.sleep(0.1)
 
 
-def test_model_dir_that_is_a_file_is_one_clear_error(tmp_path: Path):
+def test_model_dir_that_is_a_file_is_one_clear_error(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture):
     path = tmp_path / "taken"
     path.write_text("not a directory\n")
-    line = _error_line(_cli(path))
+    line = _error_line(_in_process(capsys, path))
     assert f"MODEL_DIR {path} is a file" in line
     assert path.read_text() == "not a directory\n"
 
@@ -225,9 +239,10 @@ def test_read_only_model_dir_is_one_clear_error():
 
 
 @pytest.mark.parametrize("steps", ["0", "-10"])
-def test_zero_or_negative_train_steps_names_the_setting(tmp_path: Path, steps: str):
+def test_zero_or_negative_train_steps_names_the_setting(tmp_path: Path, steps: str,
+                                                        capsys: pytest.CaptureFixture):
     model_dir = tmp_path / "cell"
-    line = _error_line(_cli(model_dir, f"--gin.TRAIN_STEPS={steps}"))
+    line = _error_line(_in_process(capsys, model_dir, f"--gin.TRAIN_STEPS={steps}"))
     assert f"TrainConfig.total_steps={steps} (TRAIN_STEPS) must be >= 1" in line
     assert not model_dir.exists()
 
@@ -400,29 +415,43 @@ exit $code
 
 
 def test_late_callbacks_of_an_abandoned_save_are_held_back_and_nothing_else(
-        tmp_path: Path, monkeypatch, capsys):
-    """tensorstore reports a write that finishes after orbax closed the failed save's event loop
-    through sys.excepthook (a traceback per chunk, CI saw 54): that one error is held back once a
-    checkpointer exists, any other error still reaches the previous hook."""
+        tmp_path: Path, monkeypatch):
+    """A tensorstore write that finishes after the event loop awaiting it closed (what orbax
+    leaves behind when a save fails: CI saw 54 tracebacks) reports through sys.unraisablehook;
+    once a checkpointer exists that one error is held back, any other reaches the previous hook."""
     import asyncio
+
+    import numpy as np
+    import tensorstore as ts
 
     from compgen_jax.checkpoints import CellCheckpointer, CheckpointConfig
 
     seen: list[BaseException] = []
-    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: seen.append(value))
+    monkeypatch.setattr(sys, "unraisablehook", lambda args: seen.append(args.exc_value))
     CellCheckpointer(tmp_path / "cell", CheckpointConfig())
     CellCheckpointer(tmp_path / "other", CheckpointConfig())  # installs the hook once
+    raised: list[BaseException] = []
+    installed = sys.unraisablehook
+    monkeypatch.setattr(sys, "unraisablehook",
+                        lambda args: (raised.append(args.exc_value), installed(args)))
+    store = ts.open({"driver": "zarr", "kvstore": {"driver": "file", "path": str(tmp_path / "z")}},
+                    create=True, dtype=ts.float32, shape=[2000, 2000],
+                    chunk_layout=ts.ChunkLayout(read_chunk_shape=[100, 100])).result()
+    write = store.write(np.ones((2000, 2000), np.float32))
     loop = asyncio.new_event_loop()
+
+    async def wait_for_write() -> None:
+        await write
+
+    loop.create_task(wait_for_write())
+    loop.run_until_complete(asyncio.sleep(0))  # the task now awaits the write
     loop.close()
-    try:
-        loop.call_soon_threadsafe(print)
-    except RuntimeError as err:
-        late = err
-    other = RuntimeError("Event loop is closed")  # same text, not from a callback
+    write.result()
+    time.sleep(0.5)  # the late callback runs on tensorstore's thread
     real = ValueError("real")
-    for err in (late, other, real):
-        sys.excepthook(type(err), err, err.__traceback__)
-    assert seen == [other, real]
+    sys.unraisablehook(types.SimpleNamespace(exc_value=real, exc_traceback=None))
+    assert [repr(err) for err in raised[:-1]] == ["RuntimeError('Event loop is closed')"]
+    assert seen == [real]
 
 
 def test_disk_full_in_orbax_save_thread_is_one_line(tmp_path: Path, monkeypatch, capfd):

@@ -11,11 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from compgen_jax.configs import CellConfig, TrainConfig
 from compgen_jax.evaluation import decode, split_evaluators
 from compgen_jax.models.transformer import TransformerConfig
 from compgen_jax.optim import OptimizerConfig
+from compgen_jax.seq2seq import train_cell
 from compgen_jax.task_data import load_task_data
-from compgen_jax.train import CellConfig, TrainConfig, build_trainer, train_cell
+from compgen_jax.trainers import build_trainer
 from tasks import registry
 from tasks.benchmarks import gscan
 from tasks.selection import ManifestSpec

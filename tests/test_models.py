@@ -17,8 +17,8 @@ from compgen_jax.models import make_model, model_family, param_counts
 from compgen_jax.models.__main__ import model_config
 from compgen_jax.models.decoder_only import (
     DecoderConfig,
+    answer_accuracy,
     answer_loss,
-    teacher_forced_accuracy,
 )
 from compgen_jax.models.transformer import EncoderDecoder, TransformerConfig, shift_right
 from compgen_jax.multiseed import MultiSeedTrainer
@@ -132,15 +132,15 @@ def test_answer_loss_and_accuracy_cover_answer_tokens_only():
     np.testing.assert_allclose(answer_loss(jnp.asarray(other), tokens, mask), expected, rtol=1e-6)
     other[0, 1] = np.eye(10)[7] * 9  # right at the first answer token
     other[0, 2] = np.eye(10)[3] * 9  # wrong at the second
-    assert float(teacher_forced_accuracy(jnp.asarray(other), tokens, mask)) == 0.5
+    assert float(answer_accuracy(jnp.asarray(other), tokens, mask)[0]) == 0.5
     # With the model: tokens after the answer (padding) change neither loss nor accuracy.
     model, batch = make_model(GPT, rngs=nnx.Rngs(0)), _lm_pool(4)
 
     @jax.jit
-    def metrics(tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def metrics(tokens: jax.Array) -> jax.Array:  # [loss, accuracy per example...]
         logits = model(tokens)
-        return (answer_loss(logits, tokens, batch["loss_mask"]),
-                teacher_forced_accuracy(logits, tokens, batch["loss_mask"]))
+        return jnp.concatenate([answer_loss(logits, tokens, batch["loss_mask"])[None],
+                                answer_accuracy(logits, tokens, batch["loss_mask"])])
 
     np.testing.assert_allclose(metrics(batch["tokens"].at[:, 5:].set(0)),
                                metrics(batch["tokens"]), rtol=1e-6)
@@ -169,6 +169,28 @@ def test_parameter_counts_match_published_models():
                                       num_decoder_layers=8, mlp_dim=1024, mlp="gated_gelu",
                                       logits_via_embedding=False)
     assert param_counts(t5_11_small)[0] == 76_961_152  # HF "google/t5-v1_1-small"
+
+
+def test_label_smoothing_loss_matches_hand_computation():
+    """(1 - a) * NLL(target) + a * mean over the vocabulary of -log p, averaged over non-pad
+    target tokens, computed by hand from the model's own logits; a = 0 is plain cross-entropy."""
+    pool = _seq2seq_pool()
+    batch = {"inputs": pool["inputs"][:4], "targets": pool["targets"][:4]}
+    plain = EncoderDecoder(dataclasses.replace(T5_11, dropout_rate=0.0), rngs=nnx.Rngs(0))
+    smoothed = EncoderDecoder(dataclasses.replace(T5_11, dropout_rate=0.0, label_smoothing=0.1),
+                              rngs=nnx.Rngs(0))
+    logp = np.asarray(jax.nn.log_softmax(
+        plain(batch["inputs"], shift_right(batch["targets"])), axis=-1), np.float64)
+    targets = np.asarray(batch["targets"])
+    nll = -np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    uniform = -logp.mean(axis=-1)
+    mask = targets != 0
+    want = ((0.9 * nll + 0.1 * uniform) * mask).sum() / mask.sum()
+    np.testing.assert_allclose(float(smoothed.loss(batch)), want, rtol=1e-5)
+    np.testing.assert_allclose(float(plain.loss(batch)), (nll * mask).sum() / mask.sum(),
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="label_smoothing=1.0"):
+        EncoderDecoder(dataclasses.replace(T5_11, label_smoothing=1.0), rngs=nnx.Rngs(0))
 
 
 def test_bad_architecture_options_name_the_setting():

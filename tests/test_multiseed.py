@@ -10,21 +10,19 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
+from compgen_jax.configs import TrainConfig
+from compgen_jax.evaluation import decode
 from compgen_jax.models.transformer import (
     EncoderDecoder,
     TransformerConfig,
     matrices_only,
     shift_right,
 )
-from compgen_jax.multiseed import (
-    MultiSeedTrainer,
-    bucket_index,
-    bucket_lengths,
-    seed_slice,
-)
+from compgen_jax.multiseed import MultiSeedTrainer, bucket_lengths
 from compgen_jax.optim import OptimizerConfig, make_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -34,6 +32,11 @@ CFG = TransformerConfig(vocab_size=12, emb_dim=32, num_heads=4, num_encoder_laye
                         num_decoder_layers=1, mlp_dim=64, max_len=16, dropout_rate=0.1)
 BATCH, STEPS = 8, 5
 
+
+
+def _lane(tree, seed_index: int):
+    """One seed's lane of a stacked pytree."""
+    return jax.tree.map(lambda a: a[seed_index], tree)
 
 def _trainer() -> MultiSeedTrainer:
     optimizer = make_optimizer(OptimizerConfig(learning_rate=3e-3, warmup_steps=2), matrices_only)
@@ -65,18 +68,18 @@ def test_seed_inside_vmapped_run_equals_seed_alone():
     for _ in range(2):
         alone, alone_losses = trainer.train(alone, orders[1:2], pool)
     np.testing.assert_allclose(losses[1], alone_losses[0], rtol=1e-5, atol=1e-6)
-    flat_vmapped = jax.tree.leaves(seed_slice(state["params"], 1))
-    flat_alone = jax.tree.leaves(seed_slice(alone["params"], 0))
+    flat_vmapped = jax.tree.leaves(_lane(state["params"], 1))
+    flat_alone = jax.tree.leaves(_lane(alone["params"], 0))
     assert len(flat_vmapped) == len(flat_alone) > 0
     for a, b in zip(flat_vmapped, flat_alone, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # The seeds really differ (independent init, order and dropout), so the test can fail.
-    assert not np.allclose(jax.tree.leaves(seed_slice(state["params"], 0))[0], flat_alone[0])
+    assert not np.allclose(jax.tree.leaves(_lane(state["params"], 0))[0], flat_alone[0])
 
 
 def _ragged_pool(n: int = 40) -> dict[str, jax.Array]:
     """Mostly short examples (targets 2-6 tokens, EOS included) and every 20th 30 tokens long,
-    padded to 32 target / 10 input positions: steps fall into different length buckets."""
+    padded to 32 target / 10 input positions: calls fall into different length buckets."""
     rng = np.random.default_rng(1)
     inputs = np.zeros((n, 10), np.int32)
     targets = np.zeros((n, 32), np.int32)
@@ -89,58 +92,73 @@ def _ragged_pool(n: int = 40) -> dict[str, jax.Array]:
 
 
 def _bucketed(length_buckets: int) -> MultiSeedTrainer:
+    """2 steps of batch 4 per call: a call of 3 seeds reads 24 examples, which hold one of the
+    pool's two long ones in some calls and none in others."""
     optimizer = make_optimizer(OptimizerConfig(learning_rate=3e-3, warmup_steps=2), matrices_only)
-    return MultiSeedTrainer(dataclasses.replace(CFG, max_len=32), optimizer, BATCH, STEPS,
+    return MultiSeedTrainer(dataclasses.replace(CFG, max_len=32), optimizer, 4, 2,
                             length_buckets=length_buckets)
 
 
-def test_bucket_lengths_and_index_by_hand():
+def test_bucket_lengths_and_call_length_by_hand():
     # 154 * k / 8 = 19.25, 38.5, 57.75, 77, ... rounded up to whole tokens, then to multiples of 8
     assert bucket_lengths(154, 8) == [24, 40, 64, 80, 104, 120, 136, 154]
     assert bucket_lengths(32, 4) == [8, 16, 24, 32]
     assert bucket_lengths(7, 8) == [7]  # every bucket rounds to the full length: one shape
     assert bucket_lengths(154, 1) == [154]
-    targets = np.zeros((2, 3, 32), np.int32)
-    targets[0, 1, :9] = 5  # seed 0's longest example: 9 tokens
-    targets[1, 2, :30] = 5  # seed 1's: 30 tokens
-    batch = {"inputs": jnp.ones((2, 3, 4), jnp.int32), "targets": jnp.asarray(targets)}
-    lengths = [8, 16, 24, 32]
-    assert int(bucket_index(batch, jnp.asarray([True, True]), lengths)) == 3
-    assert int(bucket_index(batch, jnp.asarray([True, False]), lengths)) == 1  # 9 -> 16
-    assert int(bucket_index(batch, jnp.asarray([False, False]), lengths)) == 0
+    trainer = _bucketed(4)  # buckets 8, 16, 24, 32
+    targets = np.zeros((6, 32), np.int32)
+    targets[1, :9] = 5  # 9 tokens
+    targets[4, :30] = 5  # 30 tokens
+    targets[5, :31] = 5  # 31 tokens, read by no call below
+    pool = {"inputs": jnp.ones((6, 4), jnp.int32), "targets": jnp.asarray(targets)}
+    # seed 0 reads rows 0-3 then 1, 0, 2, 3; seed 1 rows 2, 4, 0, 3 then 0-3
+    orders = jnp.asarray([[0, 1, 2, 3, 1, 0, 2, 3], [2, 4, 0, 3, 0, 1, 2, 3]], jnp.int32)
+    state = trainer.init(jnp.arange(2))
+    assert trainer.call_length(state, orders, pool, 2) is None  # 30 tokens -> 32, the full length
+    assert trainer.call_length(state, orders, pool, 1) is None  # seed 1's first step holds row 4
+    state["active"] = jnp.asarray([True, False])
+    assert trainer.call_length(state, orders, pool, 2) == 16  # seed 0 alone: 9 tokens -> 16
+    state["step"] = jnp.asarray([1, 0], jnp.int32)  # seed 0 at its second batch (row 1: 9)
+    assert trainer.call_length(state, orders, pool, 1) == 16
+    state["diverged"] = jnp.asarray([True, False])
+    assert trainer.call_length(state, orders, pool, 2) == 8  # no live seed: the shortest
 
 
-def test_bucketed_steps_equal_full_padding_and_seed_alone():
+def test_bucketed_calls_equal_full_padding_and_seed_alone():
     pool, seeds = _ragged_pool(), [3, 7, 11]
     orders = _orders(seeds)
-    full, bucketed = _bucketed(1), _bucketed(2)  # buckets 16 and 32
-    # The test can fail: this stream's steps use both buckets, 16 and the full 32.
-    shapes = {int(bucket_index({f: a[orders[:, i * BATCH:(i + 1) * BATCH]]
-                                for f, a in pool.items()}, jnp.ones(3, bool), [16, 32]))
-              for i in range(2 * STEPS)}
-    assert shapes == {0, 1}, shapes
+    full, bucketed = _bucketed(1), _bucketed(2)  # buckets 16 and the full 32
+    # The test can fail: this stream's calls cut to 16 and to the full length (None) both.
+    state = bucketed.init(jnp.asarray(seeds))
+    met = set()
+    for _ in range(4):
+        met.add(bucketed.call_length(state, orders, pool, 2))
+        state, _ = bucketed.train(state, orders, pool)
+    assert met == {16, None}, met
     runs = {}
     for name, trainer, lanes in (("full", full, seeds), ("bucketed", bucketed, seeds),
                                  ("alone", bucketed, [7])):
         state = trainer.init(jnp.asarray(lanes))
         rows = orders if len(lanes) == 3 else orders[1:2]
-        for _ in range(2):
+        for _ in range(4):
             state, losses = trainer.train(state, rows, pool)
         runs[name] = (state, losses)
     (full_state, full_losses), (state, losses) = runs["full"], runs["bucketed"]
     alone, alone_losses = runs["alone"]
     np.testing.assert_allclose(losses, full_losses, rtol=1e-5, atol=1e-6)  # dropout 0.1 too
     np.testing.assert_allclose(losses[1], alone_losses[0], rtol=1e-5, atol=1e-6)
-    for lane, other in ((1, seed_slice(full_state["params"], 1)),
-                        (1, seed_slice(alone["params"], 0))):
-        for a, b in zip(jax.tree.leaves(seed_slice(state["params"], lane)),
-                        jax.tree.leaves(other), strict=True):
+    for lane, other in ((1, _lane(full_state["params"], 1)), (1, _lane(alone["params"], 0))):
+        for a, b in zip(jax.tree.leaves(_lane(state["params"], lane)), jax.tree.leaves(other),
+                        strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # The same command twice gives the same bits.
     again = bucketed.init(jnp.asarray(seeds))
-    for _ in range(2):
+    for _ in range(4):
         again, again_losses = bucketed.train(again, orders, pool)
     np.testing.assert_array_equal(again_losses, losses)
+    for a, b in zip(jax.tree.leaves(again["params"]), jax.tree.leaves(state["params"]),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_training_reduces_loss_per_seed():
@@ -160,7 +178,7 @@ def test_cached_greedy_decode_matches_teacher_forced_argmax():
     tokens = trainer.decode(state["params"], pool["inputs"][:5], 7)
     assert tokens.shape == (2, 5, 7)
     for s in range(2):
-        model: EncoderDecoder = nnx.merge(trainer.graphdef, seed_slice(state["params"], s))
+        model: EncoderDecoder = nnx.merge(trainer.graphdef, _lane(state["params"], s))
         seq = np.asarray(tokens[s])
         # Feeding the greedy output back teacher-forced must reproduce each argmax (until EOS).
         logits = model(pool["inputs"][:5], shift_right(jnp.asarray(seq)))
@@ -173,12 +191,12 @@ def test_cached_greedy_decode_matches_teacher_forced_argmax():
 
 @pytest.mark.parametrize("eos_bias", [2.0, 100.0], ids=["mixed", "all-end-at-once"])
 def test_early_stopping_decode_equals_full_length_greedy(eos_bias: float):
-    # A hand-set EOS logit bias: at 2.0 rows end anywhere from the first to the 16th position
+    # A hand-set EOS logit bias: at 2.0 rows end anywhere from the first to the 20th position
     # or never (the loop runs to max length); at 100 every row ends at once (the loop stops).
     trainer, pool = _trainer(), _pool()
     params = trainer.init(jnp.arange(3))["params"]
     bias = params["logits"]["bias"]
-    bias.value = bias.value.at[:, 1].add(eos_bias)
+    bias[...] = bias[...].at[:, 1].add(eos_bias)
     inputs = pool["inputs"][:16]
     tokens = np.asarray(trainer.decode(params, inputs, 20))
     # the loop before early stopping: a scan over all 20 positions, 0 after a row's EOS
@@ -188,8 +206,6 @@ def test_early_stopping_decode_equals_full_length_greedy(eos_bias: float):
 
 
 def test_chunked_decode_shows_progress_named_by_cell(capsys: pytest.CaptureFixture[str]):
-    from compgen_jax.evaluation import decode
-
     trainer, pool = _trainer(), _pool()
     params = trainer.init(jnp.arange(2))["params"]
     tokens = decode(trainer, params, pool, 16, desc="cell_a: decode test")  # chunks 16, 16, 8
@@ -203,8 +219,6 @@ def test_chunked_decode_shows_progress_named_by_cell(capsys: pytest.CaptureFixtu
 
 
 def test_model_config_errors_name_the_setting():
-    from compgen_jax.train import TrainConfig
-
     with pytest.raises(ValueError, match="TrainConfig.length_buckets=0"):
         TrainConfig(length_buckets=0).validate()
     with pytest.raises(ValueError, match="vocab_size"):
@@ -219,19 +233,23 @@ def test_diverging_seed_is_frozen_and_flagged_others_bitwise_unaffected():
     orders = _orders(seeds)
     normal = trainer.init(jnp.asarray(seeds))
     poisoned = trainer.init(jnp.asarray(seeds))
-    poisoned["lr_scale"] = jnp.asarray([1.0, 1e30, 1.0], jnp.float32)
+    # seed 7's Adam first moment: its first update throws the params far enough (finite) that
+    # the second step's loss overflows
+    mu = optax.tree_utils.tree_get(poisoned["opt"], "mu")
+    poisoned["opt"] = optax.tree_utils.tree_set(
+        poisoned["opt"], mu=jax.tree.map(lambda m: m.at[1].set(1e20), mu))
     for _ in range(2):
         normal, _ = trainer.train(normal, orders, pool)
         poisoned, losses = trainer.train(poisoned, orders, pool)
     np.testing.assert_array_equal(poisoned["diverged"], [False, True, False])
     assert not np.isfinite(np.asarray(losses[1])).all()
     for lane in (0, 2):
-        for a, b in zip(jax.tree.leaves(seed_slice(poisoned["params"], lane)),
-                        jax.tree.leaves(seed_slice(normal["params"], lane)), strict=True):
+        for a, b in zip(jax.tree.leaves(_lane(poisoned["params"], lane)),
+                        jax.tree.leaves(_lane(normal["params"], lane)), strict=True):
             np.testing.assert_array_equal(a, b)
     frozen_at = int(poisoned["step"][1])
     assert 0 < frozen_at < 2 * STEPS
-    assert all(np.isfinite(x).all() for x in jax.tree.leaves(seed_slice(poisoned["params"], 1)))
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(_lane(poisoned["params"], 1)))
     again, _ = trainer.train(poisoned, orders, pool)
     assert int(again["step"][1]) == frozen_at  # stays frozen
 
@@ -239,10 +257,10 @@ def test_diverging_seed_is_frozen_and_flagged_others_bitwise_unaffected():
 def test_inactive_seed_is_frozen():
     trainer, pool = _trainer(), _pool()
     state = trainer.init(jnp.arange(2))
-    before = jax.tree.map(np.asarray, seed_slice(state["params"], 0))
+    before = jax.tree.map(np.asarray, _lane(state["params"], 0))
     state["active"] = jnp.asarray([False, True])
     state, _ = trainer.train(state, _orders([0, 1]), pool)
-    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(seed_slice(state["params"], 0)),
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(_lane(state["params"], 0)),
                     strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(state["step"], [0, STEPS])

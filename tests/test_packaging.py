@@ -80,7 +80,7 @@ def test_loading_tensorflow_prints_nothing(tmp_path: Path):
 
 
 def test_written_files_honour_the_umask(tmp_path: Path):
-    from tasks.atomic import write_text
+    from analysis.atomic import write_text
 
     old = os.umask(0o022)
     try:

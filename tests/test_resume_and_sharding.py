@@ -21,9 +21,12 @@ MICRO = [
 ]
 
 
+def _train_args(model_dir: Path, *extra: str) -> list[str]:
+    return ["train", f"--gin.MODEL_DIR='{model_dir}'", *MICRO, *extra]
+
+
 def _train_command(model_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "compgen_jax.cli", "train", f"--gin.MODEL_DIR='{model_dir}'",
-            *MICRO, *extra]
+    return [sys.executable, "-m", "compgen_jax.cli", *_train_args(model_dir, *extra)]
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -38,12 +41,19 @@ def _results(model_dir: Path) -> pd.DataFrame:
     return table.sort_values(["split", "step", "seed"]).reset_index(drop=True)
 
 
+def _main(model_dir: Path, *extra: str) -> None:
+    """`compgen-jax train` in this process: the same code path, without a new interpreter."""
+    from compgen_jax.cli import main
+
+    assert main(_train_args(model_dir, *extra)) == 0
+
+
 def test_killed_run_resumes_to_bitwise_identical_results(tmp_path: Path):
-    budget = ["--gin.TRAIN_STEPS=400", "--gin.TrainConfig.steps_per_call=5", "--gin.NUM_SEEDS=3",
+    budget = ["--gin.TRAIN_STEPS=200", "--gin.TrainConfig.steps_per_call=5", "--gin.NUM_SEEDS=3",
               "--gin.EVAL_PERIOD=100", "--gin.CheckpointConfig.period=10",
               "--gin.CheckpointConfig.keep=50"]
-    whole = tmp_path / "whole"
-    _run(_train_command(whole, *budget))
+    whole = tmp_path / "whole"  # uninterrupted; checkpoints are output only, so it saves none
+    _main(whole, *budget, "--gin.CheckpointConfig.period=0")
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_train_command(killed, *budget), cwd=REPO, stdout=subprocess.DEVNULL,
@@ -56,14 +66,14 @@ def test_killed_run_resumes_to_bitwise_identical_results(tmp_path: Path):
     proc.wait()
     saved = sorted(int(p.name.split("_")[1]) for p in killed.glob("checkpoint_*")
                    if p.name.split("_")[1].isdigit())  # not orbax's in-progress *-tmp dirs
-    assert saved and saved[-1] < 400, f"the run was not interrupted (checkpoints {saved})"
+    assert saved and saved[-1] < 200, f"the run was not interrupted (checkpoints {saved})"
     assert not (killed / "results.csv").exists()
     # t5x-style: the operative config is on disk (and in TensorBoard) before the first step
-    assert "TRAIN_STEPS = 400" in (killed / "config.gin").read_text()
+    assert "TRAIN_STEPS = 200" in (killed / "config.gin").read_text()
     events = list((killed / "tensorboard").glob("events.out.tfevents.*"))
-    assert events and b"TRAIN_STEPS = 400" in events[0].read_bytes()
+    assert events and b"TRAIN_STEPS = 200" in events[0].read_bytes()
 
-    _run(_train_command(killed, *budget))
+    _main(killed, *budget)  # the same command again resumes
     pd.testing.assert_frame_equal(_results(killed), _results(whole), check_exact=True)
 
 
@@ -84,14 +94,12 @@ def test_train_loss_is_the_same_whatever_steps_per_call(tmp_path: Path):
     120 and 150 the window starts inside a 30-step call): the same training in calls of 10 or 30
     steps gives the same rows, train_loss included, at every eval step."""
     from analysis.schema import TRAIN_LOSS_WINDOW
-    from compgen_jax.cli import main
 
     assert TRAIN_LOSS_WINDOW == 100
     budget = ["--gin.TRAIN_STEPS=150", "--gin.NUM_SEEDS=2", "--gin.EVAL_PERIOD=60",
               "--gin.TrainConfig.tensorboard=False", "--gin.TrainConfig.save_predictions='none'"]
     for calls in (10, 30):
-        assert main(["train", f"--gin.MODEL_DIR='{tmp_path / str(calls)}'", *MICRO, *budget,
-                     f"--gin.TrainConfig.steps_per_call={calls}"]) == 0
+        _main(tmp_path / str(calls), *budget, f"--gin.TrainConfig.steps_per_call={calls}")
     tens, thirties = _results(tmp_path / "10"), _results(tmp_path / "30")
     assert sorted(tens["step"].unique()) == [60, 120, 150]
     assert tens["train_loss"].notna().all() and tens["train_loss"].nunique() > 2

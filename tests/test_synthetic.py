@@ -16,11 +16,8 @@ from analysis.results import read_results, tidy_results
 from analysis.schema import RESULT_COLUMNS
 from compgen_jax.checkpoints import ALL_CHECKPOINTS, CheckpointConfig
 from compgen_jax.circuits import load_function, token_indices
-from compgen_jax.coverage_data import load_coverage_data, type_accuracy
-from compgen_jax.models.decoder_only import DecoderConfig
-from compgen_jax.optim import OptimizerConfig
-from compgen_jax.orders import order_window
-from compgen_jax.synthetic import (
+from compgen_jax.configs import TrainConfig
+from compgen_jax.coverage_cells import (
     ScalingSweep,
     n_required_table,
     restore_params,
@@ -28,7 +25,11 @@ from compgen_jax.synthetic import (
     train_coverage_cell,
     upstream_stop_rules,
 )
-from compgen_jax.train import TrainConfig, build_trainer
+from compgen_jax.coverage_data import load_coverage_data, type_accuracy
+from compgen_jax.models.decoder_only import DecoderConfig
+from compgen_jax.optim import OptimizerConfig
+from compgen_jax.orders import order_window
+from compgen_jax.trainers import build_trainer
 from tasks.benchmarks import coverage
 
 TINY = DecoderConfig(emb_dim=32, num_heads=2, num_layers=2, mlp_dim=64, max_len=8)

@@ -13,12 +13,12 @@ import pytest
 
 import compgen_jax.train  # noqa: F401  (registers the configurables)
 from compgen_jax import designs, validation
+from compgen_jax.configs import CellConfig, TrainConfig
 from compgen_jax.gin_utils import parse_gin
 from compgen_jax.models.decoder_only import DecoderConfig
 from compgen_jax.models.transformer import TransformerConfig, matrices_only
 from compgen_jax.multiseed import MultiSeedTrainer
 from compgen_jax.optim import OptimizerConfig, make_optimizer
-from compgen_jax.train import CellConfig, TrainConfig
 from compgen_jax.validation import DesignError, DeviceBudget, SplitShape, TaskShape
 from tasks.selection import ManifestSpec
 
@@ -66,19 +66,19 @@ def test_cogs_target_longer_than_max_len_is_one_clear_error(tmp_path: Path, shar
     assert not model_dir.exists()
 
 
-def _cells(factors: dict, steps: int = 10, seeds: int = 2) -> list[designs.DesignCell]:
+def _cells(factors: dict, steps: int = 10, seeds: int = 2, **train) -> list[designs.DesignCell]:
     base = CellConfig(task="toy", manifest=ManifestSpec(n_unique=100))
+    config = TrainConfig(eval_splits=("gen",), steps_per_call=5, **train)
     return designs.factorial_cells(name="d", base=base, factors=factors, num_seeds=seeds,
-                                   train_steps=steps, batch_size=16)
+                                   train_steps=steps, batch_size=16, train_config=config)
 
 
 ONE_GB = DeviceBudget(memory_gb=1.0)
 
 
-def _validate(cells, budget=ONE_GB, model=TINY, **train):
-    config = TrainConfig(eval_splits=("gen",), steps_per_call=5, **train)
+def _validate(cells, budget=ONE_GB, model=TINY):
     return validation.validate_design(cells, lambda task, split: TOY, model_config=model,
-                                      train_config=config, budget=budget)
+                                      budget=budget)
 
 
 def test_a_fitting_design_reports_each_cell() -> None:
@@ -108,9 +108,8 @@ def test_settings_fail_before_any_data_is_read() -> None:
         raise AssertionError("data loaded before the settings were checked")
 
     with pytest.raises(DesignError, match=r"cell d-n_unique=50: TrainConfig.eval_period=7"):
-        validation.validate_design(
-            _cells({"n_unique": (50,)}), no_data, model_config=TINY,
-            train_config=TrainConfig(eval_splits=("gen",), steps_per_call=5, eval_period=7))
+        validation.validate_design(_cells({"n_unique": (50,)}, eval_period=7), no_data,
+                                   model_config=TINY)
 
 
 def test_memory_estimate_bounds_what_xla_allocates() -> None:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from analysis.__main__ import subcommand
 from compgen_jax.commands.train import gin_flags
+
+COVERAGE_FLAGS = ("--gin_file=experiments/coverage_twohop_cpu.gin "
+                  "--gin.DATASET_DIR=\\\"data/cov/twohop.50.40000.diff-f12.inf\\\" "
+                  "--gin.MODEL_DIR=\\\"runs/cov50\\\"")
 
 
 def _configure(args: argparse.Namespace) -> Path:
     """Parse gin files + bindings (registering the coverage configurables); return MODEL_DIR."""
     import gin
 
-    from compgen_jax import synthetic  # noqa: F401  (registers the configurables)
+    from compgen_jax import coverage_cells  # noqa: F401  (registers the configurables)
     from compgen_jax.gin_utils import parse_gin
 
     parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
@@ -32,8 +37,8 @@ def run_generate(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from compgen_jax.coverage_cells import train_synthetic
     from compgen_jax.gin_utils import write_operative_config
-    from compgen_jax.synthetic import train_synthetic
 
     model_dir = _configure(args)
     result = train_synthetic()
@@ -45,8 +50,8 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_scaling(args: argparse.Namespace) -> None:
+    from compgen_jax.coverage_cells import scaling_sweep
     from compgen_jax.gin_utils import write_operative_config
-    from compgen_jax.synthetic import scaling_sweep
 
     model_dir = _configure(args)
     table = scaling_sweep()
@@ -65,7 +70,7 @@ def run_scaling(args: argparse.Namespace) -> None:
 
 def run_circuits(args: argparse.Namespace) -> None:
     from compgen_jax.circuits import run_circuits as analyse
-    from compgen_jax.synthetic import cell_setup, restore_params
+    from compgen_jax.coverage_cells import cell_setup, restore_params
 
     _configure(args)
     setup = cell_setup()
@@ -82,6 +87,7 @@ def run_circuits(args: argparse.Namespace) -> None:
 def run_covered(args: argparse.Namespace) -> None:
     import pandas as pd
 
+    from analysis.atomic import write_text
     from analysis.coverage import (
         covered_accuracy,
         kcoverage_table,
@@ -89,8 +95,7 @@ def run_covered(args: argparse.Namespace) -> None:
         plot_coverage_accuracy,
         prior_baseline,
     )
-    from compgen_jax.synthetic import cell_setup, checkpoint_per_example
-    from tasks.atomic import write_text
+    from compgen_jax.coverage_cells import cell_setup, checkpoint_per_example
 
     _configure(args)
     setup = cell_setup()
@@ -113,12 +118,16 @@ def run_covered(args: argparse.Namespace) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "coverage", help="coverage-principle tasks: generate data, train, scaling, circuits")
+    parser = subcommand(subparsers, "coverage", "coverage-principle tasks: generate data, "
+                        "train, covered accuracy, scaling, circuits",
+                        "%(prog)s generate --task twohop --num_tokens 50 --max_train 40000 "
+                        "--out data/cov/")
     sub = parser.add_subparsers(dest="coverage_command", required=True)
-    gen = sub.add_parser("generate", help="write an upstream-layout dataset dir")
+    gen = subcommand(sub, "generate", "write an upstream-layout dataset directory",
+                     "%(prog)s --task twohop --num_tokens 50 --max_train 40000 --out data/cov/")
     gen.add_argument("--task", default="twohop",
-                     choices=("twohop", "threehop", "parallel2hop", "nontree", "fivehop"))
+                     choices=("twohop", "threehop", "parallel2hop", "nontree", "fivehop"),
+                     help="which task (default twohop)")
     gen.add_argument("--num_tokens", type=int, required=True, help="|X|")
     gen.add_argument("--max_train", type=int, required=True, help="training-set size")
     gen.add_argument("--mode", default=None,
@@ -126,7 +135,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "its only mode)")
     gen.add_argument("--same", action="store_true",
                      help="same functions at every hop (not fivehop)")
-    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--seed", type=int, default=42, help="sampling seed (default 42)")
     gen.add_argument("--test_size", type=int, default=None,
                      help="per-type test cap (upstream --test_size_for_type; default 2000, "
                      "threehop/parallel2hop 3000; fivehop: the type_0 count and, in --parity, "
@@ -137,27 +146,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--out", required=True, help="data root; the dataset dir goes inside")
     gen.set_defaults(run=run_generate)
     flags = gin_flags()
-    sub.add_parser("train", parents=[flags],
-                   help="train one cell (S seeds) on DATASET_DIR into MODEL_DIR"
-                   ).set_defaults(run=run_train)
-    sub.add_parser("scaling", parents=[flags],
-                   help="data-requirement sweep -> MODEL_DIR/n_required.csv"
-                   ).set_defaults(run=run_scaling)
-    cov = sub.add_parser("covered", parents=[flags],
-                         help="accuracy of covered vs uncovered type_0 items by k, with the "
-                         "x3-prior baseline (same gin flags as train) -> MODEL_DIR/"
-                         "covered_accuracy[_<steps>].csv, coverage_accuracy[_<steps>].png")
+    subcommand(sub, "train", "train one cell (S seeds) on DATASET_DIR into MODEL_DIR",
+               f"%(prog)s {COVERAGE_FLAGS}", parents=[flags]).set_defaults(run=run_train)
+    subcommand(sub, "scaling", "data-requirement sweep -> MODEL_DIR/n_required.csv and the "
+               "power-law fit", "%(prog)s --gin_file=experiments/coverage_scaling_cpu.gin "
+               "--gin.DATA_ROOT=\\\"data/cov\\\" --gin.MODEL_DIR=\\\"runs/scaling\\\"",
+               parents=[flags]).set_defaults(run=run_scaling)
+    cov = subcommand(sub, "covered", "accuracy of covered vs uncovered type_0 items by k, with "
+                     "the x3-prior baseline (same gin flags as train) -> MODEL_DIR/"
+                     "covered_accuracy[_<steps>].csv, coverage_accuracy[_<steps>].png",
+                     f"%(prog)s {COVERAGE_FLAGS} --step 3000 --k 15 --k 20", parents=[flags])
     cov.add_argument("--step", type=int, action="append", default=None,
                      help="evaluate checkpoint_<step> (repeatable; default: the final "
                      "per_example.csv)")
     cov.add_argument("--k", type=int, action="append", default=None,
                      help="coverage threshold(s) k (repeatable; default 1)")
-    cov.add_argument("--k_max", type=int, default=20)
+    cov.add_argument("--k_max", type=int, default=20, help="sweep k = 1..K_MAX (default 20)")
     cov.add_argument("--parity", action="store_true", help="upstream bucket key (Q1)")
     cov.set_defaults(run=run_covered)
-    circ = sub.add_parser("circuits", parents=[flags],
-                          help="collapse/IICG, causal tracing, logit lens + plots of a trained "
-                          "cell (same gin flags as train) -> MODEL_DIR/circuits/")
+    circ = subcommand(sub, "circuits", "collapse/IICG, causal tracing, logit lens and plots of "
+                      "a trained cell (same gin flags as train) -> MODEL_DIR/circuits/",
+                      f"%(prog)s {COVERAGE_FLAGS} --coverage_groups per_k", parents=[flags])
     circ.add_argument("--grouping", default=None,
                       help="collapse grouping: twohop b | t | b,x2 (upstream atomic_idx 1 | 2 "
                       "| 4); threehop b1 | b2 | t | b2,x4 | b2,x3 | b1,b2; parallel2hop b1 | "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from analysis.__main__ import subcommand
 from tasks.data_dir import DATA_DIR_ENV, data_dir
 
 
@@ -62,8 +63,8 @@ def run_measures(args: argparse.Namespace) -> None:
 
     import pandas as pd
 
+    from analysis.atomic import write_text
     from tasks import registry
-    from tasks.atomic import write_text
     from tasks.benchmarks import PAIR_CONSTRUCTS
     from tasks.signature import feature_matrix
 
@@ -95,36 +96,37 @@ def run_export(args: argparse.Namespace) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from tasks.fetch import SOURCES
 
-    data = subparsers.add_parser("data", help="canonical downloads, checksums, local data dirs")
+    data = subcommand(subparsers, "data", "canonical downloads, checksums, local data dirs",
+                      "%(prog)s check --data_dir ../shared/data")
     sub = data.add_subparsers(dest="data_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data_dir", default=None,
                         help=f"benchmark data directory (default: ${DATA_DIR_ENV})")
-    fetch = sub.add_parser("fetch", parents=[common],
-                           help="download + verify + unpack a benchmark's canonical archives")
-    fetch.add_argument("benchmark", choices=sorted(SOURCES))
+    fetch = subcommand(sub, "fetch", "download, verify and unpack a benchmark's canonical "
+                       "archives", "%(prog)s cogs --data_dir ~/compgen-data", parents=[common])
+    fetch.add_argument("benchmark", choices=sorted(SOURCES), help="which benchmark")
     fetch.add_argument("--force", action="store_true", help="download again even if cached")
     fetch.set_defaults(run=run_fetch)
-    sub.add_parser("list", parents=[common], help="what each benchmark has in the data dir"
-                   ).set_defaults(run=run_list)
-    check = sub.add_parser("check", parents=[common],
-                           help="exit non-zero unless the benchmarks are complete, every file "
-                                "parses with its reader and none fails its checksum")
+    subcommand(sub, "list", "what each benchmark has in the data dir (presence only)",
+               "%(prog)s --data_dir ../shared/data", parents=[common]).set_defaults(run=run_list)
+    check = subcommand(sub, "check", "exit 2 unless the benchmarks are complete, every file "
+                       "parses with its reader and none fails its checksum",
+                       "%(prog)s scan cogs --data_dir ../shared/data", parents=[common])
     check.add_argument("benchmark", nargs="*", help=f"some of {sorted(SOURCES)} (default: all)")
     check.add_argument("--record", action="store_true",
                        help="record the present files' sha256 in checksums.json (trust them)")
     check.set_defaults(run=run_check)
-    measures = sub.add_parser("measures", parents=[common],
-                              help="per-example atoms/pairs/depth/out_len of tasks' pools, for "
-                                   "`compgen-jax report --measures`")
+    measures = subcommand(sub, "measures", "per-example atoms/pairs/depth/out_len of tasks' "
+                          "pools, for `compgen-jax report --measures`",
+                          "%(prog)s scan_simple cogs --out audit/", parents=[common])
     measures.add_argument("task", nargs="+", help="registered task names, e.g. scan_simple cogs")
     measures.add_argument("--split", default="train", help="which split (default: the pool)")
     measures.add_argument("--out", required=True, help="output dir (measures.csv, constructs.json)")
     measures.set_defaults(run=run_measures)
-    export = sub.add_parser("export", parents=[common],
-                            help="a task's tokenized splits, examples, vocabulary (and gSCAN "
-                                 "grids) to one compressed .npz, read by runs that bind "
-                                 "TASK_ARRAYS = 'FILE' (no seqio / TensorFlow needed there)")
+    export = subcommand(sub, "export", "a task's tokenized splits, examples, vocabulary (and "
+                        "gSCAN grids) in one compressed .npz, for runs that bind TASK_ARRAYS "
+                        "(no seqio / TensorFlow there)", "%(prog)s cogs --out cogs.npz",
+                        parents=[common])
     export.add_argument("task", help="registered task name, e.g. cogs")
     export.add_argument("--out", required=True, help="output file (.npz)")
     export.add_argument("--split", nargs="*", default=[],

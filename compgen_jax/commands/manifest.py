@@ -6,14 +6,15 @@ import argparse
 import functools
 from pathlib import Path
 
+from analysis.__main__ import subcommand
 from compgen_jax.commands.train import configure, gin_flags
 
 
 def run_build(args: argparse.Namespace) -> None:
     """Write every cell's per-seed manifests under MODEL_DIR and print the per-cell table."""
     from compgen_jax import designs, validation
+    from compgen_jax.configs import TrainConfig
     from compgen_jax.task_data import pool_index
-    from compgen_jax.train import TrainConfig
 
     model_dir = configure(args, [])
     cells = designs.configured_design()
@@ -51,14 +52,17 @@ def run_show(args: argparse.Namespace) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `manifest build` and `manifest show`."""
-    parser = subparsers.add_parser("manifest", help="build or inspect the manifests of a design")
+    parser = subcommand(subparsers, "manifest", "build or inspect the manifests of a design",
+                        "%(prog)s show /tmp/e3")
     sub = parser.add_subparsers(dest="manifest_command", required=True)
-    sub.add_parser(
-        "build", parents=[gin_flags()],
-        help="write a design's per-seed manifests under MODEL_DIR; print N, E, coverage, "
-             "typicality and signature counts per cell",
+    subcommand(
+        sub, "build", "write a design's per-seed manifests under MODEL_DIR; print N, E, coverage, "
+        "typicality and signature counts per cell",
+        "%(prog)s --gin_file=experiments/cogs_e3_cpu.gin --gin.MODEL_DIR=\\\"/tmp/e3\\\"",
+        parents=[gin_flags()],
     ).set_defaults(run=run_build)
-    show = sub.add_parser("show", help="check and summarise manifest files (or directories)")
+    show = subcommand(sub, "show", "check (hash) and summarise manifest files or directories",
+                      "%(prog)s /tmp/e3")
     show.add_argument("paths", nargs="+", help="manifest JSON files, or directories holding "
                       "<cell>/manifests/seed_<k>.json (a MODEL_DIR, a sweep root)")
     show.set_defaults(run=run_show)

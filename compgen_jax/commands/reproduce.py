@@ -7,18 +7,18 @@ import shlex
 import sys
 from pathlib import Path
 
-from compgen_jax.commands.sweep import add_backend_flags, tpu_config
+from analysis.__main__ import subcommand
+from compgen_jax.commands.sweep import add_backend_flags, ray_config
 from compgen_jax.commands.train import gin_flags
 
 DEFAULT_PROGRAMME = "programme/cpu.gin"
 
 
 def run_reproduce(args: argparse.Namespace) -> None:
-    """Validate every part, run the unfinished cells (or write the Cloud TPU scripts), report."""
+    """Validate every part, run the unfinished cells (locally or as Ray tasks), report."""
     from analysis.programme import write_programme_report
     from analysis.report import ReportOptions
     from compgen_jax import programme, runner, sweep
-    from tasks.atomic import write_text
 
     prog = programme.load(args.gin_file or [DEFAULT_PROGRAMME], args.gin_bindings,
                           args.gin_search_paths)
@@ -32,16 +32,15 @@ def run_reproduce(args: argparse.Namespace) -> None:
             print(f"# part {part.name}: {len(spec.cells)} cells -> {spec.root}")
             runner.launch_local(spec, dry_run=True)
         return
-    if args.backend == "tpu-vm":
-        tpu = tpu_config(args)
-        for part, spec in specs:
-            write_text(Path(spec.root) / "tpu_launch.sh", runner.render_tpu(spec, tpu))
-            print(f"part {part.name}: {Path(spec.root) / 'tpu_launch.sh'}")
-        print(f"run each script with bash, copy {args.gcs_root} back into {prog.root}, then "
-              "rerun this command without --backend to write the report")
-        return
-    ran = programme.run_local(specs, parallel=args.parallel,
-                              in_process=args.backend == "in-process")
+    if args.backend == "ray":
+        from compgen_jax import ray_backend
+
+        ran = len(ray_backend.launch([spec for _, spec in specs], ray_config(args)))
+        for _, spec in specs:
+            sweep.collect(Path(spec.root))
+    else:
+        ran = programme.run_local(specs, parallel=args.parallel,
+                                  in_process=args.backend == "in-process")
     command = shlex.join(["compgen-jax", "reproduce", *sys.argv[2:]])
     path = write_programme_report(programme.part_records(specs), prog.decomposition,
                                   Path(prog.root) / "report", command,
@@ -52,10 +51,10 @@ def run_reproduce(args: argparse.Namespace) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `reproduce`."""
-    parser = subparsers.add_parser(
-        "reproduce", parents=[gin_flags()],
-        help=f"the paper's programme end to end + one report (default {DEFAULT_PROGRAMME}; "
-             "programme/full.gin for Cloud TPU)")
+    parser = subcommand(
+        subparsers, "reproduce", f"the paper's programme end to end and one report (default "
+        f"{DEFAULT_PROGRAMME}; programme/full.gin on a Ray cluster: --backend=ray "
+        "--address=HOST:PORT)", "%(prog)s --dry_run", parents=[gin_flags()])
     add_backend_flags(parser)
     parser.add_argument("--n_perm", type=int, default=10000, help="permutations per test")
     parser.add_argument("--n_boot", type=int, default=2000, help="bootstrap resamples")

@@ -1,71 +1,79 @@
 """`compgen-jax sweep launch|status|collect`: a gin design's cells, in this process, as local
-processes, or on Cloud TPU."""
+processes, or as Ray tasks."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
+from analysis.__main__ import subcommand
 from compgen_jax.commands.train import gin_flags
 
 
 def run_launch(args: argparse.Namespace) -> None:
-    """Expand the design; run the unfinished cells locally, or render the Cloud TPU commands."""
+    """Expand the design; run the unfinished cells in this process, as local processes, or as
+    Ray tasks."""
     from compgen_jax import runner, sweep
-    from tasks.atomic import write_text
 
     spec = sweep.expand(args.gin_file, args.gin_bindings, args.gin_search_paths)
     sweep.check_root(spec)
-    if args.backend == "tpu-vm":
-        script = runner.render_tpu(spec, tpu_config(args))
-        if args.dry_run:
-            print(script, end="")
-            return
-        path = Path(spec.root) / "tpu_launch.sh"
-        write_text(path, script)
-        print(f"Cloud TPU commands for {len(spec.cells)} cells: {path} (run it with bash)")
-        return
     finished = len(spec.cells) - sum(not sweep.is_finished(spec, c) for c in spec.cells)
     print(f"sweep {spec.root}: {len(spec.cells)} cells, {finished} finished")
     if args.dry_run:
         from compgen_jax.designs import format_table
 
         print(f"validated (lengths, steps, pool, memory):\n{format_table(list(spec.checks))}")
-    ran = runner.launch_local(spec, parallel=args.parallel, dry_run=args.dry_run,
-                             in_process=args.backend == "in-process")
+    if args.backend == "ray" and not args.dry_run:
+        from compgen_jax import ray_backend
+
+        ran = ray_backend.launch([spec], ray_config(args))
+    else:
+        ran = runner.launch_local(spec, parallel=args.parallel, dry_run=args.dry_run,
+                                  in_process=args.backend == "in-process")
     if not args.dry_run:
         print(f"ran {len(ran)} cells; collect with: compgen-jax sweep collect {spec.root}")
 
 
-def tpu_config(args: argparse.Namespace) -> Any:
-    """The runner.TpuConfig of the --tpu_* flags (add_backend_flags); ValueError if incomplete."""
-    from compgen_jax import runner
+def ray_config(args: argparse.Namespace) -> Any:
+    """The ray_backend.RayConfig of the --address/--ray_* flags (add_backend_flags)."""
+    from compgen_jax.ray_backend import RayConfig
 
-    if not (args.tpu_project and args.tpu_zone and args.gcs_root):
-        raise ValueError("--backend=tpu-vm needs --tpu_project, --tpu_zone and --gcs_root")
-    return runner.TpuConfig(
-        project=args.tpu_project, zone=args.tpu_zone, accelerator_type=args.tpu_type,
-        runtime_version=args.tpu_runtime, gcs_root=args.gcs_root, spot=args.spot,
-        source=args.source, ref=args.ref)
+    try:
+        resources = json.loads(args.ray_resources)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--ray_resources={args.ray_resources!r}: not JSON ({err})") from None
+    if not (isinstance(resources, dict)
+            and all(isinstance(v, int | float) and v > 0 for v in resources.values())):
+        raise ValueError(f"--ray_resources={args.ray_resources!r}: expected a JSON object of "
+                         "positive amounts, e.g. '{\"TPU\": 4}'")
+    if args.ray_cpus < 0 or args.ray_gpus < 0 or args.max_retries < 0:
+        raise ValueError("--ray_cpus, --ray_gpus and --max_retries must be >= 0")
+    return RayConfig(address=args.address or None, num_cpus=args.ray_cpus,
+                     num_gpus=args.ray_gpus, resources=resources, max_retries=args.max_retries)
 
 
 def add_backend_flags(parser: argparse.ArgumentParser) -> None:
-    """--backend, --parallel, --dry_run and the Cloud TPU flags (sweep launch, reproduce)."""
-    parser.add_argument("--backend", choices=("local", "in-process", "tpu-vm"), default="local",
+    """--backend, --parallel, --dry_run and the Ray flags (sweep launch, reproduce)."""
+    parser.add_argument("--backend", choices=("local", "in-process", "ray"), default="local",
                         help="local: one `compgen-jax train` process per cell; in-process: "
                         "cells one after another in this process (sharing the loaded task and "
-                        "compiled step); tpu-vm: render a Cloud TPU script")
+                        "compiled step); ray: each cell a Ray task on a cluster (--address) or "
+                        "on a Ray instance started on this machine, e.g. `--backend=ray "
+                        "--address=10.0.0.2:6379 --ray_resources='{\"TPU\": 4}'`")
     parser.add_argument("--parallel", type=int, default=1, help="local: cells run at a time")
     parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
-    parser.add_argument("--tpu_project", default="")
-    parser.add_argument("--tpu_zone", default="")
-    parser.add_argument("--tpu_type", default="v5litepod-8", help="accelerator type (a slice)")
-    parser.add_argument("--tpu_runtime", default="v2-alpha-tpuv5-lite")
-    parser.add_argument("--gcs_root", default="", help="gs:// folder that receives the cells")
-    parser.add_argument("--spot", action="store_true", help="queued resources, spot capacity")
-    parser.add_argument("--source", default="https://github.com/OWNER/compgen-jax.git")
-    parser.add_argument("--ref", default="main", help="git branch or tag to install")
+    parser.add_argument("--address", default="",
+                        help="ray: the cluster's HOST:PORT (or 'auto'); none: start Ray here")
+    parser.add_argument("--ray_cpus", type=float, default=1.0, help="ray: CPUs per cell")
+    parser.add_argument("--ray_gpus", type=float, default=0.0,
+                        help="ray: GPUs per cell (a fraction shares one GPU)")
+    parser.add_argument("--ray_resources", default="{}",
+                        help='ray: other resources per cell as JSON, e.g. \'{"TPU": 4}\'')
+    parser.add_argument("--max_retries", type=int, default=3,
+                        help="ray: retries of a cell whose node or worker died (each resumes "
+                        "from the cell's newest checkpoint)")
 
 
 def run_status(args: argparse.Namespace) -> None:
@@ -87,17 +95,21 @@ def run_collect(args: argparse.Namespace) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `sweep launch`, `sweep status` and `sweep collect`."""
-    parser = subparsers.add_parser("sweep", help="run a design's cells (local or Cloud TPU), "
-                                   "resumably, and collect their results")
+    parser = subcommand(subparsers, "sweep", "run a design's cells (local processes, this "
+                        "process, or Ray tasks on a cluster), resumably, and collect their "
+                        "results", "%(prog)s launch --gin_file=experiments/scan_sweep_cpu.gin")
     sub = parser.add_subparsers(dest="sweep_command", required=True)
-    launch = sub.add_parser("launch", parents=[gin_flags()],
-                            help="train every unfinished cell of the design into MODEL_DIR/<cell>")
+    launch = subcommand(sub, "launch", "train every unfinished cell of the design into "
+                        "MODEL_DIR/<cell>", "%(prog)s --gin_file=experiments/scan_sweep_cpu.gin "
+                        "--parallel 2", parents=[gin_flags()])
     add_backend_flags(launch)
     launch.set_defaults(run=run_launch)
     for name, run, text in (("status", run_status, "finished / partial / pending per cell"),
-                            ("collect", run_collect, "merge finished cells into one table")):
-        command = sub.add_parser(name, help=text)
+                            ("collect", run_collect, "check the finished cells and merge them "
+                             "into ROOT/sweep_results.csv")):
+        command = subcommand(sub, name, text, "%(prog)s runs/scan_sweep_cpu")
         command.add_argument("sweep_root", help="the sweep's MODEL_DIR")
         if name == "collect":
-            command.add_argument("--allow_missing", action="store_true")
+            command.add_argument("--allow_missing", action="store_true",
+                                 help="collect the finished cells even if others are not")
         command.set_defaults(run=run)

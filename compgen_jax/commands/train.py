@@ -7,6 +7,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from analysis.__main__ import subcommand
+
 DEMO_GIN_FILE = "experiments/scan_diversity_cpu.gin"
 
 
@@ -87,11 +89,13 @@ def run_demo(args: argparse.Namespace) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `train` and `demo`."""
     flags = gin_flags()
-    subparsers.add_parser(
-        "train", parents=[flags], help="train one cell (S seeds, one compiled step) into MODEL_DIR"
-    ).set_defaults(run=run_train)
-    subparsers.add_parser(
-        "demo", parents=[flags],
-        help=f"the main job: a SCAN diversity sweep ({DEMO_GIN_FILE}), summary + plot",
-    ).set_defaults(run=run_demo)
+    subcommand(subparsers, "train", "train one cell (S seeds, one compiled step) into MODEL_DIR",
+               "%(prog)s --gin_file=experiments/scan_simple_cell_cpu.gin "
+               "--gin.MODEL_DIR=\\\"/tmp/scan_n1000\\\" --gin.N_UNIQUE=1000",
+               parents=[flags]).set_defaults(run=run_train)
+    subcommand(subparsers, "demo", f"the main job: a SCAN diversity sweep ({DEMO_GIN_FILE}) "
+               "in this process, its summary table and plot",
+               "%(prog)s --gin.MODEL_DIR=\\\"/tmp/demo\\\"",
+               parents=[flags]).set_defaults(run=run_demo)

@@ -5,6 +5,8 @@ Importing the package registers both configs with gin, so a gin file may bind ei
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import jax
 from flax import nnx
 
@@ -15,7 +17,31 @@ ModelConfig = TransformerConfig | DecoderConfig
 EMBEDDING_PARAMS = ("embed", "enc_pos", "dec_pos", "logits", "wte", "wpe")
 
 
-def model_family(config: ModelConfig) -> type[EncoderDecoder | DecoderOnly]:
+@runtime_checkable
+class ModelFamily(Protocol):
+    """What every model family provides to the trainer, the evaluators and the optimizer (t5x's
+    BaseModel): a batch's training loss, its teacher-forced per-example score, greedy
+    predictions, and which parameters decay. A batch is the family's dict of token arrays."""
+
+    def loss(self, batch: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
+        """Mean token cross-entropy of the batch (scalar); `key` drives dropout (None: off)."""
+        ...
+
+    def score(self, batch: dict[str, jax.Array]) -> jax.Array:
+        """Per example, the fraction of scored target tokens the model predicts right [B]."""
+        ...
+
+    def predict(self, inputs: jax.Array, max_decode_len: int) -> jax.Array:
+        """Greedy decoding: inputs [B, L] -> tokens [B, max_decode_len]."""
+        ...
+
+    @staticmethod
+    def weight_decay_mask(params: nnx.State) -> nnx.State:
+        """Which parameters (True leaves) the optimizer's weight decay applies to."""
+        ...
+
+
+def model_family(config: ModelConfig) -> type[ModelFamily]:
     """The model family a config describes; the family owns its loss, score / predict and which
     parameters get weight decay."""
     return DecoderOnly if isinstance(config, DecoderConfig) else EncoderDecoder

@@ -1,10 +1,10 @@
-"""`python -m compgen_jax.models [--vocab_size V]`: parameter counts of gin_configs/models/*.gin."""
+"""Model configs read from gin_configs/models/*.gin, and `python -m compgen_jax.models`, an alias
+of `compgen-jax models` (their parameter counts)."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-from collections.abc import Sequence
+import sys
 
 import gin
 
@@ -28,17 +28,7 @@ def table(vocab_size: int) -> list[tuple[str, str, int, int]]:
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Print the parameter-count table."""
-    parser = argparse.ArgumentParser(prog="python -m compgen_jax.models", description=__doc__)
-    parser.add_argument("--vocab_size", type=int, default=1000,
-                        help="vocabulary size to count embeddings with (the task fills it in)")
-    args = parser.parse_args(argv)
-    print(f"parameters per seed at vocab_size={args.vocab_size:,}")
-    print(f"{'config':<26}{'family':<20}{'total':>14}{'non-embedding':>16}")
-    for name, family, total, non_embedding in table(args.vocab_size):
-        print(f"{name:<26}{family:<20}{total:>14,}{non_embedding:>16,}")
-
-
 if __name__ == "__main__":
-    main()
+    from compgen_jax.cli import main
+
+    sys.exit(main(["models", *sys.argv[1:]]))

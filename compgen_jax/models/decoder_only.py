@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from compgen_jax.models.transformer import _dropout, _keys, matrices_only
+from compgen_jax.models.transformer import _dropout, _keys, matrices_only, token_accuracy
 
 
 @gin.configurable
@@ -129,10 +129,24 @@ class DecoderOnly(nnx.Module):
 
     def score(self, batch: dict[str, jax.Array]) -> jax.Array:
         """Teacher-forced, per example: the fraction of answer tokens predicted right [B]."""
-        logits = self(batch["tokens"])
-        weights = batch["loss_mask"][:, 1:].astype(jnp.float32)
-        correct = (jnp.argmax(logits[:, :-1], axis=-1) == batch["tokens"][:, 1:]) * weights
-        return correct.sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
+        return answer_accuracy(self(batch["tokens"]), batch["tokens"], batch["loss_mask"])
+
+    def predict(self, inputs: jax.Array, max_decode_len: int) -> jax.Array:
+        """Greedy continuation of prompts [B, Lp] -> tokens [B, max_decode_len] (each step
+        re-reads the whole causal prefix; the family's sequences are a few tokens long)."""
+        prompt = inputs.shape[1]
+        if prompt < 1 or prompt + max_decode_len > self.cfg.max_len:
+            raise ValueError(f"prompt length {prompt} + max_decode_len {max_decode_len} must be "
+                             f"within 1..DecoderConfig.max_len={self.cfg.max_len}")
+        buffer = jnp.pad(inputs, ((0, 0), (0, max_decode_len)))
+
+        def step(t: jax.Array, buffer: jax.Array) -> jax.Array:
+            last = jax.lax.dynamic_index_in_dim(self(buffer), prompt + t - 1, axis=1,
+                                                keepdims=False)
+            token = jnp.argmax(last, axis=-1).astype(buffer.dtype)
+            return jax.lax.dynamic_update_index_in_dim(buffer, token, prompt + t, axis=1)
+
+        return jax.lax.fori_loop(0, max_decode_len, step, buffer)[:, prompt:]
 
     def hidden_states(self, tokens: jax.Array) -> jax.Array:
         """HF hidden_states [num_layers + 1, B, L, D]: embeddings, block outputs (last: ln_f)."""
@@ -164,10 +178,7 @@ def answer_loss(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array) -> j
     return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def teacher_forced_accuracy(
-    logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array
-) -> jax.Array:
-    """Correct argmax answer tokens / answer tokens (upstream's token-level eval accuracy)."""
-    weights = loss_mask[:, 1:].astype(jnp.float32)
-    correct = (jnp.argmax(logits[:, :-1], axis=-1) == tokens[:, 1:]).astype(jnp.float32)
-    return jnp.sum(correct * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+def answer_accuracy(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array) -> jax.Array:
+    """Per example, correct argmax answer tokens / answer tokens [B] (upstream's token-level
+    eval accuracy); position i predicts token i + 1, as in `answer_loss`."""
+    return token_accuracy(logits[:, :-1], tokens[:, 1:], loss_mask[:, 1:])

@@ -44,6 +44,7 @@ class TransformerConfig:
     mlp_dim: int = 256
     max_len: int = 128  # learned positions only; relative bias has no length limit
     dropout_rate: float = 0.0
+    label_smoothing: float = 0.0  # training loss only: targets (1 - a) one-hot + a / vocab
     dtype: str = "float32"
     qkv_dim: int = 0  # num_heads * head_dim (T5's num_heads * d_kv); 0 means emb_dim
     position: str = "learned"  # "learned" absolute embeddings | "relative" T5 bias
@@ -77,6 +78,9 @@ class TransformerConfig:
             raise ValueError(
                 f"TransformerConfig.situation_cells={self.situation_cells} and "
                 f"situation_channels={self.situation_channels} must both be set or both be 0")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"TransformerConfig.label_smoothing={self.label_smoothing} is not in "
+                             "[0, 1)")
         for name, allowed in (("position", POSITIONS), ("mlp", MLPS), ("norm", NORMS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(
@@ -410,12 +414,24 @@ class EncoderDecoder(nnx.Module):
     weight_decay_mask = staticmethod(matrices_only)
 
     def loss(self, batch: dict[str, jax.Array], key: jax.Array | None = None) -> jax.Array:
-        """Mean cross-entropy over the batch's non-pad target tokens (t5x)."""
+        """Mean cross-entropy over the batch's non-pad target tokens (t5x), against targets
+        smoothed by `label_smoothing`."""
         targets = batch["targets"]
         logits = self(batch["inputs"], shift_right(targets), key, situation=batch.get("situation"))
         weights = (targets != 0).astype(jnp.float32)
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+        if self.cfg.label_smoothing:
+            labels = optax.smooth_labels(jax.nn.one_hot(targets, logits.shape[-1]),
+                                         self.cfg.label_smoothing)
+            losses = optax.softmax_cross_entropy(logits, labels)
+        else:
+            losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
         return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+    def score(self, batch: dict[str, jax.Array]) -> jax.Array:
+        """Teacher-forced, per example: the fraction of non-pad targets predicted right [B]."""
+        targets = batch["targets"]
+        logits = self(batch["inputs"], shift_right(targets), situation=batch.get("situation"))
+        return token_accuracy(logits, targets, targets != PAD_ID)
 
     def predict(
         self, inputs: jax.Array, max_decode_len: int, situation: jax.Array | None = None
@@ -474,6 +490,13 @@ class EncoderDecoder(nnx.Module):
 def shift_right(targets: jax.Array) -> jax.Array:
     """Decoder inputs from targets: [BOS, t0, ..., t_{L-2}] (t5x convention)."""
     return jnp.pad(targets, ((0, 0), (1, 0)), constant_values=BOS_ID)[:, :-1]
+
+
+def token_accuracy(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:
+    """Per example, the fraction of weighted positions whose argmax logit is the target [B]."""
+    weights = weights.astype(jnp.float32)
+    correct = (jnp.argmax(logits, axis=-1) == targets) * weights
+    return correct.sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
 
 
 def count_params(params: nnx.State) -> int:

@@ -8,7 +8,7 @@ the two formats give identical measures wherever they express the same meaning.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -514,7 +514,3 @@ def difficulty_exact_match(
     return {"all": float(correct.mean()),
             **{k: float(v) for k, v in group_means(correct, groups).items()}}
 
-
-def iter_pairs(examples: Iterable[Example]) -> set[tuple[str, str]]:
-    """Union of the pairs of `examples`."""
-    return set().union(*(ex.pairs for ex in examples))

@@ -59,9 +59,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis.atomic import check_output_dir
+from analysis.atomic import check_output_dir, write_text
 from analysis.coverage_dataset import read_items
-from tasks.atomic import write_text
 from tasks.example import Example
 from tasks.metrics import token_exact_match
 

@@ -432,6 +432,7 @@ def metric(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, floa
     }
 
 
+CATEGORY_DIFFICULTY = cogs.CATEGORY_DIFFICULTY  # the gen split keeps COGS's categories
 METRIC_NAME = "recogs_exact_match"  # exact match up to variable renaming and conjunct order
 match = recogs_match
 

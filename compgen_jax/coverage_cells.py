@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from analysis.atomic import write_text
 from analysis.schema import results_frame
 from compgen_jax.checkpoints import (
     ALL_CHECKPOINTS,
@@ -30,20 +31,21 @@ from compgen_jax.checkpoints import (
     CheckpointConfig,
     run_settings,
 )
+from compgen_jax.configs import TrainConfig
 from compgen_jax.coverage_data import (
     CoverageData,
     evaluate_types,
     load_coverage_data,
     per_example_frame,
 )
-from compgen_jax.evaluation import TypeAccuracyEvaluator
+from compgen_jax.evaluation import build_evaluators
+from compgen_jax.loop import CellPlan, run_cell
 from compgen_jax.models.decoder_only import DecoderConfig
 from compgen_jax.multiseed import MultiSeedTrainer
 from compgen_jax.optim import OptimizerConfig
 from compgen_jax.orders import EpochOrders
 from compgen_jax.stopping import PatienceStop, ThresholdStop
-from compgen_jax.train import CellPlan, TrainConfig, build_trainer, run_cell
-from tasks.atomic import write_text
+from compgen_jax.trainers import build_trainer
 from tasks.benchmarks import coverage
 
 
@@ -69,7 +71,7 @@ def coverage_plan(data: CoverageData, trainer: MultiSeedTrainer, config: TrainCo
         name=data.name, task=data.name, pool={k: jnp.asarray(v) for k, v in data.train.items()},
         lengths=data.lengths, orders=EpochOrders(n_train), total_steps=total,
         steps_per_epoch=steps_per_epoch, columns=[columns] * config.num_seeds,
-        evaluators=[TypeAccuracyEvaluator(data, config.eval_batch_size)])
+        evaluators=build_evaluators("coverage", data, config))
 
 
 @dataclasses.dataclass
@@ -91,7 +93,7 @@ def train_coverage_cell(
     stops.csv, per_example.csv, checkpoints); a rerun resumes from the newest checkpoint."""
     plan = coverage_plan(data, trainer, config)
     if settings is None:  # direct API use: the settings this call can see
-        settings = run_settings(trainer.model_config, config)
+        settings = run_settings(trainer.model_config, trainer.optimizer_config, config)
     with tqdm(total=plan.total_steps, unit="step", desc=data.name,
               disable=not progress) as bar:
         rows, stops = run_cell(plan, Path(model_dir), trainer, config, checkpoint_config, bar,
