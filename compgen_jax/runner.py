@@ -147,7 +147,7 @@ def launch_local(
                     mark_finished(sweep, cell, time.monotonic() - start)
                     bar.update(1)
         while queue or running:
-            started = queue and len(running) < parallel
+            names = list(running)
             while queue and len(running) < parallel:
                 cell = queue.pop(0)
                 log = sweep.cell_dir(cell) / "train.log"
@@ -156,8 +156,6 @@ def launch_local(
                     proc = subprocess.Popen(local_command(sweep, cell), stdout=handle,
                                             stderr=subprocess.STDOUT)
                 running[cell.name] = (proc, cell, time.monotonic())
-            if started:
-                bar.set_postfix_str("running " + ", ".join(running))
             for name, (proc, cell, start) in list(running.items()):
                 if proc.poll() is None:
                     continue
@@ -168,6 +166,8 @@ def launch_local(
                 else:
                     failed.append(f"{name} (exit {proc.returncode}, log "
                                   f"{sweep.cell_dir(cell) / 'train.log'})")
+            if list(running) != names:  # the cells running now, not the ones just finished
+                bar.set_postfix_str("running " + ", ".join(running) if running else "")
             if running:
                 time.sleep(0.2)
     finally:
