@@ -2,14 +2,15 @@
 
 Measured side by side in one run on the real COGS pools (COMPGEN_DATA_DIR):
 1. Train s/step (and the first, compiling call) of the same trainer, seeds, batch and data order
-   with `length_buckets` 1 (every call padded to the train pool's longest target, 154 tokens)
-   and each bucket count of --buckets; every call draws fresh batches, so the mean over calls
-   covers the mix of bucket lengths a run meets, and a bucket first met there compiles inside
-   the timed calls.
+   with `length_buckets` 1 (every step padded to the train pool's longest target, 154 tokens)
+   and each bucket count of --buckets (the first call compiles every bucket); every call draws
+   fresh batches, so the mean over calls covers the mix of bucket lengths a run meets.
 2. Decode time of a subset of COGS gen (targets pad to the subset's longest): the shipped
-   early-stop loop vs a full-length scan (the loop as it was before early stopping), with the
-   predictions of both compared. The model is the last timed trainer's, trained on to
-   --train-steps steps (a random model never emits EOS, so nothing would stop early).
+   early-stop decode (MultiSeedTrainer.decode: DECODE_CHUNK positions per compiled call, stopping
+   once every row of the eval batch has ended) vs the full-length scan (`full_decode`, the decode
+   before early stopping), with the predictions of both compared. The model is the last timed
+   trainer's, trained on to --train-steps steps (a random model never emits EOS, so nothing
+   would stop early).
 
 Run: COMPGEN_DATA_DIR=../shared/data python benchmarks/bucketing_decode.py [--buckets 4 8 16]
 """
@@ -46,43 +47,19 @@ def make_trainer(vocab_size: int, batch: int, steps_per_call: int,
 
 
 def train_timing(trainer: MultiSeedTrainer, pool: Pool, orders: jax.Array,
-                 calls: int) -> tuple[float, float, list[int], State]:
-    """(seconds of the first, compiling call; mean seconds per step of the next `calls`, a
-    bucket length first met there compiling inside them; the length each call cut to; the
+                 calls: int) -> tuple[float, float, State]:
+    """(seconds of the first, compiling call; mean seconds per step of the next `calls`; the
     trained state)."""
     state = trainer.init(jnp.arange(orders.shape[0]))
-    full = pool["targets"].shape[1]
-    met = [trainer.call_length(state, orders, pool, trainer.steps_per_call) or full]
     start = time.perf_counter()
     state, losses = trainer.train(state, orders, pool)
     jax.block_until_ready(losses)
     first = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(calls):
-        met.append(trainer.call_length(state, orders, pool, trainer.steps_per_call) or full)
         state, losses = trainer.train(state, orders, pool)
     jax.block_until_ready(losses)
-    return first, (time.perf_counter() - start) / (calls * trainer.steps_per_call), met, state
-
-
-def full_length_decode(trainer: MultiSeedTrainer) -> Callable[..., jax.Array]:
-    """Greedy decoding as it was before early stopping: a scan over every position."""
-
-    def one(params, inputs, max_len):
-        model = trainer.model(params)
-        caches = model.init_cache(model.encode(inputs), max_len)
-
-        def step(carry, t):
-            token, caches, done = carry
-            logits, caches = model.decode_step(token, t, caches, inputs)
-            nxt = jnp.where(done, 0, jnp.argmax(logits, axis=-1).astype(jnp.int32))
-            return (nxt, caches, done | (nxt == EOS_ID)), nxt
-
-        b = inputs.shape[0]
-        init = (jnp.zeros((b,), jnp.int32), caches, jnp.zeros((b,), bool))
-        return jax.lax.scan(step, init, jnp.arange(max_len))[1].T
-
-    return jax.jit(jax.vmap(one, in_axes=(0, None, None)), static_argnums=2)
+    return first, (time.perf_counter() - start) / (calls * trainer.steps_per_call), state
 
 
 def decode_seconds(fn: Callable[..., jax.Array], params, pool: Pool,
@@ -128,12 +105,11 @@ def main() -> None:
     times = {}
     for count in [1, *args.buckets]:
         trainer = make_trainer(vocab, args.batch, args.steps_per_call, count)
-        first, per_step, met, state = train_timing(trainer, train, orders, args.calls)
+        first, per_step, state = train_timing(trainer, train, orders, args.calls)
         times[count] = per_step
         lengths = bucket_lengths(train["targets"].shape[1], count)
         print(f"  length_buckets {count:2d} {str(lengths):45s} first call {first:6.1f} s  "
-              f"{per_step:.4f} s/step  full/bucketed {times[1] / per_step:.2f}x; calls cut to "
-              f"{met} ({len(set(met))} compiled)")
+              f"{per_step:.4f} s/step  full/bucketed {times[1] / per_step:.2f}x")
 
     trained = (1 + args.calls) * args.steps_per_call
     for _ in range(max(0, -(-(args.train_steps - trained) // args.steps_per_call))):
@@ -144,7 +120,7 @@ def main() -> None:
           f"{int(state['step'][0])} steps (teacher-forced train score/seed "
           f"{np.asarray(accuracy).mean(1).round(3).tolist()}), eval batch "
           f"{args.eval_batch}")
-    full_s, full = decode_seconds(full_length_decode(trainer), state["params"], gen,
+    full_s, full = decode_seconds(trainer.full_decode, state["params"], gen,
                                   args.eval_batch)
     early_s, early = decode_seconds(trainer.decode, state["params"], gen, args.eval_batch)
     ends = np.where((early == EOS_ID).any(-1), (early == EOS_ID).argmax(-1) + 1, -1)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +12,7 @@ import optax
 import pytest
 from flax import nnx
 
+from compgen_jax import multiseed
 from compgen_jax.configs import TrainConfig
 from compgen_jax.evaluation import decode
 from compgen_jax.models.transformer import (
@@ -22,11 +21,8 @@ from compgen_jax.models.transformer import (
     matrices_only,
     shift_right,
 )
-from compgen_jax.multiseed import MultiSeedTrainer, bucket_lengths
+from compgen_jax.multiseed import MultiSeedTrainer, bucket_index, bucket_lengths
 from compgen_jax.optim import OptimizerConfig, make_optimizer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bucketing_decode import full_length_decode  # noqa: E402
 
 CFG = TransformerConfig(vocab_size=12, emb_dim=32, num_heads=4, num_encoder_layers=1,
                         num_decoder_layers=1, mlp_dim=64, max_len=16, dropout_rate=0.1)
@@ -79,7 +75,7 @@ def test_seed_inside_vmapped_run_equals_seed_alone():
 
 def _ragged_pool(n: int = 40) -> dict[str, jax.Array]:
     """Mostly short examples (targets 2-6 tokens, EOS included) and every 20th 30 tokens long,
-    padded to 32 target / 10 input positions: calls fall into different length buckets."""
+    padded to 32 target / 10 input positions: steps fall into different length buckets."""
     rng = np.random.default_rng(1)
     inputs = np.zeros((n, 10), np.int32)
     targets = np.zeros((n, 32), np.int32)
@@ -92,55 +88,42 @@ def _ragged_pool(n: int = 40) -> dict[str, jax.Array]:
 
 
 def _bucketed(length_buckets: int) -> MultiSeedTrainer:
-    """2 steps of batch 4 per call: a call of 3 seeds reads 24 examples, which hold one of the
-    pool's two long ones in some calls and none in others."""
     optimizer = make_optimizer(OptimizerConfig(learning_rate=3e-3, warmup_steps=2), matrices_only)
-    return MultiSeedTrainer(dataclasses.replace(CFG, max_len=32), optimizer, 4, 2,
+    return MultiSeedTrainer(dataclasses.replace(CFG, max_len=32), optimizer, BATCH, STEPS,
                             length_buckets=length_buckets)
 
 
-def test_bucket_lengths_and_call_length_by_hand():
+def test_bucket_lengths_and_index_by_hand():
     # 154 * k / 8 = 19.25, 38.5, 57.75, 77, ... rounded up to whole tokens, then to multiples of 8
     assert bucket_lengths(154, 8) == [24, 40, 64, 80, 104, 120, 136, 154]
     assert bucket_lengths(32, 4) == [8, 16, 24, 32]
     assert bucket_lengths(7, 8) == [7]  # every bucket rounds to the full length: one shape
     assert bucket_lengths(154, 1) == [154]
-    trainer = _bucketed(4)  # buckets 8, 16, 24, 32
-    targets = np.zeros((6, 32), np.int32)
-    targets[1, :9] = 5  # 9 tokens
-    targets[4, :30] = 5  # 30 tokens
-    targets[5, :31] = 5  # 31 tokens, read by no call below
-    pool = {"inputs": jnp.ones((6, 4), jnp.int32), "targets": jnp.asarray(targets)}
-    # seed 0 reads rows 0-3 then 1, 0, 2, 3; seed 1 rows 2, 4, 0, 3 then 0-3
-    orders = jnp.asarray([[0, 1, 2, 3, 1, 0, 2, 3], [2, 4, 0, 3, 0, 1, 2, 3]], jnp.int32)
-    state = trainer.init(jnp.arange(2))
-    assert trainer.call_length(state, orders, pool, 2) is None  # 30 tokens -> 32, the full length
-    assert trainer.call_length(state, orders, pool, 1) is None  # seed 1's first step holds row 4
-    state["active"] = jnp.asarray([True, False])
-    assert trainer.call_length(state, orders, pool, 2) == 16  # seed 0 alone: 9 tokens -> 16
-    state["step"] = jnp.asarray([1, 0], jnp.int32)  # seed 0 at its second batch (row 1: 9)
-    assert trainer.call_length(state, orders, pool, 1) == 16
-    state["diverged"] = jnp.asarray([True, False])
-    assert trainer.call_length(state, orders, pool, 2) == 8  # no live seed: the shortest
+    targets = np.zeros((2, 3, 32), np.int32)
+    targets[0, 1, :9] = 5  # seed 0's longest example: 9 tokens
+    targets[1, 2, :30] = 5  # seed 1's: 30 tokens
+    batch = {"inputs": jnp.ones((2, 3, 4), jnp.int32), "targets": jnp.asarray(targets)}
+    lengths = [8, 16, 24, 32]
+    assert int(bucket_index(batch, jnp.asarray([True, True]), lengths)) == 3
+    assert int(bucket_index(batch, jnp.asarray([True, False]), lengths)) == 1  # 9 -> 16
+    assert int(bucket_index(batch, jnp.asarray([False, False]), lengths)) == 0
 
 
-def test_bucketed_calls_equal_full_padding_and_seed_alone():
+def test_bucketed_steps_equal_full_padding_and_seed_alone():
     pool, seeds = _ragged_pool(), [3, 7, 11]
     orders = _orders(seeds)
-    full, bucketed = _bucketed(1), _bucketed(2)  # buckets 16 and the full 32
-    # The test can fail: this stream's calls cut to 16 and to the full length (None) both.
-    state = bucketed.init(jnp.asarray(seeds))
-    met = set()
-    for _ in range(4):
-        met.add(bucketed.call_length(state, orders, pool, 2))
-        state, _ = bucketed.train(state, orders, pool)
-    assert met == {16, None}, met
+    full, bucketed = _bucketed(1), _bucketed(2)  # buckets 16 and 32
+    # The test can fail: this stream's steps use both buckets, 16 and the full 32.
+    shapes = {int(bucket_index({f: a[orders[:, i * BATCH:(i + 1) * BATCH]]
+                                for f, a in pool.items()}, jnp.ones(3, bool), [16, 32]))
+              for i in range(2 * STEPS)}
+    assert shapes == {0, 1}, shapes
     runs = {}
     for name, trainer, lanes in (("full", full, seeds), ("bucketed", bucketed, seeds),
                                  ("alone", bucketed, [7])):
         state = trainer.init(jnp.asarray(lanes))
         rows = orders if len(lanes) == 3 else orders[1:2]
-        for _ in range(4):
+        for _ in range(2):
             state, losses = trainer.train(state, rows, pool)
         runs[name] = (state, losses)
     (full_state, full_losses), (state, losses) = runs["full"], runs["bucketed"]
@@ -153,7 +136,7 @@ def test_bucketed_calls_equal_full_padding_and_seed_alone():
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # The same command twice gives the same bits.
     again = bucketed.init(jnp.asarray(seeds))
-    for _ in range(4):
+    for _ in range(2):
         again, again_losses = bucketed.train(again, orders, pool)
     np.testing.assert_array_equal(again_losses, losses)
     for a, b in zip(jax.tree.leaves(again["params"]), jax.tree.leaves(state["params"]),
@@ -189,20 +172,29 @@ def test_cached_greedy_decode_matches_teacher_forced_argmax():
             assert np.all(seq[b, end:] == 0)
 
 
-@pytest.mark.parametrize("eos_bias", [2.0, 100.0], ids=["mixed", "all-end-at-once"])
-def test_early_stopping_decode_equals_full_length_greedy(eos_bias: float):
-    # A hand-set EOS logit bias: at 2.0 rows end anywhere from the first to the 20th position
-    # or never (the loop runs to max length); at 100 every row ends at once (the loop stops).
+@pytest.mark.parametrize("eos_bias", [2.0, 3.5, 100.0], ids=["some-never", "mid", "at-once"])
+def test_early_stopping_decode_equals_full_length_greedy(eos_bias: float,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    # A hand-set EOS logit bias: at 2.0 some rows never end (every chunk runs), at 3.5 rows end
+    # at varied positions, at 100 every row ends at its first position (one chunk runs).
+    monkeypatch.setattr(multiseed, "DECODE_CHUNK", 4)  # 20 positions: up to 5 chunks
     trainer, pool = _trainer(), _pool()
     params = trainer.init(jnp.arange(3))["params"]
     bias = params["logits"]["bias"]
     bias[...] = bias[...].at[:, 1].add(eos_bias)
+    calls = []
+    chunk = trainer._decode_chunk
+    monkeypatch.setitem(trainer.__dict__, "_decode_chunk",
+                        lambda *args: calls.append(args[3]) or chunk(*args))
     inputs = pool["inputs"][:16]
     tokens = np.asarray(trainer.decode(params, inputs, 20))
-    # the loop before early stopping: a scan over all 20 positions, 0 after a row's EOS
-    np.testing.assert_array_equal(tokens, full_length_decode(trainer)(params, inputs, 20))
+    # one scan over all 20 positions (no chunks, no stop), 0 after a row's EOS
+    np.testing.assert_array_equal(tokens, trainer.full_decode(params, inputs, 20))
     ended = (tokens == 1).any(-1)
-    assert ended.all() if eos_bias > 10 else ended.any() and not ended.all()
+    last_end = int((tokens == 1).argmax(-1).max()) if ended.all() else 19
+    assert calls == list(range(0, 4 * (last_end // 4 + 1), 4))  # stopped at the chunk it ended
+    assert {2.0: not ended.all() and ended.any(), 3.5: ended.all() and 4 <= last_end < 16,
+            100.0: ended.all() and last_end == 0}[eos_bias], tokens
 
 
 def test_chunked_decode_shows_progress_named_by_cell(capsys: pytest.CaptureFixture[str]):

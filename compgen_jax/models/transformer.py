@@ -237,6 +237,9 @@ class LayerCache(NamedTuple):
     cross_v: jax.Array
 
 
+DecodeState = tuple[jax.Array, list[LayerCache], jax.Array]  # last token [B], caches, done [B]
+
+
 class DecoderLayer(nnx.Module):
     def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
         self.rate = cfg.dropout_rate
@@ -436,30 +439,33 @@ class EncoderDecoder(nnx.Module):
     def predict(
         self, inputs: jax.Array, max_decode_len: int, situation: jax.Array | None = None
     ) -> jax.Array:
-        """Greedy decoding with a KV cache: inputs [B, Li] -> tokens [B, max_decode_len].
+        """Greedy decoding with a KV cache: inputs [B, Li] -> tokens [B, max_decode_len] (one
+        scan over every position; `decode_chunk` runs it in pieces)."""
+        start = self.decode_start(inputs, max_decode_len, situation)
+        return self.decode_chunk(start, inputs, 0, max_decode_len)[1]
 
-        The loop stops once every row has emitted EOS (vmapped over seeds: every row of every
-        seed), not at max_decode_len; a row's positions after its EOS hold 0, as they would
-        after a full-length decode.
-        """
-        encoded = self.encode(inputs, situation=situation)
-        caches = self.init_cache(encoded, max_decode_len)
+    def decode_start(
+        self, inputs: jax.Array, max_decode_len: int, situation: jax.Array | None = None
+    ) -> DecodeState:
+        """The greedy decoder's state before position 0: (BOS token [B], caches, done [B])."""
+        caches = self.init_cache(self.encode(inputs, situation=situation), max_decode_len)
+        batch = inputs.shape[0]
+        return jnp.zeros((batch,), jnp.int32), caches, jnp.zeros((batch,), bool)
 
-        def running(carry):
-            t, _, _, done, _ = carry
-            return (t < max_decode_len) & ~jnp.all(done)
+    def decode_chunk(
+        self, state: DecodeState, inputs: jax.Array, start: jax.Array | int, length: int
+    ) -> tuple[DecodeState, jax.Array]:
+        """Greedy positions start .. start + length - 1 -> (state, tokens [B, length]); a row's
+        positions after its EOS hold 0."""
 
-        def step(carry):
-            t, token, caches, done, tokens = carry
+        def step(carry: DecodeState, t: jax.Array) -> tuple[DecodeState, jax.Array]:
+            token, caches, done = carry
             logits, caches = self.decode_step(token, t, caches, inputs)
             nxt = jnp.where(done, 0, jnp.argmax(logits, axis=-1).astype(jnp.int32))
-            tokens = jax.lax.dynamic_update_slice_in_dim(tokens, nxt[:, None], t, axis=1)
-            return t + 1, nxt, caches, done | (nxt == EOS_ID), tokens
+            return (nxt, caches, done | (nxt == EOS_ID)), nxt
 
-        batch = inputs.shape[0]
-        init = (jnp.zeros((), jnp.int32), jnp.zeros((batch,), jnp.int32), caches,
-                jnp.zeros((batch,), bool), jnp.zeros((batch, max_decode_len), jnp.int32))
-        return jax.lax.while_loop(running, step, init)[-1]
+        state, tokens = jax.lax.scan(step, state, start + jnp.arange(length, dtype=jnp.int32))
+        return state, tokens.T
 
     def init_cache(self, encoded: jax.Array, max_decode_len: int) -> list[LayerCache]:
         """Empty self-attention caches plus precomputed cross-attention k/v for every layer."""
