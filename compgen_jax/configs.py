@@ -21,6 +21,7 @@ class TrainConfig:
     total_steps: int = 1000
     batch_size: int = 64
     steps_per_call: int = 50
+    length_buckets: int = 1  # call lengths per pool (multiseed.bucket_lengths); 1 = full padding
     eval_period: int = 0
     eval_splits: tuple[str, ...] = ("test",)
     max_eval_examples: int = 0
@@ -40,6 +41,8 @@ class TrainConfig:
                              ">= 1")
         if self.steps_per_call < 1:
             raise ValueError(f"TrainConfig.steps_per_call={self.steps_per_call} must be >= 1")
+        if self.length_buckets < 1:
+            raise ValueError(f"TrainConfig.length_buckets={self.length_buckets} must be >= 1")
         if self.eval_period < 0 or self.eval_period % self.steps_per_call:
             raise ValueError(
                 f"TrainConfig.eval_period={self.eval_period} must be 0 (end only) or a multiple "

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import gin
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from analysis.atomic import write_text
 from compgen_jax import coverage_data
@@ -46,17 +46,25 @@ if TYPE_CHECKING:
 
 
 def decode(
-    trainer: MultiSeedTrainer, params: Any, pool: Pool, eval_batch_size: int
+    trainer: MultiSeedTrainer, params: Any, pool: Pool, eval_batch_size: int, desc: str = ""
 ) -> np.ndarray:
-    """Greedy-decode every example of `pool` for every seed -> tokens [S, N, Lt] on the host."""
+    """Greedy-decode every example of `pool` for every seed -> tokens [S, N, Lt] on the host.
+
+    With `desc`, a progress bar named `desc` counts the examples decoded (a large split decodes
+    for minutes); it is removed once the split is done.
+    """
     n, max_len = pool["targets"].shape
     situation = pool.get("situation")
     tokens = []
-    for start in range(0, n, eval_batch_size):
-        chunk = slice(start, start + eval_batch_size)
-        tokens.append(trainer.decode(params, pool["inputs"][chunk], max_len,
-                                     None if situation is None else situation[chunk]))
-    return host_array(jnp.concatenate(tokens, axis=1))
+    with tqdm(total=n, unit="example", desc=desc, leave=False, dynamic_ncols=True,
+              disable=not desc) as bar:
+        for start in range(0, n, eval_batch_size):
+            chunk = slice(start, start + eval_batch_size)
+            tokens.append(host_array(trainer.decode(
+                params, pool["inputs"][chunk], max_len,
+                None if situation is None else situation[chunk])))
+            bar.update(tokens[-1].shape[1])
+    return np.concatenate(tokens, axis=1)
 
 
 def prediction_texts(tokens: np.ndarray, words: Sequence[str]) -> list[list[str]]:
@@ -184,6 +192,7 @@ class DecodeEvaluator:
     words: Sequence[str]
     batch_size: int
     save_predictions: str = "final"
+    cell: str = ""  # names the decode progress bars ('<cell>: decode <split>')
     latest: tuple[int, Sequence[int], dict[str, SplitResult]] | None = None
 
     def on_mesh(self, mesh: Mesh) -> DecodeEvaluator:
@@ -193,7 +202,8 @@ class DecodeEvaluator:
                  model_dir: Path) -> Scores:
         scores, sizes, metrics, results = {}, {}, {}, {}
         for split, pool in self.pools.items():
-            tokens = decode(trainer, params, pool, self.batch_size)
+            desc = f"{self.cell}: decode {split}" if self.cell else f"decode {split}"
+            tokens = decode(trainer, params, pool, self.batch_size, desc)
             results[split] = result = self.splits[split].evaluate(tokens[:len(seeds)], self.words)
             scores.update(result.scores)
             sizes.update(result.sizes)
@@ -272,13 +282,17 @@ def evaluator_names(
     return tuple({"seq2seq": seq2seq, "coverage": coverage}[kind])
 
 
-def build_evaluators(kind: str, data: Any, config: TrainConfig) -> list[Evaluator]:
-    """The gin-named evaluators of a `kind` cell over its data; ValueError naming the binding
-    when a name is unknown or reads another kind's data."""
+def build_evaluators(kind: str, data: Any, config: TrainConfig,
+                     cell: str = "") -> list[Evaluator]:
+    """The gin-named evaluators of a `kind` cell over its data (a decode evaluator's progress
+    bars named by `cell`); ValueError naming the binding when a name is unknown or reads
+    another kind's data."""
     names = evaluator_names(kind)
     problems = [name for name in names if EVALUATORS.get(name, ("",))[0] != kind]
     if problems or not names:
         known = sorted(n for n, (k, _) in EVALUATORS.items() if k == kind)
         raise ValueError(f"evaluator_names.{kind}={names!r}: {problems or 'none'} are not "
                          f"{kind} evaluators; choose from {known}")
-    return [EVALUATORS[name][1](data, config) for name in names]
+    evaluators = [EVALUATORS[name][1](data, config) for name in names]
+    return [dataclasses.replace(e, cell=cell) if isinstance(e, DecodeEvaluator) else e
+            for e in evaluators]

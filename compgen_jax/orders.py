@@ -2,7 +2,7 @@
 
 A stream hands the host loop the order table of every lane before a call: a manifest cell's whole
 table once (`fixed`), or, for the synthetic tasks' endless per-epoch permutations, a ring buffer of
-the next call's positions (MultiSeedTrainer.train_one reads position p at p % len(table)).
+the next call's positions (MultiSeedTrainer.seed_batch reads position p at p % len(table)).
 """
 
 from __future__ import annotations

@@ -148,7 +148,7 @@ def launch_local(
                     mark_finished(sweep, cell, time.monotonic() - start)
                     bar.update(1)
         while queue or running:
-            started = queue and len(running) < parallel
+            names = list(running)
             while queue and len(running) < parallel:
                 cell = queue.pop(0)
                 log = contextlib.ExitStack()  # a gs:// log is uploaded when the process ends
@@ -157,8 +157,6 @@ def launch_local(
                     proc = subprocess.Popen(local_command(sweep, cell), stdout=handle,
                                             stderr=subprocess.STDOUT)
                 running[cell.name] = (proc, cell, time.monotonic(), log)
-            if started:
-                bar.set_postfix_str("running " + ", ".join(running))
             for name, (proc, cell, start, log) in list(running.items()):
                 if proc.poll() is None:
                     continue
@@ -170,6 +168,8 @@ def launch_local(
                 else:
                     failed.append(f"{name} (exit {proc.returncode}, log "
                                   f"{sweep.cell_dir(cell) / 'train.log'})")
+            if list(running) != names:  # the cells running now, not the ones just finished
+                bar.set_postfix_str("running " + ", ".join(running) if running else "")
             if running:
                 time.sleep(0.2)
     finally:

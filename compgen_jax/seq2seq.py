@@ -39,7 +39,7 @@ def seq2seq_plan(cell: CellConfig, data: TaskData, trainer: MultiSeedTrainer,
         orders=ManifestOrders(manifests, config.total_steps * config.batch_size),
         total_steps=config.total_steps,
         steps_per_epoch=math.ceil(manifests[0].n_unique / config.batch_size),
-        columns=columns, evaluators=build_evaluators("seq2seq", data, config),
+        columns=columns, evaluators=build_evaluators("seq2seq", data, config, cell.name),
         manifests=manifests)
 
 

@@ -25,11 +25,12 @@ def build_trainer(
     model_config = dataclasses.replace(model_config, vocab_size=vocab_size, **sizes)
     batch_size = batch_size or train_config.batch_size
     return shared(("trainer", model_config, optimizer_config, batch_size,
-                   train_config.steps_per_call), lambda: MultiSeedTrainer(
+                   train_config.steps_per_call, train_config.length_buckets),
+                  lambda: MultiSeedTrainer(
         model_config=model_config,
         optimizer=make_optimizer(optimizer_config, model_family(model_config).weight_decay_mask),
         batch_size=batch_size, steps_per_call=train_config.steps_per_call,
-        optimizer_config=optimizer_config))
+        optimizer_config=optimizer_config, length_buckets=train_config.length_buckets))
 
 
 _SHARED: dict[Any, Any] | None = None  # open while `sharing_across_cells` is

@@ -68,9 +68,12 @@ def _error_line(proc: subprocess.CompletedProcess) -> str:
 
 
 def _console(stderr: str) -> list[str]:
-    """stderr as a user reads it, the progress bar and XLA's notice of a slow compile (a busy
-    machine: `*****` / `[Compiling module ...] Very slow compile? ...` / `*****`) left out."""
-    return [line for line in re.split(r"[\r\n]", stderr)
+    """stderr as a user reads it, the progress bars (training's and each split's decode, both
+    named by the cell; a nested bar's cursor-up codes removed) and XLA's notice of a slow
+    compile (a busy machine: `*****` / `[Compiling module ...] Very slow compile? ...` /
+    `*****`) left out."""
+    lines = (re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line) for line in re.split(r"[\r\n]", stderr))
+    return [line for line in lines
             if line.strip("* ") and not line.startswith(f"{CELL}:")
             and "Very slow compile?" not in line]
 

@@ -94,9 +94,13 @@ def matrices_only(params: nnx.State) -> nnx.State:
 
 
 def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout of x [B, L, ...]. The mask is drawn length-major ([L, B, ...], then
+    transposed), so a position's mask does not depend on how far the batch is padded: a seed
+    draws the same masks whichever length bucket its step pads to."""
     if key is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    keep = jnp.swapaxes(jax.random.bernoulli(key, 1.0 - rate, (x.shape[1], x.shape[0],
+                                                                   *x.shape[2:])), 0, 1)
     return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
@@ -231,6 +235,9 @@ class LayerCache(NamedTuple):
     self_v: jax.Array
     cross_k: jax.Array
     cross_v: jax.Array
+
+
+DecodeState = tuple[jax.Array, list[LayerCache], jax.Array]  # last token [B], caches, done [B]
 
 
 class DecoderLayer(nnx.Module):
@@ -432,20 +439,33 @@ class EncoderDecoder(nnx.Module):
     def predict(
         self, inputs: jax.Array, max_decode_len: int, situation: jax.Array | None = None
     ) -> jax.Array:
-        """Greedy decoding with a KV cache: inputs [B, Li] -> tokens [B, max_decode_len]."""
-        encoded = self.encode(inputs, situation=situation)
-        caches = self.init_cache(encoded, max_decode_len)
+        """Greedy decoding with a KV cache: inputs [B, Li] -> tokens [B, max_decode_len] (one
+        scan over every position; `decode_chunk` runs it in pieces)."""
+        start = self.decode_start(inputs, max_decode_len, situation)
+        return self.decode_chunk(start, inputs, 0, max_decode_len)[1]
 
-        def step(carry, t):
+    def decode_start(
+        self, inputs: jax.Array, max_decode_len: int, situation: jax.Array | None = None
+    ) -> DecodeState:
+        """The greedy decoder's state before position 0: (BOS token [B], caches, done [B])."""
+        caches = self.init_cache(self.encode(inputs, situation=situation), max_decode_len)
+        batch = inputs.shape[0]
+        return jnp.zeros((batch,), jnp.int32), caches, jnp.zeros((batch,), bool)
+
+    def decode_chunk(
+        self, state: DecodeState, inputs: jax.Array, start: jax.Array | int, length: int
+    ) -> tuple[DecodeState, jax.Array]:
+        """Greedy positions start .. start + length - 1 -> (state, tokens [B, length]); a row's
+        positions after its EOS hold 0."""
+
+        def step(carry: DecodeState, t: jax.Array) -> tuple[DecodeState, jax.Array]:
             token, caches, done = carry
             logits, caches = self.decode_step(token, t, caches, inputs)
             nxt = jnp.where(done, 0, jnp.argmax(logits, axis=-1).astype(jnp.int32))
             return (nxt, caches, done | (nxt == EOS_ID)), nxt
 
-        batch = inputs.shape[0]
-        init = (jnp.zeros((batch,), jnp.int32), caches, jnp.zeros((batch,), bool))
-        _, tokens = jax.lax.scan(step, init, jnp.arange(max_decode_len))
-        return tokens.T
+        state, tokens = jax.lax.scan(step, state, start + jnp.arange(length, dtype=jnp.int32))
+        return state, tokens.T
 
     def init_cache(self, encoded: jax.Array, max_decode_len: int) -> list[LayerCache]:
         """Empty self-attention caches plus precomputed cross-attention k/v for every layer."""
