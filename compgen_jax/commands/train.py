@@ -56,13 +56,12 @@ def refuse_design(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from compgen_jax.gin_utils import write_operative_config
     from compgen_jax.train import train
 
     model_dir = configure(args, [])
     refuse_design(args)
     train()
-    print(f"operative config: {write_operative_config(model_dir)}")
+    print(f"operative config: {model_dir / 'config.gin'}")
     print(f"results: {model_dir / 'results.csv'}")
 
 
