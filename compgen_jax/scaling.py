@@ -20,7 +20,7 @@ import pandas as pd
 from analysis.atomic import write_text
 from analysis.coverage_dataset import read_items
 from compgen_jax import runner
-from compgen_jax.gin_utils import parse_gin
+from compgen_jax.gin_utils import configured_model_dir, parse_gin
 from compgen_jax.sweep import Sweep, SweepCell, config_id, is_finished
 from tasks.benchmarks import coverage
 
@@ -85,11 +85,7 @@ def scaling_design(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
     from compgen_jax import train  # noqa: F401  (registers the cell setup)
 
     parse_gin(gin_files, gin_bindings, search_paths)
-    try:
-        root = str(gin.query_parameter("%MODEL_DIR"))
-    except ValueError:
-        raise ValueError("MODEL_DIR (the design root) is not set: pass "
-                         "--gin.MODEL_DIR=\\\"/path\\\"") from None
+    root = str(configured_model_dir("MODEL_DIR (the design root)"))
     design = ScalingSweep()
     if not design.data_root:
         raise ValueError("ScalingSweep.data_root is not set: pass --gin.DATA_ROOT=\\\"/path\\\"")

@@ -37,7 +37,7 @@ from analysis.results import (
 from analysis.results import SWEEP_RESULTS as COLLECTED_FILE
 from analysis.schema import RESULT_COLUMNS
 from compgen_jax import designs
-from compgen_jax.gin_utils import parse_gin
+from compgen_jax.gin_utils import configured_model_dir, parse_gin
 
 _PLACEHOLDER_DIR = "<sweep-cell>"
 
@@ -123,11 +123,7 @@ def expand(
     from compgen_jax import train, validation  # noqa: F401  (registers configurables)
 
     parse_gin(gin_files, gin_bindings, search_paths)
-    try:
-        root = str(gin.query_parameter("%MODEL_DIR"))
-    except ValueError:
-        raise ValueError("MODEL_DIR (the sweep root) is not set: pass "
-                         "--gin.MODEL_DIR=\\\"/path\\\"") from None
+    root = str(configured_model_dir("MODEL_DIR (the sweep root)"))
     design_cells = designs.configured_design()
     checks = validation.validate_configured_design(design_cells)
     built = designs.build_manifests(design_cells, _index_builder())
