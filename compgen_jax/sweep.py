@@ -210,7 +210,8 @@ def cell_results(cell_dir: Path, cell: dict[str, Any]) -> pd.DataFrame:
     cell's name, every manifests/seed_<k>.json the one its seed's rows name
     (analysis.results.manifest_problems), the design's manifests and seed count, the same
     (split, eval step) rows for every seed (missing rows named), no eval step beyond the cell's
-    train steps.
+    train steps. A cell without design manifests (a coverage cell: every seed trains on its
+    dataset's whole train.json, for whole epochs) must name one training set for all seeds.
     """
     path = cell_dir / "results.csv"
     checked = read_results(path)  # raises ValueError naming the file, line and column
