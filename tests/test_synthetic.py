@@ -180,22 +180,6 @@ def test_scaling_design_ends_a_size_series_when_type0_runs_out(tmp_path: Path) -
         _scaling(tmp_path / "other", *flags, "ScalingSweep.size_factors = (3.0,)")
 
 
-def test_coverage_train_writes_one_operative_config(
-        tmp_path: Path, twohop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`coverage train` configures its cell through the one cell setup; config.gin is written
-    once, by the host loop, with the operative config."""
-    written = counting_config_writes(monkeypatch)
-    flags = ["--gin_file=models/gpt2_tiny.gin", "--gin_file=runs/coverage_train.gin",
-             f"--gin.MODEL_DIR='{tmp_path / 'm'}'", f"--gin.cell_setup.dataset_dir='{twohop}'",
-             *(f"--gin.{b.replace(' ', '')}" for b in TINY_FLAGS[:-1]), "--gin.NUM_SEEDS=1",
-             "--gin.MAX_STEPS=5"]
-    assert cli.main(["coverage", "train", *flags]) == 0
-    assert written == [tmp_path / "m"]
-    config = (tmp_path / "m" / "config.gin").read_text()
-    assert "cell_setup.dataset_dir = " in config and str(twohop) in config
-    assert "DecoderConfig.emb_dim = 32" in config
-
-
 def test_config_gin_has_one_writer() -> None:
     """write_operative_config is called in one place of the package: the host loop."""
     package = Path(loop.__file__).parent
@@ -248,17 +232,26 @@ def test_periodic_checkpoints_and_resume_equal_an_uninterrupted_run(
         restore_params(tmp_path / "whole", trainer, config.seeds, step=25)
 
 
-def test_coverage_cell_writes_the_results_schema_that_analysis_reads(
-        tmp_path: Path, twohop: Path) -> None:
-    """Coverage cells write the benchmark cells' long format (tests/test_cli.py checks the same
-    columns for a SCAN cell), and analysis reads and tidies them like any other results."""
+def test_coverage_train_writes_the_results_schema_and_one_operative_config(
+        tmp_path: Path, twohop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`coverage train` (the one cell setup, `cell_setup.dataset_dir`) writes the benchmark
+    cells' long format (tests/test_cli.py checks the same columns for a SCAN cell), which
+    analysis reads and tidies like any other results, and config.gin once, from the host loop."""
+    written = counting_config_writes(monkeypatch)
+    flags = ["--gin_file=models/gpt2_tiny.gin", "--gin_file=runs/coverage_train.gin",
+             f"--gin.MODEL_DIR='{tmp_path / 'm'}'", f"--gin.cell_setup.dataset_dir='{twohop}'",
+             *(f"--gin.{b.replace(' ', '')}" for b in TINY_FLAGS[:-1]), "--gin.NUM_SEEDS=2",
+             "--gin.MAX_STEPS=8", "--gin.TrainConfig.steps_per_call=4",
+             "--gin.TrainConfig.eval_period=4", "--gin.TrainConfig.eval_batch_size=128",
+             "--gin.TrainConfig.stop_rules=()", "--gin.CheckpointConfig.period=0"]
+    assert cli.main(["coverage", "train", *flags]) == 0
+    assert written == [tmp_path / "m"]
+    config = (tmp_path / "m" / "config.gin").read_text()
+    assert "cell_setup.dataset_dir = " in config and str(twohop) in config
+    assert "DecoderConfig.emb_dim = 32" in config
     data = load_coverage_data(twohop)
-    config = TrainConfig(num_seeds=2, total_steps=8, batch_size=64, steps_per_call=4,
-                         eval_period=4, eval_batch_size=128)
-    trainer = build_trainer(TINY, OPT, config, data.vocab_size)
-    train_coverage_cell(data, trainer, config, tmp_path / "m")
-    written = pd.read_csv(tmp_path / "m" / "results.csv", keep_default_na=False)
-    assert list(written.columns) == list(RESULT_COLUMNS)
+    written_rows = pd.read_csv(tmp_path / "m" / "results.csv", keep_default_na=False)
+    assert list(written_rows.columns) == list(RESULT_COLUMNS)
     table = read_results(tmp_path / "m")
     assert set(table["split"]) == set(data.test_types)
     assert set(table["metric"]) == {"answer_token_accuracy"}
