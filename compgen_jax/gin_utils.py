@@ -219,6 +219,14 @@ def _first_line(err: BaseException) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
+def configured_model_dir(what: str = "MODEL_DIR") -> Path:
+    """The parsed config's %MODEL_DIR; unset, a ValueError naming `what` and the flag to pass."""
+    try:
+        return Path(gin.query_parameter("%MODEL_DIR"))
+    except ValueError:
+        raise ValueError(f"{what} is not set: pass --gin.MODEL_DIR=\\\"/path\\\"") from None
+
+
 def write_operative_config(model_dir: Path) -> Path:
     """MODEL_DIR/config.gin: every value gin actually used, as t5x records it."""
     path = model_dir / "config.gin"

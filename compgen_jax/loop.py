@@ -3,7 +3,9 @@
 Every model family and task kind runs through `run_cell`, read top to bottom: a `CellPlan` says
 what the cell trains on (pool, each seed's order stream, budget) and how it is scored (evaluator
 plug-ins); `TrainConfig.stop_rules` say when a seed stops; `CheckpointConfig` says when state is
-saved. `compgen_jax.seq2seq` plans a benchmark cell, `compgen_jax.coverage_cells` a coverage cell.
+saved. `compgen_jax.seq2seq` plans a benchmark cell, `compgen_jax.coverage_cells` a coverage cell;
+`compgen_jax.train.cell_setup` configures either. The loop writes MODEL_DIR/config.gin (the
+operative gin config), once per run of a cell, before its first step: its only writer.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import pandas as pd
@@ -93,28 +94,46 @@ def train_in_process(sweep: Sweep, cell: SweepCell) -> None:
     """Train one cell in this process, configured exactly as its `compgen-jax train` process
     would be (inside `trainers.sharing_across_cells`, cells of one task share the loaded data and
     the compiled step)."""
-    from compgen_jax.gin_utils import write_operative_config
     from compgen_jax.train import train
 
-    model_dir = sweep.cell_dir(cell)
     parse_gin(sweep.gin_files, [*sweep.gin_bindings, *cell.bindings,
-                                f"MODEL_DIR = {str(model_dir)!r}"], sweep.search_paths)
+                                f"MODEL_DIR = {str(sweep.cell_dir(cell))!r}"], sweep.search_paths)
     train()
-    write_operative_config(model_dir)
+
+
+SeriesEnd = Callable[[Sweep, SweepCell], str | None]
+
+
+def _series_ended(sweep: Sweep, cell: SweepCell, series_end: SeriesEnd | None,
+                  ended: dict[str, str]) -> str | None:
+    """Why `cell` is skipped (its series ended at an earlier cell, or the design's rule ends it
+    here: then the rest of its series is skipped too), or None to run it."""
+    if cell.series in ended:
+        return ended[cell.series]
+    reason = series_end(sweep, cell) if series_end is not None else None
+    if reason is not None and cell.series:
+        ended[cell.series] = f"series {cell.series} ended at {cell.name}: {reason}"
+    return reason
 
 
 def launch_local(
     sweep: Sweep, parallel: int = 1, dry_run: bool = False, out: TextIO | None = None,
-    in_process: bool = False,
+    in_process: bool = False, series_end: SeriesEnd | None = None,
 ) -> list[str]:
     """Run the unfinished cells, `parallel` processes at a time (or, `in_process`, one after
     another in this process); returns the cells it ran.
+
+    `series_end(sweep, cell)` (in process only), asked before each unfinished cell, says why its
+    series (SweepCell.series, run in design order) ends there: that cell and the rest of its
+    series are skipped. The rule reads finished cells, so a relaunch skips the same cells.
 
     A cell whose training identity equals an earlier cell's is not trained again: once that cell
     has finished, it receives its results under its own name.
     """
     if parallel < 1:
         raise ValueError(f"--parallel={parallel} must be >= 1")
+    if series_end is not None and not in_process:
+        raise ValueError("a design with a series rule runs its cells in process")
     check_root(sweep)
     pending, copies = unfinished_cells(sweep)
     source = trained_as(sweep)
@@ -132,7 +151,7 @@ def launch_local(
     previous = signal.signal(signal.SIGTERM, _interrupt)
     running: dict[str, tuple[subprocess.Popen, SweepCell, float, contextlib.ExitStack]] = {}
     failed: list[str] = []
-    queue = list(pending)
+    queue, ran, ended = list(pending), list(pending), {}
     bar = tqdm(total=len(sweep.cells), initial=len(sweep.cells) - len(pending), unit="cell",
                desc="sweep", dynamic_ncols=True)
     try:
@@ -142,6 +161,12 @@ def launch_local(
             with sharing_across_cells():
                 while queue:
                     cell = queue.pop(0)
+                    skip = _series_ended(sweep, cell, series_end, ended)
+                    if skip is not None:
+                        tqdm.write(f"skipping {cell.name}: {skip}")
+                        ran.remove(cell)
+                        bar.update(1)
+                        continue
                     bar.set_postfix_str(f"running {cell.name}")
                     start = time.monotonic()
                     train_in_process(sweep, cell)
@@ -182,5 +207,5 @@ def launch_local(
     failed += finish_copies(sweep, copies)
     if failed:
         raise ValueError(f"{len(failed)} cells failed: {'; '.join(failed)}")
-    return [c.name for c in pending]
+    return [c.name for c in ran]
 

@@ -38,7 +38,7 @@ from analysis.results import SWEEP_RESULTS as COLLECTED_FILE
 from analysis.schema import RESULT_COLUMNS
 from analysis.storage import as_path
 from compgen_jax import designs
-from compgen_jax.gin_utils import parse_gin
+from compgen_jax.gin_utils import configured_model_dir, parse_gin
 
 _PLACEHOLDER_DIR = "<sweep-cell>"
 
@@ -53,6 +53,7 @@ class SweepCell:
     manifest_hashes: tuple[str, ...]
     cell_id: str
     train_id: str = ""
+    series: str = ""  # a series' cells run in design order; a skipped one skips the rest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,11 +124,7 @@ def expand(
     from compgen_jax import train, validation  # noqa: F401  (registers configurables)
 
     parse_gin(gin_files, gin_bindings, search_paths)
-    try:
-        root = str(gin.query_parameter("%MODEL_DIR"))
-    except ValueError:
-        raise ValueError("MODEL_DIR (the sweep root) is not set: pass "
-                         "--gin.MODEL_DIR=\\\"/path\\\"") from None
+    root = str(configured_model_dir("MODEL_DIR (the sweep root)"))
     design_cells = designs.configured_design()
     checks = validation.validate_configured_design(design_cells)
     built = designs.build_manifests(design_cells, _index_builder())
@@ -136,17 +133,20 @@ def expand(
         bindings = cell_bindings(design_cell)
         hashes = tuple(m.hash for m in manifests)
         training = [b for b in bindings if not b.startswith(("CellConfig.label", "ManifestSpec."))]
-        parse_gin(gin_files, [*gin_bindings, *training, f"MODEL_DIR = {_PLACEHOLDER_DIR!r}"],
-                  search_paths)
-        train_id = _sha256([gin.config_str(), list(hashes)])
-        parse_gin(gin_files, [*gin_bindings, *bindings, f"MODEL_DIR = {_PLACEHOLDER_DIR!r}"],
-                  search_paths)
         cells.append(SweepCell(
             name=design_cell.name, factors=dict(design_cell.factors), bindings=bindings,
-            manifest_hashes=hashes, cell_id=_sha256([gin.config_str(), list(hashes)]),
-            train_id=train_id))
+            manifest_hashes=hashes,
+            cell_id=config_id(gin_files, [*gin_bindings, *bindings], search_paths, hashes),
+            train_id=config_id(gin_files, [*gin_bindings, *training], search_paths, hashes)))
     return Sweep(root=root, gin_files=tuple(gin_files), gin_bindings=tuple(gin_bindings),
                  search_paths=tuple(search_paths), cells=tuple(cells), checks=tuple(checks))
+
+
+def config_id(gin_files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str],
+              manifest_hashes: Sequence[str] = ()) -> str:
+    """A cell's identity: sha256 of its full gin config (MODEL_DIR excepted) + its manifests."""
+    parse_gin(gin_files, [*bindings, f"MODEL_DIR = {_PLACEHOLDER_DIR!r}"], search_paths)
+    return _sha256([gin.config_str(), list(manifest_hashes)])
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -211,7 +211,8 @@ def cell_results(cell_dir: Path, cell: dict[str, Any]) -> pd.DataFrame:
     cell's name, every manifests/seed_<k>.json the one its seed's rows name
     (analysis.results.manifest_problems), the design's manifests and seed count, the same
     (split, eval step) rows for every seed (missing rows named), no eval step beyond the cell's
-    train steps.
+    train steps. A cell without design manifests (a coverage cell: every seed trains on its
+    dataset's whole train.json, for whole epochs) must name one training set for all seeds.
     """
     path = cell_dir / "results.csv"
     checked = read_results(path)  # raises ValueError naming the file, line and column
@@ -227,16 +228,20 @@ def cell_results(cell_dir: Path, cell: dict[str, Any]) -> pd.DataFrame:
             f"exact_match is NaN on {int(unscored.sum())} row(s) of seeds "
             f"{sorted(set(checked.loc[unscored, 'seed']))} that did not diverge (first at line "
             f"{int(unscored.to_numpy().argmax()) + 2})")
-    problems += manifest_problems(checked, cell_dir)
     design = list(cell["manifest_hashes"])  # seed k's manifest is the design's k-th
     per_seed = checked.groupby("seed")["manifest_hash"].first()
-    foreign = sorted(set(per_seed) - set(design))
-    if foreign:
-        problems.append(f"manifest hashes {[h[:12] for h in foreign]} are not the design's")
-    elif len(per_seed) == len(design) and list(per_seed) != design:
-        problems.append("manifest hashes differ from the design's (another seed order)")
-    if len(per_seed) != len(design):
-        problems.append(f"{len(per_seed)} seeds, the design has {len(design)}")
+    if not design:  # a coverage cell: every seed trains on its dataset's whole train.json
+        if per_seed.nunique() > 1:
+            problems.append(f"seeds name {per_seed.nunique()} training sets, expected one")
+    else:
+        problems += manifest_problems(checked, cell_dir)
+        foreign = sorted(set(per_seed) - set(design))
+        if foreign:
+            problems.append(f"manifest hashes {[h[:12] for h in foreign]} are not the design's")
+        elif len(per_seed) == len(design) and list(per_seed) != design:
+            problems.append("manifest hashes differ from the design's (another seed order)")
+        if len(per_seed) != len(design):
+            problems.append(f"{len(per_seed)} seeds, the design has {len(design)}")
     evals = checked.groupby(["split", "step"]).size().index
     present = set(zip(checked["seed"], checked["split"], checked["step"], strict=True))
     absent = [(seed, split, step) for seed in sorted(set(checked["seed"]))
@@ -245,8 +250,8 @@ def cell_results(cell_dir: Path, cell: dict[str, Any]) -> pd.DataFrame:
         shown = ", ".join(f"seed {s} at {sp!r} step {st}" for s, sp, st in absent[:5])
         problems.append(f"{len(absent)} row(s) missing ({shown}"
                         f"{', ...' if len(absent) > 5 else ''})")
-    steps = _bound(cell, "TrainConfig.total_steps")
-    if (checked["step"] < 1).any() or (checked["step"] > steps).any():
+    steps = _bound(cell, "TrainConfig.total_steps") if design else None  # coverage: whole epochs
+    if (checked["step"] < 1).any() or (steps is not None and (checked["step"] > steps).any()):
         problems.append(f"eval steps {sorted(set(checked['step']))} outside 1..{steps}")
     if problems:
         raise ValueError(f"{path}: {'; '.join(problems)}")

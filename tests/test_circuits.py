@@ -69,7 +69,7 @@ def _train_cli(root: Path, data: Path, num_layers: int,
                max_steps: int) -> tuple[Path, Path, list[str]]:
     """Train a tiny 2-seed cell through the CLI; (model dir, dataset dir, gin flags)."""
     flags = ["--gin_file", "models/gpt2_tiny.gin", "--gin_file", "runs/coverage_train.gin",
-             f"--gin.MODEL_DIR='{root / 'model'}'", f"--gin.coverage_cell.dataset_dir='{data}'",
+             f"--gin.MODEL_DIR='{root / 'model'}'", f"--gin.cell_setup.dataset_dir='{data}'",
              "--gin.DecoderConfig.emb_dim=32", f"--gin.DecoderConfig.num_layers={num_layers}",
              "--gin.NUM_SEEDS=2", f"--gin.MAX_STEPS={max_steps}", "--gin.BATCH_SIZE=64",
              "--gin.WARMUP_STEPS=2", "--gin.TrainConfig.steps_per_call=10",

@@ -12,6 +12,7 @@ import pytest
 
 from analysis.results import read_results
 from analysis.schema import RESULT_COLUMNS
+from compgen_jax import loop
 from compgen_jax.cli import main
 from compgen_jax.gin_utils import rewrite_gin_args
 
@@ -28,12 +29,18 @@ def test_rewrite_gin_args_follows_t5x():
         "--gin_bindings=MODEL_DIR = \"/tmp/x\"", "--gin_file=a.gin"]
 
 
-def test_train_writes_operative_config_manifests_and_results(tmp_path: Path):
+def test_train_writes_operative_config_manifests_and_results(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    written = []
+    monkeypatch.setattr(loop, "write_operative_config",
+                        lambda d, write=loop.write_operative_config: written.append(d) or write(d))
     model_dir = tmp_path / "cell"
     rc = main(["train", "--gin_file=experiments/scan_simple_cell_cpu.gin",
                f"--gin.MODEL_DIR='{model_dir}'", "--gin.N_UNIQUE=30", *MICRO])
     assert rc == 0
+    assert written == [model_dir]  # config.gin is written once, by the host loop
     config = (model_dir / "config.gin").read_text()
+    assert "cell_setup.cell = @CellConfig()" in config
     assert re.search(r"TransformerConfig\.emb_dim = 32\n", config)
     assert re.search(r"TRAIN_STEPS = 10\n", config)
     table = pd.read_csv(model_dir / "results.csv")

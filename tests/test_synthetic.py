@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import shutil
@@ -14,21 +15,16 @@ import pytest
 
 from analysis.results import read_results, tidy_results
 from analysis.schema import RESULT_COLUMNS
+from compgen_jax import cli, loop, runner
 from compgen_jax.checkpoints import ALL_CHECKPOINTS, CheckpointConfig
 from compgen_jax.circuits import load_function, token_indices
 from compgen_jax.configs import TrainConfig
-from compgen_jax.coverage_cells import (
-    ScalingSweep,
-    n_required_table,
-    restore_params,
-    scaling_sweep,
-    train_coverage_cell,
-    upstream_stop_rules,
-)
+from compgen_jax.coverage_cells import restore_params, train_coverage_cell, upstream_stop_rules
 from compgen_jax.coverage_data import load_coverage_data, type_accuracy
 from compgen_jax.models.decoder_only import DecoderConfig
 from compgen_jax.optim import OptimizerConfig
 from compgen_jax.orders import order_window
+from compgen_jax.scaling import n_required_table, run_scaling
 from compgen_jax.trainers import build_trainer
 from tasks.benchmarks import coverage
 
@@ -121,32 +117,77 @@ def test_n_required_table() -> None:
     assert table.loc[50, "n_max_tried"] == 300
 
 
-def test_scaling_sweep_stops_at_the_first_sufficient_size(tmp_path: Path) -> None:
-    config = TrainConfig(num_seeds=2, total_steps=10, batch_size=64, steps_per_call=5,
-                         eval_period=5, stop_rules=upstream_stop_rules(0.0))
-    table = scaling_sweep(model_dir=str(tmp_path / "m"), data_root=str(tmp_path / "d"),
-                          sweep=ScalingSweep(num_tokens=(8,), size_factors=(3.0, 4.0),
-                                             min_type0_items=1),
-                          model_config=TINY, optimizer_config=OPT, train_config=config)
+SCALING_GIN = ["experiments/coverage_scaling_cpu.gin"]
+TINY_FLAGS = ["DecoderConfig.emb_dim = 32", "DecoderConfig.num_heads = 2",
+              "DecoderConfig.num_layers = 2", "DecoderConfig.mlp_dim = 64", "BATCH_SIZE = 64",
+              "LEARNING_RATE = 3e-3", "WARMUP_STEPS = 2", "TrainConfig.steps_per_call = 5",
+              "TrainConfig.eval_period = 5", "ScalingSweep.num_tokens = (8,)"]
+
+
+def _scaling(root: Path, *bindings: str) -> pd.DataFrame:
+    """The scaling design (coverage_scaling_cpu.gin, tiny model) into root/m, data in root/d."""
+    return run_scaling(SCALING_GIN, [f"MODEL_DIR = '{root / 'm'}'", f"DATA_ROOT = '{root / 'd'}'",
+                                     *TINY_FLAGS, *bindings])
+
+
+def counting_config_writes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every MODEL_DIR the one config.gin writer (in the host loop) writes to, in order."""
+    written: list[Path] = []
+    original = loop.write_operative_config
+
+    def count(model_dir: Path) -> Path:
+        written.append(Path(model_dir))
+        return original(model_dir)
+
+    monkeypatch.setattr(loop, "write_operative_config", count)
+    return written
+
+
+def test_scaling_design_stops_at_the_first_sufficient_size_and_relaunches_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = counting_config_writes(monkeypatch)
+    table = _scaling(tmp_path, "NUM_SEEDS = 2", "MAX_STEPS = 10", "STOP_THRESHOLD = 0.0",
+                     "ScalingSweep.size_factors = (3.0, 4.0)", "ScalingSweep.min_type0_items = 1")
     assert table.to_dict("records") == [{"num_tokens": 8, "n_required": 192.0,
                                          "n_max_tried": 192}]
     assert not (tmp_path / "d" / "twohop.8.256.diff-f12.inf").exists()
     assert pd.read_csv(tmp_path / "m" / "n_required.csv")["n_required"].tolist() == [192.0]
+    cell = tmp_path / "m" / "twohop.8.192.diff-f12.inf"
+    assert written == [cell]  # the one cell trained writes its config.gin once
+    config = (cell / "config.gin").read_text()
+    assert "cell_setup.dataset_dir = " in config and str(tmp_path / "d" / cell.name) in config
+    assert (cell / "cell.json").is_file() and not (tmp_path / "m" / "config.gin").exists()
+
+    def no_training(*args: object) -> None:
+        raise AssertionError("a relaunch trained a finished cell")
+
+    monkeypatch.setattr(runner, "train_in_process", no_training)
+    pd.testing.assert_frame_equal(_scaling(
+        tmp_path, "NUM_SEEDS = 2", "MAX_STEPS = 10", "STOP_THRESHOLD = 0.0",
+        "ScalingSweep.size_factors = (3.0, 4.0)", "ScalingSweep.min_type0_items = 1"), table)
+    assert not (tmp_path / "d" / "twohop.8.256.diff-f12.inf").exists()
 
 
-def test_scaling_sweep_ends_a_size_series_when_type0_runs_out(tmp_path: Path) -> None:
+def test_scaling_design_ends_a_size_series_when_type0_runs_out(tmp_path: Path) -> None:
     """|X| = 8, seed 42: 160 training chains leave 32 type_0 items, 192 leave 22."""
-    config = TrainConfig(num_seeds=1, total_steps=5, batch_size=64, steps_per_call=5,
-                         eval_period=5, stop_rules=upstream_stop_rules(1.01))
-    kwargs = {"model_dir": str(tmp_path / "m"), "data_root": str(tmp_path / "d"),
-              "model_config": TINY, "optimizer_config": OPT, "train_config": config}
-    table = scaling_sweep(sweep=ScalingSweep(num_tokens=(8,), size_factors=(2.5, 3.0, 4.0),
-                                             min_type0_items=30), **kwargs)
+    flags = ["NUM_SEEDS = 1", "MAX_STEPS = 5", "STOP_THRESHOLD = 1.01",
+             "ScalingSweep.min_type0_items = 30"]
+    table = _scaling(tmp_path, *flags, "ScalingSweep.size_factors = (2.5, 3.0, 4.0)")
     assert table["n_required"].isna().all() and table["n_max_tried"].tolist() == [160]
     assert not (tmp_path / "m" / "twohop.8.192.diff-f12.inf").exists()
+    assert not (tmp_path / "d" / "twohop.8.256.diff-f12.inf").exists()
     with pytest.raises(ValueError, match="trained no cell"):
-        scaling_sweep(sweep=ScalingSweep(num_tokens=(8,), size_factors=(3.0,),
-                                         min_type0_items=30), **kwargs)
+        _scaling(tmp_path / "other", *flags, "ScalingSweep.size_factors = (3.0,)")
+
+
+def test_config_gin_has_one_writer() -> None:
+    """write_operative_config is called in one place of the package: the host loop."""
+    package = Path(loop.__file__).parent
+    calls = [path.relative_to(package).as_posix() for path in sorted(package.rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(
+                 node.func, "attr", None)) == "write_operative_config"]
+    assert calls == ["loop.py"]
 
 
 def test_checkpoint_cadence_follows_upstream() -> None:
@@ -191,17 +232,26 @@ def test_periodic_checkpoints_and_resume_equal_an_uninterrupted_run(
         restore_params(tmp_path / "whole", trainer, config.seeds, step=25)
 
 
-def test_coverage_cell_writes_the_results_schema_that_analysis_reads(
-        tmp_path: Path, twohop: Path) -> None:
-    """Coverage cells write the benchmark cells' long format (tests/test_cli.py checks the same
-    columns for a SCAN cell), and analysis reads and tidies them like any other results."""
+def test_coverage_train_writes_the_results_schema_and_one_operative_config(
+        tmp_path: Path, twohop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`coverage train` (the one cell setup, `cell_setup.dataset_dir`) writes the benchmark
+    cells' long format (tests/test_cli.py checks the same columns for a SCAN cell), which
+    analysis reads and tidies like any other results, and config.gin once, from the host loop."""
+    written = counting_config_writes(monkeypatch)
+    flags = ["--gin_file=models/gpt2_tiny.gin", "--gin_file=runs/coverage_train.gin",
+             f"--gin.MODEL_DIR='{tmp_path / 'm'}'", f"--gin.cell_setup.dataset_dir='{twohop}'",
+             *(f"--gin.{b.replace(' ', '')}" for b in TINY_FLAGS[:-1]), "--gin.NUM_SEEDS=2",
+             "--gin.MAX_STEPS=8", "--gin.TrainConfig.steps_per_call=4",
+             "--gin.TrainConfig.eval_period=4", "--gin.TrainConfig.eval_batch_size=128",
+             "--gin.TrainConfig.stop_rules=()", "--gin.CheckpointConfig.period=0"]
+    assert cli.main(["coverage", "train", *flags]) == 0
+    assert written == [tmp_path / "m"]
+    config = (tmp_path / "m" / "config.gin").read_text()
+    assert "cell_setup.dataset_dir = " in config and str(twohop) in config
+    assert "DecoderConfig.emb_dim = 32" in config
     data = load_coverage_data(twohop)
-    config = TrainConfig(num_seeds=2, total_steps=8, batch_size=64, steps_per_call=4,
-                         eval_period=4, eval_batch_size=128)
-    trainer = build_trainer(TINY, OPT, config, data.vocab_size)
-    train_coverage_cell(data, trainer, config, tmp_path / "m")
-    written = pd.read_csv(tmp_path / "m" / "results.csv", keep_default_na=False)
-    assert list(written.columns) == list(RESULT_COLUMNS)
+    written_rows = pd.read_csv(tmp_path / "m" / "results.csv", keep_default_na=False)
+    assert list(written_rows.columns) == list(RESULT_COLUMNS)
     table = read_results(tmp_path / "m")
     assert set(table["split"]) == set(data.test_types)
     assert set(table["metric"]) == {"answer_token_accuracy"}

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analysis.__main__ import subcommand
-from compgen_jax.commands.train import gin_flags
+from compgen_jax.commands.train import configure, gin_flags
+
+if TYPE_CHECKING:
+    from compgen_jax.train import CellSetup
 
 COVERAGE_FLAGS = ("--gin_file=experiments/coverage_twohop_cpu.gin "
                   "--gin.DATASET_DIR=\\\"data/cov/twohop.50.40000.diff-f12.inf\\\" "
                   "--gin.MODEL_DIR=\\\"runs/cov50\\\"")
-
-
-def _configure(args: argparse.Namespace) -> Path:
-    """Parse gin files + bindings (registering the coverage configurables); return MODEL_DIR."""
-    import gin
-
-    from compgen_jax import coverage_cells  # noqa: F401  (registers the configurables)
-    from compgen_jax.gin_utils import parse_gin
-
-    parse_gin(args.gin_file, args.gin_bindings, args.gin_search_paths)
-    try:
-        return Path(gin.query_parameter("%MODEL_DIR"))
-    except ValueError:
-        raise ValueError("MODEL_DIR is not set: pass --gin.MODEL_DIR=\\\"/path\\\"") from None
 
 
 def run_generate(args: argparse.Namespace) -> None:
@@ -37,25 +26,22 @@ def run_generate(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from compgen_jax.coverage_cells import train_synthetic
-    from compgen_jax.gin_utils import write_operative_config
+    from compgen_jax.train import train
 
-    model_dir = _configure(args)
-    result = train_synthetic()
-    write_operative_config(model_dir)
-    final = result.rows.sort_values("step").groupby(["seed", "split"]).tail(1)
+    model_dir = configure(args, [])
+    rows, stops = train()
+    final = rows.sort_values("step").groupby(["seed", "split"]).tail(1)
     print(final.pivot(index="split", columns="seed", values="exact_match").round(3).to_string())
-    print(result.stops[["seed", "stop_step", "stop_reason"]].to_string(index=False))
+    print(stops[["seed", "stop_step", "stop_reason"]].to_string(index=False))
     print(f"results: {model_dir / 'results.csv'}, {model_dir / 'per_example.csv'}")
+    print(f"operative config: {model_dir / 'config.gin'}")
 
 
 def run_scaling(args: argparse.Namespace) -> None:
-    from compgen_jax.coverage_cells import scaling_sweep
-    from compgen_jax.gin_utils import write_operative_config
+    from compgen_jax.scaling import run_scaling as run_design
 
-    model_dir = _configure(args)
-    table = scaling_sweep()
-    write_operative_config(model_dir)
+    model_dir = configure(args, [])
+    table = run_design(args.gin_file, args.gin_bindings, args.gin_search_paths)
     print(table.to_string(index=False))
     print(f"table: {model_dir / 'n_required.csv'}")
     reached = table["n_required"].notna().sum()
@@ -68,12 +54,23 @@ def run_scaling(args: argparse.Namespace) -> None:
     print(f"fit: {model_dir / 'power_law.json'}, {model_dir / 'power_law.png'}")
 
 
+def _coverage_setup(args: argparse.Namespace) -> CellSetup:
+    """The configured coverage cell of `covered` and `circuits` (same gin flags as train)."""
+    from compgen_jax.train import cell_setup
+
+    configure(args, [])
+    setup = cell_setup()
+    if setup.dataset_dir is None:
+        raise ValueError("coverage: the gin files configure a benchmark cell (cell_setup.cell); "
+                         "bind cell_setup.dataset_dir (runs/coverage_train.gin)")
+    return setup
+
+
 def run_circuits(args: argparse.Namespace) -> None:
     from compgen_jax.circuits import run_circuits as analyse
-    from compgen_jax.coverage_cells import cell_setup, restore_params
+    from compgen_jax.coverage_cells import restore_params
 
-    _configure(args)
-    setup = cell_setup()
+    setup = _coverage_setup(args)
     seeds = setup.train_config.seeds
     params = restore_params(setup.model_dir, setup.trainer, seeds, args.step,
                             setup.data.name)
@@ -95,14 +92,15 @@ def run_covered(args: argparse.Namespace) -> None:
         plot_coverage_accuracy,
         prior_baseline,
     )
-    from compgen_jax.coverage_cells import cell_setup, checkpoint_per_example
+    from compgen_jax.coverage_cells import checkpoint_per_example
 
-    _configure(args)
-    setup = cell_setup()
+    setup = _coverage_setup(args)
     dataset = load_dataset(setup.dataset_dir)
     kcov = kcoverage_table(dataset, args.k_max, parity=args.parity)
     if args.step:
-        per_example = pd.concat([checkpoint_per_example(setup, s) for s in args.step])
+        per_example = pd.concat([checkpoint_per_example(
+            setup.model_dir, setup.data, setup.trainer, setup.train_config, s)
+            for s in args.step])
     else:
         per_example = pd.read_csv(setup.model_dir / "per_example.csv").assign(step="final")
     prior = prior_baseline(dataset)

@@ -26,16 +26,11 @@ def gin_flags() -> argparse.ArgumentParser:
 
 def configure(args: argparse.Namespace, default_files: Sequence[str]) -> Path:
     """Register the configurables, parse the gin files + bindings, return MODEL_DIR."""
-    import gin
-
     from compgen_jax import designs, train  # noqa: F401  (registers configurables)
-    from compgen_jax.gin_utils import parse_gin
+    from compgen_jax.gin_utils import configured_model_dir, parse_gin
 
     parse_gin(args.gin_file or default_files, args.gin_bindings, args.gin_search_paths)
-    try:
-        return Path(gin.query_parameter("%MODEL_DIR"))
-    except ValueError:
-        raise ValueError("MODEL_DIR is not set: pass --gin.MODEL_DIR=\\\"/path\\\"") from None
+    return configured_model_dir()
 
 
 def refuse_design(args: argparse.Namespace) -> None:
@@ -56,13 +51,12 @@ def refuse_design(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from compgen_jax.gin_utils import write_operative_config
     from compgen_jax.train import train
 
     model_dir = configure(args, [])
     refuse_design(args)
     train()
-    print(f"operative config: {write_operative_config(model_dir)}")
+    print(f"operative config: {model_dir / 'config.gin'}")
     print(f"results: {model_dir / 'results.csv'}")
 
 
