@@ -21,6 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from analysis.schema import results_frame
+from analysis.storage import as_path
 from compgen_jax.checkpoints import (
     ALL_CHECKPOINTS,
     CellCheckpointer,
@@ -88,9 +89,9 @@ def train_coverage_cell(
         settings = run_settings(trainer.model_config, trainer.optimizer_config, config)
     with tqdm(total=plan.total_steps, unit="step", desc=data.name,
               disable=not progress) as bar:
-        rows, stops = run_cell(plan, Path(model_dir), trainer, config, checkpoint_config, bar,
+        rows, stops = run_cell(plan, as_path(model_dir), trainer, config, checkpoint_config, bar,
                                settings=settings)
-    per_example = pd.read_csv(Path(model_dir) / "per_example.csv", keep_default_na=False)
+    per_example = pd.read_csv(as_path(model_dir) / "per_example.csv", keep_default_na=False)
     return CellResult(results_frame(rows), per_example, stops)
 
 

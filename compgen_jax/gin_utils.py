@@ -18,6 +18,7 @@ import gin
 from gin import config as gin_config
 
 from analysis.atomic import write_text
+from analysis.storage import as_path
 
 
 class GinConfigError(ValueError):
@@ -222,7 +223,7 @@ def _first_line(err: BaseException) -> str:
 def configured_model_dir(what: str = "MODEL_DIR") -> Path:
     """The parsed config's %MODEL_DIR; unset, a ValueError naming `what` and the flag to pass."""
     try:
-        return Path(gin.query_parameter("%MODEL_DIR"))
+        return as_path(gin.query_parameter("%MODEL_DIR"))
     except ValueError:
         raise ValueError(f"{what} is not set: pass --gin.MODEL_DIR=\\\"/path\\\"") from None
 
