@@ -1,4 +1,5 @@
-"""Shared fixtures: the real benchmark data dir (skipped when absent); one session XLA cache."""
+"""Shared fixtures: the real benchmark data dir (skipped when absent); one session XLA cache,
+unoptimised compiles and xdist groups that keep the suite short."""
 
 from __future__ import annotations
 
@@ -22,12 +23,35 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _SESSION_CACHE = tempfile.mkdtemp(prefix="compgen-jax-test-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_CACHE
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    # The pytest-xdist workers and the CLI subprocesses share this cache; with a size bound JAX
+    # holds a file lock around each read and write, so no process reads a half-written entry.
+    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(16 * 2**30)
+# The tests train tiny models for a few steps: XLA's compile, mostly LLVM's optimisation passes,
+# is most of their time, and without those passes a compile-bound test takes about half the CPU
+# time. Floats may then differ from optimised code in the last bit: every comparison in the suite
+# is between runs under the same flags (subprocesses inherit them) or within a tolerance. A
+# caller's own --xla_backend_optimization_level is kept.
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""),
+                                        "--xla_backend_optimization_level=0",
+                                        "--xla_llvm_disable_expensive_passes=true"]).strip()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove the session's XLA cache: each session starts empty, as a fresh CI clone does."""
     if _SESSION_CACHE is not None:
         shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's loadgroup, tests that share a module-scoped fixture (a trained cell, a
+    Ray cluster, a loaded benchmark) run on one worker, which builds the fixture once."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is not None and any(d.scope == "module" for defs in info.name2fixturedefs.values()
+                                    for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(scope="session")
