@@ -1,5 +1,5 @@
-"""Shared fixtures: the real benchmark data dir (skipped when absent); one session XLA cache,
-unoptimised compiles and xdist groups that keep the suite short."""
+"""Shared fixtures: the real benchmark data dir (skipped when absent); one session XLA cache and
+unoptimised compiles, shared by the pytest-xdist workers, to keep the suite short."""
 
 from __future__ import annotations
 
@@ -41,17 +41,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove the session's XLA cache: each session starts empty, as a fresh CI clone does."""
     if _SESSION_CACHE is not None:
         shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist's loadgroup, tests that share a module-scoped fixture (a trained cell, a
-    Ray cluster, a loaded benchmark) run on one worker, which builds the fixture once."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is not None and any(d.scope == "module" for defs in info.name2fixturedefs.values()
-                                    for d in defs):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(scope="session")

@@ -132,8 +132,6 @@ def test_memory_estimate_bounds_what_xla_allocates() -> None:
     assert xla / 2 < ours < 3 * xla, (ours, xla)
 
 
-# one xdist worker: the files share tasks, and validation caches a task's shape per process
-@pytest.mark.xdist_group("design_files")
 @pytest.mark.parametrize("name", DESIGN_FILES)
 def test_every_design_file_validates(name: str, shared_data: Path) -> None:
     """CPU variants against this host's RAM, full-scale files against their DeviceBudget (16 GB
