@@ -1,4 +1,5 @@
-"""Shared fixtures: the real benchmark data dir (skipped when absent); one session XLA cache."""
+"""Shared fixtures: the real benchmark data dir (skipped when absent); one session XLA cache and
+unoptimised compiles, shared by the pytest-xdist workers, to keep the suite short."""
 
 from __future__ import annotations
 
@@ -22,6 +23,18 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _SESSION_CACHE = tempfile.mkdtemp(prefix="compgen-jax-test-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_CACHE
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    # The pytest-xdist workers and the CLI subprocesses share this cache; with a size bound JAX
+    # holds a file lock around each read and write, so no process reads a half-written entry.
+    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(16 * 2**30)
+# The tests train tiny models for a few steps: XLA's compile, mostly LLVM's optimisation passes,
+# is most of their time, and without those passes a compile-bound test takes about half the CPU
+# time. Floats may then differ from optimised code in the last bit: every comparison in the suite
+# is between runs under the same flags (subprocesses inherit them) or within a tolerance. A
+# caller's own --xla_backend_optimization_level is kept.
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""),
+                                        "--xla_backend_optimization_level=0",
+                                        "--xla_llvm_disable_expensive_passes=true"]).strip()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
