@@ -33,19 +33,11 @@ CELL = "scan-diversity=high-exposure=low"
 # One micro cell (tests/test_sweep.py's second): 10 steps of 8 examples, a checkpoint every 5;
 # TensorBoard off: TensorFlow's own GCS client writes its event files and cannot be pointed at the
 # emulator (docs/running-at-scale.md).
-GIN = """include 'experiments/scan_sweep_cpu.gin'
-TransformerConfig.emb_dim = 32
-TransformerConfig.mlp_dim = 64
-TransformerConfig.num_encoder_layers = 1
-TransformerConfig.num_decoder_layers = 1
-TrainConfig.max_eval_examples = 30
-TrainConfig.steps_per_call = 5
+GIN = f"""include '{REPO / "tests" / "fixtures" / "micro_scan_sweep.gin"}'
 TrainConfig.tensorboard = False
 CheckpointConfig.period = 5
-NUM_SEEDS = 2
-BATCH_SIZE = 8
-factorial_cells.factors = {'diversity': {'high': {'n_unique': 40}},
-                           'exposure': {'low': {'exposure': 2}}}
+factorial_cells.factors = {{'diversity': {{'high': {{'n_unique': 40}}}},
+                           'exposure': {{'low': {{'exposure': 2}}}}}}
 """
 
 
@@ -101,11 +93,9 @@ def _gin_file(tmp_path: Path, root: str) -> Path:
 @pytest.fixture(scope="module")
 def local_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same design trained in process into a local root, collected."""
-    tmp = tmp_path_factory.mktemp("local")
-    root = tmp / "root"
-    assert main(["sweep", "launch", f"--gin_file={_gin_file(tmp, str(root))}",
-                 "--backend=in-process"]) == 0
-    assert main(["sweep", "collect", str(root)]) == 0
+    root = tmp_path_factory.mktemp("local") / "root"
+    launch = ["sweep", "launch", f"--gin_file={_gin_file(root.parent, str(root))}"]
+    assert main([*launch, "--backend=in-process"]) == main(["sweep", "collect", str(root)]) == 0
     return root
 
 

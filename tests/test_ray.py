@@ -26,18 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 MB = 2**20
 LOW, HIGH = "scan-diversity=low-exposure=long", "scan-diversity=high-exposure=long"
 # 2 micro cells of 8 examples a step: 50 and 200 steps, a checkpoint every 10.
-GIN = """include 'experiments/scan_sweep_cpu.gin'
-TransformerConfig.emb_dim = 32
-TransformerConfig.mlp_dim = 64
-TransformerConfig.num_encoder_layers = 1
-TransformerConfig.num_decoder_layers = 1
-TrainConfig.max_eval_examples = 30
-TrainConfig.steps_per_call = 5
+GIN = f"""include '{REPO / "tests" / "fixtures" / "micro_scan_sweep.gin"}'
 CheckpointConfig.period = 10
-NUM_SEEDS = 2
-BATCH_SIZE = 8
-factorial_cells.factors = {'diversity': {'low': {'n_unique': 20}, 'high': {'n_unique': 80}},
-                           'exposure': {'long': {'exposure': 20}}}
+factorial_cells.factors = {{'diversity': {{'low': {{'n_unique': 20}}, 'high': {{'n_unique': 80}}}},
+                           'exposure': {{'long': {{'exposure': 20}}}}}}
 """
 # node death noticed within ~1 s, so the dead node's task is retried promptly
 FAST_HEALTH = {"health_check_period_ms": 300, "health_check_failure_threshold": 3,
