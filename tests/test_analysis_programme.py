@@ -169,3 +169,16 @@ def test_gen_floor_with_learning_dev_is_untested_and_reports_dev(tmp_path: Path)
     verdict, measured = row["e4: dose response"][3], row["e4: dose response"][2]
     assert verdict.startswith("untested: floor")
     assert "in-distribution dev: EM 5.00% -> 21.00%, rho = 1.000" in measured
+
+
+def test_parts_not_run_at_this_scale_are_listed_with_their_reason(tmp_path: Path) -> None:
+    e4 = _sweep(tmp_path / "e4", "e4", "cogs", "gen:easy", [
+        {"n": n, "factors": {"n_unique": n}, "em": _noise(0.1 * i, i)}
+        for i, n in enumerate((50, 200, 500, 1000, 4000))])
+    not_run = [("e1", "floor at 100 CPU steps"), ("cfq_example", "10-example sample")]
+    text = write_programme_report([_part("e4", "dose_response", "gen:easy", e4)], (),
+                                  tmp_path / "report", "cmd", OPTIONS, (), not_run).read_text()
+    section = text[text.index("Not run at this scale"):text.index("## Findings")]
+    assert "| e1 | floor at 100 CPU steps |" in section
+    assert "| cfq_example | 10-example sample |" in section
+    assert "| e1 |" not in text[text.index("## Findings"):]
