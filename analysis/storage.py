@@ -42,7 +42,11 @@ def as_path(path: str | os.PathLike) -> Path:
                          "gcsfs is not installed")
     os.environ.setdefault("EPATH_USE_TF", "false")  # orbax's epath too: one client, gcsfs
     from etils import epath
+    from etils.epath import gpath
 
+    # epath caches its TensorFlow-or-not choice at its first path of any kind (e.g. an orbax
+    # checkpoint of a local dir earlier in this process): let it choose again under the setting.
+    getattr(getattr(gpath, "_is_tf_installed", None), "cache_clear", lambda: None)()
     return epath.Path(os.fspath(path))  # type: ignore[return-value]  # pathlib's methods
 
 

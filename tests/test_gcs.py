@@ -246,3 +246,19 @@ def test_gs_root_without_the_gcs_extra_is_one_line(tmp_path: Path):
     assert proc.stderr.strip().splitlines() == [
         f"compgen-jax sweep: error: gs://{BUCKET}/micro: gs:// paths need the gcs extra "
         "(pip install 'compgen-jax[gcs]'); gcsfs is not installed"], proc.stderr
+
+
+def test_gs_paths_use_gcsfs_even_after_epath_chose_tensorflow(monkeypatch: pytest.MonkeyPatch):
+    """epath caches its TensorFlow choice at its first path of any kind (an orbax checkpoint of a
+    local dir earlier in the process): a gs:// root must still go through gcsfs, the one client
+    the emulator (and the tests) point at."""
+    from etils import epath
+    from etils.epath import gpath
+
+    from analysis.storage import as_path
+
+    monkeypatch.delenv("EPATH_USE_TF", raising=False)
+    gpath._is_tf_installed.cache_clear()
+    epath.Path(REPO).exists()  # a local path first: the choice is cached with TensorFlow importable
+    assert gpath._is_tf_installed()
+    assert type(as_path(f"gs://{BUCKET}/x")._backend).__name__ == "_FileSystemSpecBackend"
