@@ -14,6 +14,7 @@ what pathlib does through `shutil` or recursive globs, which epath lacks on `gs:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import shutil
@@ -37,17 +38,28 @@ def as_path(path: str | os.PathLike) -> Path:
     one line, when gcsfs is not installed)."""
     if not is_remote(path):
         return Path(path)
-    if importlib.util.find_spec("gcsfs") is None:
+    if not _gcsfs_client():
         raise ValueError(f"{os.fspath(path)}: gs:// paths need the gcs extra ({GCS_EXTRA}); "
                          "gcsfs is not installed")
-    os.environ.setdefault("EPATH_USE_TF", "false")  # orbax's epath too: one client, gcsfs
     from etils import epath
+
+    return epath.Path(os.fspath(path))  # type: ignore[return-value]  # pathlib's methods
+
+
+@functools.cache
+def _gcsfs_client() -> bool:
+    """Once per process: whether gcsfs is installed; if so, epath (orbax's too) is made to use it
+    for gs:// (EPATH_USE_TF=false, unless set): one client for every file
+    of a sweep root."""
+    if importlib.util.find_spec("gcsfs") is None:
+        return False
+    os.environ.setdefault("EPATH_USE_TF", "false")
     from etils.epath import gpath
 
     # epath caches its TensorFlow-or-not choice at its first path of any kind (e.g. an orbax
     # checkpoint of a local dir earlier in this process): let it choose again under the setting.
     getattr(getattr(gpath, "_is_tf_installed", None), "cache_clear", lambda: None)()
-    return epath.Path(os.fspath(path))  # type: ignore[return-value]  # pathlib's methods
+    return True
 
 
 def absolute(path: str | os.PathLike) -> Path:

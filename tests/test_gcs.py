@@ -255,9 +255,11 @@ def test_gs_paths_use_gcsfs_even_after_epath_chose_tensorflow(monkeypatch: pytes
     from etils import epath
     from etils.epath import gpath
 
+    from analysis import storage
     from analysis.storage import as_path
 
-    monkeypatch.delenv("EPATH_USE_TF", raising=False)
+    monkeypatch.delenv("EPATH_USE_TF", raising=False)  # as in a fresh process
+    storage._gcsfs_client.cache_clear()
     gpath._is_tf_installed.cache_clear()
     epath.Path(REPO).exists()  # a local path first: the choice is cached with TensorFlow importable
     assert gpath._is_tf_installed()
