@@ -64,6 +64,7 @@ _SPECS: dict[str, _Spec] = {}
 _EXAMPLES: dict[str, dict[str, list[Example]]] = {}  # what has been read so far, per task
 _EXPLICIT: dict[str, Path | None] = {}  # register_* call -> its data dir (None: reads no files)
 _FOREIGN: dict[tuple[str, str], list[Example]] = {}  # examples of other seqio tasks/mixtures
+_TOKENS: dict[str, dict[str, dict[str, np.ndarray]]] = {}  # our tasks' tokenized splits so far
 
 
 def scan_vocabulary() -> WordVocabulary:
@@ -155,6 +156,7 @@ def _register(
         for text in (ex.input, ex.target)))
     _SPECS[name] = _Spec(tuple(splits), load, metric_fn, vocabulary)
     _EXAMPLES.pop(name, None)
+    _TOKENS.pop(name, None)
     if explicit:
         _EXPLICIT[name] = root
     else:
@@ -394,6 +396,17 @@ def _dataset_tokens(task: seqio.Task, split: str) -> dict[str, np.ndarray]:
     return out
 
 
+def _task_tokens(task: seqio.Task, split: str) -> dict[str, np.ndarray]:
+    """_dataset_tokens of a split, kept until one of our tasks is re-registered (each design,
+    validation and in-process cell would otherwise run the split's tf.data pipeline again)."""
+    if task.name not in _SPECS:
+        return _dataset_tokens(task, split)  # another library's task: its data may change
+    cache = _TOKENS.setdefault(task.name, {})
+    if split not in cache:
+        cache[split] = _dataset_tokens(task, split)
+    return cache[split]
+
+
 def tokenized_pool(
     task_name: str, split: str, feature_lengths: Mapping[str, int] | None = None
 ) -> dict[str, np.ndarray]:
@@ -421,7 +434,7 @@ def tokenized_pool(
                                                              - p[f].shape[1]))) for p in parts])
                   for f in TOKEN_FEATURES}
     else:
-        tokens = _dataset_tokens(provider, split)
+        tokens = _task_tokens(provider, split)
     pool = {"example_id": np.arange(n, dtype=np.int32)}
     if tokens["inputs"].shape[0] != n or not np.array_equal(
             tokens.get("example_id", pool["example_id"]), pool["example_id"]):

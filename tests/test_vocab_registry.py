@@ -160,6 +160,25 @@ def test_tokenized_pool_fixed_lengths_and_truncation(generated_tasks: list[str])
         registry.tokenized_pool("scan_simple", "test", {"decoder_targets": 64})
 
 
+def test_a_split_is_tokenized_once_per_registration(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    examples = {"train": scan._examples("train", [("jump", "I_JUMP")]),
+                "test": scan._examples("test", [("walk twice", "I_WALK I_WALK")])}
+    registry._register_loaded("scan_once", examples, scan.metric, registry.scan_vocabulary())
+    runs = []
+    real = registry._dataset_tokens
+    monkeypatch.setattr(registry, "_dataset_tokens", lambda task, split: runs.append(split)
+                        or real(task, split))
+    first = registry.tokenized_pool("scan_once", "test")
+    first["targets"][0, 0] = 99  # a caller's change reaches neither the cache nor a later call
+    again = registry.tokenized_pool("scan_once", "test", {"inputs": 4, "targets": 4})
+    assert runs == ["test"] and again["targets"][0, :3].tolist() == [8, 8, 1]
+    registry._register_loaded("scan_once", {**examples, "test": examples["train"]}, scan.metric,
+                              registry.scan_vocabulary())
+    assert registry.tokenized_pool("scan_once", "test")["targets"][0].tolist() == [3, 1]
+    assert runs == ["test", "test"]  # re-registered: its new data tokenized
+
+
 def test_pool_matches_seqio_feature_converter(generated_tasks: list[str]) -> None:
     pool = registry.tokenized_pool("scan_length", "test", {"inputs": 12, "targets": 50})
     ds = seqio.get_dataset(

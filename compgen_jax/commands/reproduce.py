@@ -25,7 +25,8 @@ def run_reproduce(args: argparse.Namespace) -> None:
     specs = programme.expand(prog, args.gin_search_paths)
     cells = sum(len(spec.cells) for _, spec in specs)
     finished = sum(sweep.is_finished(spec, c) for _, spec in specs for c in spec.cells)
-    print(f"programme {prog.root}: {len(specs)} parts, {cells} cells validated, "
+    parts = ", ".join(part.name for part, _ in specs)
+    print(f"programme {prog.root}: parts {parts}; {cells} cells validated, "
           f"{finished} finished")
     if args.dry_run:
         for part, spec in specs:
