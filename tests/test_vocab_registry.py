@@ -160,8 +160,7 @@ def test_tokenized_pool_fixed_lengths_and_truncation(generated_tasks: list[str])
         registry.tokenized_pool("scan_simple", "test", {"decoder_targets": 64})
 
 
-def test_a_split_is_tokenized_once_per_registration(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_split_is_tokenized_once_per_registration(monkeypatch: pytest.MonkeyPatch) -> None:
     examples = {"train": scan._examples("train", [("jump", "I_JUMP")]),
                 "test": scan._examples("test", [("walk twice", "I_WALK I_WALK")])}
     registry._register_loaded("scan_once", examples, scan.metric, registry.scan_vocabulary())
