@@ -22,7 +22,10 @@ _SESSION_CACHE: str | None = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _SESSION_CACHE = tempfile.mkdtemp(prefix="compgen-jax-test-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_CACHE
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    # Only programs (train steps, decoders), not the eager ops' one-primitive compiles: with a
+    # size bound every write scans the whole cache, so thousands of tiny entries made each write
+    # cost more than the compile it saved (3 model modules: 103 s with every compile, 70 s so).
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.1"
     # The pytest-xdist workers and the CLI subprocesses share this cache; with a size bound JAX
     # holds a file lock around each read and write, so no process reads a half-written entry.
     os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(16 * 2**30)
