@@ -15,13 +15,18 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# One folder per session for what the pytest-xdist workers and the CLI subprocesses share (the
+# XLA cache, exported task arrays); made by the first process, which removes it at the end.
+_SESSION_DIR: str | None = None
+if "COMPGEN_TEST_SESSION_DIR" not in os.environ:
+    _SESSION_DIR = tempfile.mkdtemp(prefix="compgen-jax-test-session-")
+    os.environ["COMPGEN_TEST_SESSION_DIR"] = _SESSION_DIR
+SESSION_DIR = Path(os.environ["COMPGEN_TEST_SESSION_DIR"])
 # Many tests train the same tiny model in new processes or with new jitted functions: with one
 # persistent compilation cache per session XLA compiles each program once, not once per test. Set
 # before any test module imports JAX; the subprocesses (CLI runs) inherit it.
-_SESSION_CACHE: str | None = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    _SESSION_CACHE = tempfile.mkdtemp(prefix="compgen-jax-test-cache-")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_CACHE
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(SESSION_DIR / "xla_cache")
     # Only programs (train steps, decoders), not the eager ops' one-primitive compiles: with a
     # size bound every write scans the whole cache, so thousands of tiny entries made each write
     # cost more than the compile it saved (3 model modules: 103 s with every compile, 70 s so).
@@ -43,9 +48,9 @@ if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Remove the session's XLA cache: each session starts empty, as a fresh CI clone does."""
-    if _SESSION_CACHE is not None:
-        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+    """Remove the session folder: each session starts empty, as a fresh CI clone does."""
+    if _SESSION_DIR is not None:
+        shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +60,24 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"benchmark data dir {path} not present")
     return path
+
+
+MICRO_TASK = "scan_simple"
+
+
+@pytest.fixture(scope="session")
+def micro_arrays(shared_data: Path) -> list[str]:
+    """gin bindings that train the micro cells' task (scan_simple) from a TASK_ARRAYS file exported
+    once a session, TensorBoard off: such a process imports no TensorFlow and tokenizes nothing,
+    half a micro cell's process time (19 -> 9 s). For the tests about something else (resume,
+    sharding, backends, faults); tests/test_task_arrays.py holds the file bitwise the seqio task,
+    and each of those paths keeps a test on the seqio task."""
+    out = SESSION_DIR / f"{MICRO_TASK}.npz"
+    if not out.exists():  # written atomically: a worker exporting at the same time is harmless
+        from tasks import arrays
+
+        arrays.export(MICRO_TASK, out, data_dir=shared_data)
+    return [f"TASK_ARRAYS = '{out}'", "TrainConfig.tensorboard = False"]
 
 
 @pytest.fixture(autouse=True)

@@ -38,8 +38,17 @@ CELL = "scan_simple-random-N40"
 UNENDING = "--gin.TRAIN_STEPS=100000"  # a run the test stops (or that fails) long before
 
 
+EXPORTED: list[str] = []  # conftest's micro_arrays as flags: every cell here trains from them
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _from_the_exported_task(micro_arrays: list[str]) -> None:
+    """The runs here test faults, not data loading: a new process then imports no TensorFlow."""
+    EXPORTED[:] = [f"--gin_bindings={b}" for b in micro_arrays]
+
+
 def _args(model_dir: Path, *extra: str) -> list[str]:
-    return ["train", f"--gin.MODEL_DIR='{model_dir}'", *MICRO, *extra]
+    return ["train", f"--gin.MODEL_DIR='{model_dir}'", *MICRO, *EXPORTED, *extra]
 
 
 def _cli(model_dir: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -135,7 +144,7 @@ def test_changed_setting_is_refused_listing_it_and_nothing_written(trained: Path
 def test_output_only_settings_may_change_on_resume(trained: Path, tmp_path: Path):
     model_dir = _copy(trained, tmp_path)
     (model_dir / "results.csv").unlink()
-    assert main(_args(model_dir, "--gin.TrainConfig.tensorboard=False",
+    assert main(_args(model_dir, "--gin.TrainConfig.tensorboard=True",
                       "--gin.CheckpointConfig.period=5")) == 0
     pd.testing.assert_frame_equal(_results(model_dir), _results(trained), check_exact=True)
 

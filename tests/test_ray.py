@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -36,9 +37,10 @@ FAST_HEALTH = {"health_check_period_ms": 300, "health_check_failure_threshold": 
                "health_check_initial_delay_ms": 0}
 
 
-def _gin_file(tmp_path: Path, root: Path) -> Path:
+def _gin_file(tmp_path: Path, root: Path, bindings: Sequence[str] = ()) -> Path:
+    """The micro design's gin file; `bindings` (conftest's micro_arrays) are added after it."""
     path = tmp_path / "ray_micro.gin"
-    path.write_text(GIN + f"MODEL_DIR = '{root}'\n")
+    path.write_text(GIN + "".join(f"{b}\n" for b in bindings) + f"MODEL_DIR = '{root}'\n")
     return path
 
 
@@ -61,11 +63,11 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def in_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def in_process(tmp_path_factory: pytest.TempPathFactory, micro_arrays: list[str]) -> Path:
     """The sweep root of the same design trained by the in-process backend."""
     tmp = tmp_path_factory.mktemp("in_process")
     root = tmp / "root"
-    assert main(["sweep", "launch", f"--gin_file={_gin_file(tmp, root)}",
+    assert main(["sweep", "launch", f"--gin_file={_gin_file(tmp, root, micro_arrays)}",
                  "--backend=in-process"]) == 0
     return root
 
@@ -103,9 +105,10 @@ def _kill(pid: int) -> None:
 
 
 def test_node_killed_mid_cell_resumes_and_equals_in_process(tmp_path: Path, cluster: Cluster,
-                                                            in_process: Path):
+                                                            in_process: Path,
+                                                            micro_arrays: list[str]):
     root = tmp_path / "root"
-    proc = _driver(_gin_file(tmp_path, root), cluster.address)
+    proc = _driver(_gin_file(tmp_path, root, micro_arrays), cluster.address)
     _wait_for(root / HIGH, "checkpoint_*[0-9]", proc)
     [(node_id, pid)] = _attempts(root, HIGH)
     [node] = [n for n in cluster.worker_nodes if n.node_id.startswith(node_id)]
@@ -124,9 +127,10 @@ def test_node_killed_mid_cell_resumes_and_equals_in_process(tmp_path: Path, clus
 
 
 def test_killed_driver_relaunch_trains_only_unfinished_cells(tmp_path: Path, cluster: Cluster,
-                                                             in_process: Path):
+                                                             in_process: Path,
+                                                             micro_arrays: list[str]):
     root = tmp_path / "root"
-    gin_file = _gin_file(tmp_path, root)
+    gin_file = _gin_file(tmp_path, root, micro_arrays)
     proc = _driver(gin_file, cluster.address)
     _wait_for(root / LOW, sweep.CELL_FILE, proc)
     _wait_for(root / HIGH, "checkpoint_*[0-9]", proc)

@@ -77,8 +77,10 @@ def test_killed_run_resumes_to_bitwise_identical_results(tmp_path: Path):
     pd.testing.assert_frame_equal(_results(killed), _results(whole), check_exact=True)
 
 
-def test_twelve_seeds_sharded_on_eight_devices_equal_unsharded(tmp_path: Path):
-    budget = ["--gin.TRAIN_STEPS=20", "--gin.TrainConfig.steps_per_call=10", "--gin.NUM_SEEDS=12"]
+def test_twelve_seeds_sharded_on_eight_devices_equal_unsharded(tmp_path: Path,
+                                                              micro_arrays: list[str]):
+    budget = ["--gin.TRAIN_STEPS=20", "--gin.TrainConfig.steps_per_call=10", "--gin.NUM_SEEDS=12",
+              *(f"--gin_bindings={b}" for b in micro_arrays)]
     eight = {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
                           "--xla_force_host_platform_device_count=8"}
     _run(_train_command(tmp_path / "plain", *budget), env=eight)

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -32,10 +33,12 @@ MICRO_FACTORS = ("{'diversity': {'low': {'n_unique': 20}, 'high': {'n_unique': 4
                  "'exposure': {'low': {'exposure': 2}}}")
 
 
-def _gin_file(tmp_path: Path, root: Path, factors: str = MICRO_FACTORS) -> Path:
+def _gin_file(tmp_path: Path, root: Path, factors: str = MICRO_FACTORS,
+              bindings: Sequence[str] = ()) -> Path:
+    """The micro design's gin file; `bindings` (conftest's micro_arrays) are added after it."""
     path = tmp_path / f"micro_{abs(hash(factors))}.gin"
     path.write_text("include 'experiments/scan_sweep_cpu.gin'\n"
-                    + "\n".join([*MICRO, f"MODEL_DIR = '{root}'",
+                    + "\n".join([*MICRO, *bindings, f"MODEL_DIR = '{root}'",
                                  f"factorial_cells.factors = {factors}"]) + "\n")
     return path
 
@@ -50,10 +53,12 @@ def _table(root: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(gin file, sweep root) of the micro sweep, launched once without interruption."""
+def finished(tmp_path_factory: pytest.TempPathFactory,
+             micro_arrays: list[str]) -> tuple[Path, Path]:
+    """(gin file, sweep root) of the micro sweep, launched once without interruption, one process
+    per cell, from the exported task (as every sweep here that trains)."""
     tmp = tmp_path_factory.mktemp("whole")
-    gin_file = _gin_file(tmp, tmp / "root")
+    gin_file = _gin_file(tmp, tmp / "root", bindings=micro_arrays)
     assert main(_launch_args(gin_file)) == 0
     return gin_file, tmp / "root"
 
@@ -75,9 +80,10 @@ def test_relaunch_runs_no_finished_cell(finished: tuple[Path, Path]):
 
 
 def test_killed_sweep_resumes_to_the_uninterrupted_table(tmp_path: Path,
-                                                         finished: tuple[Path, Path]):
+                                                         finished: tuple[Path, Path],
+                                                         micro_arrays: list[str]):
     root = tmp_path / "root"
-    gin_file = _gin_file(tmp_path, root)
+    gin_file = _gin_file(tmp_path, root, bindings=micro_arrays)
     cmd = [sys.executable, "-m", "compgen_jax.cli", *_launch_args(gin_file)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -301,11 +307,12 @@ def test_unknown_factor_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_cells_with_the_same_training_are_trained_once(tmp_path: Path,
-                                                      capfd: pytest.CaptureFixture):
+                                                      capfd: pytest.CaptureFixture,
+                                                      micro_arrays: list[str]):
     """Two cells that differ only in their label train once; both are finished and collected."""
     root = tmp_path / "root"
     gin_file = _gin_file(tmp_path, root, "{'copy': {'a': {'n_unique': 20, 'exposure': 2}, "
-                                         "'b': {'n_unique': 20, 'exposure': 2}}}")
+                                         "'b': {'n_unique': 20, 'exposure': 2}}}", micro_arrays)
     assert main(_launch_args(gin_file, "--dry_run")) == 0
     out = capfd.readouterr().out
     assert out.count("compgen_jax.cli train") == 1
@@ -341,16 +348,17 @@ def test_a_design_whose_cells_cannot_fit_writes_nothing(tmp_path: Path,
     assert not root.exists()
 
 
-def _train(model_dir: Path, *extra: str) -> subprocess.Popen:
+def _train(model_dir: Path, bindings: Sequence[str], *extra: str) -> subprocess.Popen:
     args = ["--gin_file=experiments/scan_simple_cell_cpu.gin",
-            *(f"--gin_bindings={b}" for b in MICRO), "--gin.N_UNIQUE=40", "--gin.TRAIN_STEPS=20",
+            *(f"--gin_bindings={b}" for b in (*MICRO, *bindings)), "--gin.N_UNIQUE=40",
+            "--gin.TRAIN_STEPS=20",
             "--gin.TrainConfig.steps_per_call=10", "--gin.NUM_SEEDS=3",
             f"--gin.MODEL_DIR='{model_dir}'", *extra]
     return subprocess.Popen([sys.executable, "-m", "compgen_jax.cli", "train", *args], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def test_two_processes_with_jax_distributed_equal_one(tmp_path: Path):
+def test_two_processes_with_jax_distributed_equal_one(tmp_path: Path, micro_arrays: list[str]):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -358,9 +366,9 @@ def test_two_processes_with_jax_distributed_equal_one(tmp_path: Path):
               f"--gin.DistributedConfig.coordinator_address='127.0.0.1:{port}'",
               "--gin.DistributedConfig.num_processes=2",
               "--gin.DistributedConfig.cpu_collectives='gloo'"]
-    procs = [_train(tmp_path / "two", *joined, f"--gin.DistributedConfig.process_id={k}")
-             for k in range(2)]
-    procs.append(_train(tmp_path / "one"))
+    procs = [_train(tmp_path / "two", micro_arrays, *joined,
+                    f"--gin.DistributedConfig.process_id={k}") for k in range(2)]
+    procs.append(_train(tmp_path / "one", micro_arrays))
     for proc in procs:
         _, err = proc.communicate(timeout=900)
         assert proc.returncode == 0, err[-3000:]
@@ -371,10 +379,12 @@ def test_two_processes_with_jax_distributed_equal_one(tmp_path: Path):
 
 
 def test_in_process_runner_equals_one_process_per_cell(tmp_path: Path,
-                                                       finished: tuple[Path, Path]):
+                                                       finished: tuple[Path, Path],
+                                                       micro_arrays: list[str]):
     """The one runner's two local executors train the same cells to the same table."""
     root = tmp_path / "root"
-    assert main(_launch_args(_gin_file(tmp_path, root), "--backend=in-process")) == 0
+    gin_file = _gin_file(tmp_path, root, bindings=micro_arrays)
+    assert main(_launch_args(gin_file, "--backend=in-process")) == 0
     assert [r["state"] for r in sweep.status_rows(root)] == ["finished", "finished"]
     pd.testing.assert_frame_equal(_table(root), _table(finished[1]), check_exact=True)
     for cell in ("scan-diversity=low-exposure=low", "scan-diversity=high-exposure=low"):
