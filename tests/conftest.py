@@ -47,6 +47,21 @@ if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
                                         "--xla_cpu_use_fusion_emitters=false"]).strip()
 
 
+# The modules that run longest (local clusters, subprocess cells, real-data validation; measured
+# in a full run), longest first. The workers take whole modules in collection order
+# (--no-loadscope-reorder), so these start first and the workers end together.
+LONGEST_FIRST = ("test_ray.py", "test_validation.py", "test_sweep.py",
+                 "test_resume_and_sharding.py", "test_multiseed.py", "test_faults.py",
+                 "test_accelerator_suite.py", "test_device_e4.py", "test_circuits.py",
+                 "test_models.py", "test_synthetic.py", "test_schedule.py", "test_recogs.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The LONGEST_FIRST modules first (a stable sort: every other order is kept)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove the session folder: each session starts empty, as a fresh CI clone does."""
     if _SESSION_DIR is not None:
