@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -84,9 +84,10 @@ def gcs() -> Iterator[str]:
                 os.environ[key] = value
 
 
-def _gin_file(tmp_path: Path, root: str) -> Path:
+def _gin_file(tmp_path: Path, root: str, bindings: Sequence[str] = ()) -> Path:
+    """The micro design's gin file; `bindings` (conftest's micro_arrays) are added after it."""
     path = tmp_path / f"gcs_micro_{abs(hash(root))}.gin"
-    path.write_text(GIN + f"MODEL_DIR = '{root}'\n")
+    path.write_text(GIN + "".join(f"{b}\n" for b in bindings) + f"MODEL_DIR = '{root}'\n")
     return path
 
 
@@ -213,7 +214,8 @@ class _RefusesWrites(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_bucket_refusing_writes_is_refused_naming_the_root(tmp_path: Path):
+def test_bucket_refusing_writes_is_refused_naming_the_root(tmp_path: Path,
+                                                           micro_arrays: list[str]):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusesWrites)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     root = "gs://readonly/micro"
@@ -222,7 +224,7 @@ def test_bucket_refusing_writes_is_refused_naming_the_root(tmp_path: Path):
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "compgen_jax.cli", "sweep", "launch",
-             f"--gin_file={_gin_file(tmp_path, root)}", "--backend=in-process"],
+             f"--gin_file={_gin_file(tmp_path, root, micro_arrays)}", "--backend=in-process"],
             cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=120)
     finally:
         server.shutdown()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -13,6 +11,7 @@ import pytest
 
 import compgen_jax.train  # noqa: F401  (registers the configurables)
 from compgen_jax import designs, validation
+from compgen_jax.cli import main
 from compgen_jax.configs import CellConfig, TrainConfig
 from compgen_jax.gin_utils import parse_gin
 from compgen_jax.models.decoder_only import DecoderConfig
@@ -22,7 +21,6 @@ from compgen_jax.optim import OptimizerConfig, make_optimizer
 from compgen_jax.validation import DesignError, DeviceBudget, SplitShape, TaskShape
 from tasks.selection import ManifestSpec
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = TransformerConfig(emb_dim=64, num_heads=4, num_encoder_layers=2, num_decoder_layers=2,
                          mlp_dim=128, max_len=128)
 TOY = TaskShape(vocab_size=40, splits={"train": SplitShape(500, {"inputs": 10, "targets": 30}),
@@ -49,19 +47,22 @@ def test_length_problems_name_task_split_length_and_setting() -> None:
     assert len(decoder) == 1 and "DecoderConfig.max_len=8" in decoder[0]
 
 
-def test_cogs_target_longer_than_max_len_is_one_clear_error(tmp_path: Path, shared_data: Path):
+def test_cogs_target_longer_than_max_len_is_one_clear_error(tmp_path: Path, shared_data: Path,
+                                                            capsys: pytest.CaptureFixture,
+                                                            monkeypatch: pytest.MonkeyPatch):
+    """`compgen-jax train` through cli.main (the module's designs load COGS in this process
+    already; tests/test_faults.py sees refusals from a fresh process)."""
+    monkeypatch.setenv("COMPGEN_DATA_DIR", str(shared_data))
     model_dir = tmp_path / "cell"
-    proc = subprocess.run(
-        [sys.executable, "-m", "compgen_jax.cli", "train", f"--gin.MODEL_DIR='{model_dir}'",
-         "--gin_file=experiments/scan_simple_cell_cpu.gin", "--gin.MIXTURE_OR_TASK_NAME='cogs'",
-         "--gin.TrainConfig.eval_splits=('gen',)", "--gin.TransformerConfig.max_len=64",
-         "--gin.TrainConfig.max_eval_examples=0", "--gin.N_UNIQUE=100", "--gin.NUM_SEEDS=2",
-         "--gin.TRAIN_STEPS=5"],
-        capture_output=True, text=True, timeout=900, cwd=REPO,
-        env={"PYTHONPATH": str(REPO), "COMPGEN_DATA_DIR": str(shared_data), "PATH": "/usr/bin"})
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    errors = [line for line in proc.stderr.splitlines() if "compgen-jax" in line]
-    assert len(errors) == 1, proc.stderr[-2000:]
+    code = main(["train", f"--gin.MODEL_DIR='{model_dir}'",
+                 "--gin_file=experiments/scan_simple_cell_cpu.gin",
+                 "--gin.MIXTURE_OR_TASK_NAME='cogs'", "--gin.TrainConfig.eval_splits=('gen',)",
+                 "--gin.TransformerConfig.max_len=64", "--gin.TrainConfig.max_eval_examples=0",
+                 "--gin.N_UNIQUE=100", "--gin.NUM_SEEDS=2", "--gin.TRAIN_STEPS=5"])
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    errors = [line for line in err.splitlines() if "compgen-jax" in line]
+    assert len(errors) == 1, err[-2000:]
     assert all(s in errors[0] for s in ("'cogs'", "'gen'", "481", "TransformerConfig.max_len"))
     assert not model_dir.exists()
 
