@@ -84,9 +84,10 @@ MICRO_TASK = "scan_simple"
 def micro_arrays(shared_data: Path) -> list[str]:
     """gin bindings that train the micro cells' task (scan_simple) from a TASK_ARRAYS file exported
     once a session, TensorBoard off: such a process imports no TensorFlow and tokenizes nothing,
-    half a micro cell's process time (19 -> 9 s). For the tests about something else (resume,
-    sharding, backends, faults); tests/test_task_arrays.py holds the file bitwise the seqio task,
-    and each of those paths keeps a test on the seqio task."""
+    half a micro cell's process time (19 -> 9 s). For the tests about something else (sharding,
+    backends, faults); tests/test_task_arrays.py holds the file bitwise the seqio task, and the
+    seqio path in a fresh process stays tested by tests/test_cli.py, the kill-and-resume test and
+    the kits' smoke runs."""
     out = SESSION_DIR / f"{MICRO_TASK}.npz"
     if not out.exists():  # written atomically: a worker exporting at the same time is harmless
         from tasks import arrays
