@@ -256,6 +256,21 @@ def test_derived_v1_train_renamed_copies(cogs_only: Path) -> None:
         assert all(recogs.recogs_match(reference, t) for t in targets)
     numbers = {t for e in length_ood for t in e.target.split() if t.isdigit()}
     assert numbers <= set(recogs.VARIABLE_POOL)
+    # load analyses each LF shape once: every copy's measures are those of its own LF
+    for e in train[::97]:
+        m = recogs.lf_measures(e.target)
+        assert (e.atoms, e.pairs, e.depth) == (m.atoms, m.pairs, max(m.cp_depth, m.pp_depth))
+        assert (e.meta["cp_depth"], e.meta["pp_depth"]) == (m.cp_depth, m.pp_depth)
+
+
+def test_canonical_is_one_string_per_renaming() -> None:
+    lf = "* cat ( 7 ) ; dog ( 3 ) ; see ( 12 ) AND agent ( 12 , 7 ) AND theme ( 12 , 3 )"
+    renamed = "* cat ( 40 ) ; dog ( 0 ) ; see ( 5 ) AND agent ( 5 , 40 ) AND theme ( 5 , 0 )"
+    want = "* cat ( 0 ) ; dog ( 1 ) ; see ( 2 ) AND agent ( 2 , 0 ) AND theme ( 2 , 1 )"
+    assert recogs.canonical(lf) == recogs.canonical(renamed) == want
+    swapped = "* cat ( 3 ) ; dog ( 7 ) ; see ( 12 ) AND agent ( 12 , 7 ) AND theme ( 12 , 3 )"
+    assert recogs.canonical(swapped) != want  # the cat is the theme now: another graph
+    assert recogs.canonical("LAMBDA a . Emma ( a )") == "LAMBDA a . Emma ( a )"
 
 
 def test_lexicon_entries() -> None:

@@ -328,10 +328,16 @@ def _parse(lf: str, fmt: str) -> tuple[Graph, bool]:
     return parse_lf(lf) if fmt == "lf" else parse_variable_free(lf)
 
 
+def analysed(graph_and_lexicon: tuple[Graph, bool]) -> tuple[Measures, bool]:
+    """A parsed LF's measures (unlabelled arguments allowed in lexicon lambda terms) and whether
+    it is a lexicon term."""
+    graph, is_lexicon = graph_and_lexicon
+    return measures(graph, allow_unlabelled=is_lexicon), is_lexicon
+
+
 def lf_measures(lf: str, fmt: str = "lf") -> Measures:
     """Atoms, pairs, cp depth and pp depth of one LF in format `fmt` ('lf' / 'variable_free')."""
-    graph, is_lexicon = _parse(lf, fmt)
-    return measures(graph, allow_unlabelled=is_lexicon)
+    return analysed(_parse(lf, fmt))[0]
 
 
 def atoms(lf: str, fmt: str = "lf") -> frozenset[str]:
@@ -389,16 +395,16 @@ def examples_from_rows(
     benchmark: str,
     split: str,
     rows: Sequence[tuple[str, str, str]],
-    parse: Callable[[str], tuple[Graph, bool]],
+    analyse: Callable[[str], tuple[Measures, bool]],
     path: str | os.PathLike[str],
     meta: Mapping[str, object],
 ) -> list[Example]:
-    """Example records (ids = 0-based line order) from parsed rows; LF errors name path:line."""
+    """Example records (ids = 0-based line order) from rows, `analyse` giving an LF's measures
+    and whether it is a lexicon term; LF errors name path:line."""
     out = []
     for i, (sentence, lf, category) in enumerate(rows):
         try:
-            graph, is_lexicon = parse(lf)
-            m = measures(graph, allow_unlabelled=is_lexicon)
+            m, is_lexicon = analyse(lf)
         except (ValueError, RecursionError) as err:
             raise ValueError(f"{path}:{i + 1}: {err}; LF {lf[:200]!r}") from None
         out.append(
@@ -444,7 +450,7 @@ def load(
         BENCHMARK,
         split,
         read_tsv(path),
-        lambda lf: _parse(lf, fmt),
+        lambda lf: analysed(_parse(lf, fmt)),
         path,
         {"format": fmt},
     )

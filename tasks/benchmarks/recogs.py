@@ -13,6 +13,7 @@ present, always takes precedence.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections import Counter
@@ -95,8 +96,7 @@ def parse(lf: str) -> tuple[cogs.Graph, bool]:
 
 def lf_measures(lf: str) -> cogs.Measures:
     """Atoms, pairs, cp depth and pp depth of a ReCOGS LF."""
-    graph, lexicon = parse(lf)
-    return cogs.measures(graph, allow_unlabelled=lexicon)
+    return cogs.analysed(parse(lf))[0]
 
 
 def atoms(lf: str) -> frozenset[str]:
@@ -172,8 +172,18 @@ def load(
         rows = cogs.read_tsv(path, known_category)
     else:
         rows = derive_rows(split, cogs.read_tsv(path), version)
-    return cogs.examples_from_rows(BENCHMARK, split, rows, parse, path,
-                                   {"version": version, "derived": kind == "derived"})
+    # train holds each LF several times under other variable names: analyse each shape once
+    analyse_shape = functools.cache(lambda lf: cogs.analysed(parse(lf)))
+    return cogs.examples_from_rows(BENCHMARK, split, rows, lambda lf: analyse_shape(canonical(lf)),
+                                   path, {"version": version, "derived": kind == "derived"})
+
+
+def canonical(lf: str) -> str:
+    """`lf` with its integer variables renumbered 0, 1, ... in order of first use: one string
+    for the LFs that differ only by a bijective renaming (their atoms, pairs and depths agree)."""
+    numbers: dict[str, str] = {}
+    return " ".join(numbers.setdefault(t, str(len(numbers))) if t.isdigit() else t
+                    for t in lf.split())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,15 +319,14 @@ def derive_rows(
     duplicates dropped (first kept). Seeded by DERIVE_SEED: every load gives the same data.
     """
     rng = random.Random(f"{DERIVE_SEED}:{version}:{split}")
+    rewritten = [(sentence, rewrite(sentence, lf, version), category)
+                 for sentence, lf, category in cogs_rows]
 
     def one_copy() -> list[tuple[str, str, str]]:
-        out = []
-        for sentence, lf, category in cogs_rows:
-            new = rewrite(sentence, lf, version)
-            if version in RENAMED and category != cogs.LEXICON_CATEGORY:
-                new = rename(new, rng)
-            out.append((sentence, new, category))
-        return out
+        if version not in RENAMED:
+            return list(rewritten)
+        return [(sentence, lf if category == cogs.LEXICON_CATEGORY else rename(lf, rng), category)
+                for sentence, lf, category in rewritten]
 
     if split != "train":
         return one_copy()
