@@ -156,12 +156,12 @@ def _truncate_largest_chunk(checkpoint: Path) -> None:
         handle.truncate(chunk.stat().st_size // 2)
 
 
-def test_corrupt_newest_checkpoint_falls_back_to_identical_results(trained: Path,
-                                                                    tmp_path: Path):
+def test_corrupt_newest_checkpoint_falls_back_to_identical_results(
+        trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     model_dir = _copy(trained, tmp_path)
     (model_dir / "results.csv").unlink()
     _truncate_largest_chunk(model_dir / "checkpoint_20")
-    proc = _cli(model_dir)
+    proc = _in_process(capsys, model_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     warning = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and f"{model_dir}/checkpoint_20 is corrupt" in warning[0]

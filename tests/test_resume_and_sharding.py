@@ -83,7 +83,7 @@ def test_twelve_seeds_sharded_on_eight_devices_equal_unsharded(tmp_path: Path,
               *(f"--gin_bindings={b}" for b in micro_arrays)]
     eight = {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
                           "--xla_force_host_platform_device_count=8"}
-    _run(_train_command(tmp_path / "plain", *budget), env=eight)
+    _main(tmp_path / "plain", *budget)  # unsharded: one device, the same program as on eight
     _run(_train_command(tmp_path / "sharded", *budget, "--gin.TrainConfig.shard_seeds=True"),
          env=eight)
     plain, sharded = _results(tmp_path / "plain"), _results(tmp_path / "sharded")
