@@ -165,8 +165,8 @@ def test_a_split_is_tokenized_once_per_registration(monkeypatch: pytest.MonkeyPa
                 "test": scan._examples("test", [("walk twice", "I_WALK I_WALK")])}
     registry._register_loaded("scan_once", examples, scan.metric, registry.scan_vocabulary())
     runs = []
-    real = registry._dataset_tokens
-    monkeypatch.setattr(registry, "_dataset_tokens", lambda task, split: runs.append(split)
+    real = registry._encoded_tokens
+    monkeypatch.setattr(registry, "_encoded_tokens", lambda task, split: runs.append(split)
                         or real(task, split))
     first = registry.tokenized_pool("scan_once", "test")
     first["targets"][0, 0] = 99  # a caller's change reaches neither the cache nor a later call
@@ -195,6 +195,18 @@ def test_pool_matches_seqio_feature_converter(generated_tasks: list[str]) -> Non
     np.testing.assert_array_equal(batch["encoder_input_tokens"], pool["inputs"][:64])
     np.testing.assert_array_equal(batch["decoder_target_tokens"], pool["targets"][:64])
     np.testing.assert_array_equal(batch["example_id"][:, 0], np.arange(64))
+
+
+def test_our_pools_equal_the_seqio_tasks_datasets(generated_tasks: list[str],
+                                                  shared_data: Path) -> None:
+    """Our tasks' pools are encoded in Python: the ids, EOS and padding of the Task's own
+    tokenize + append_eos pipeline, on every example (generated SCAN, real COGS gen)."""
+    registry.register_cogs_tasks(shared_data)
+    for name, split in (("scan_length", "test"), ("cogs", "gen")):
+        pool = registry.tokenized_pool(name, split)
+        through_tf = registry._dataset_tokens(seqio.get_mixture_or_task(name), split)
+        for feature in ("inputs", "targets", "example_id"):
+            np.testing.assert_array_equal(pool[feature], through_tf[feature])
 
 
 def test_tasks_refuse_shuffling(generated_tasks: list[str]) -> None:
