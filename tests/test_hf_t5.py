@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import jax
@@ -13,14 +14,20 @@ from flax import nnx
 from compgen_jax.models.hf_t5 import load_hf_t5
 from compgen_jax.models.transformer import EncoderDecoder, count_params, shift_right
 
-transformers = pytest.importorskip("transformers")
-torch = pytest.importorskip("torch")
-
 BATCH, ENC_LEN, DEC_LEN, VOCAB = 3, 40, 20, 50
 
 
-def _save_hf_t5(path: Path, tied: bool, **config) -> object:
+@pytest.fixture(scope="module")
+def hf() -> types.SimpleNamespace:
+    """transformers and torch, imported when these tests run (not when the suite is collected:
+    a worker that runs none of them never imports torch)."""
+    return types.SimpleNamespace(transformers=pytest.importorskip("transformers"),
+                                 torch=pytest.importorskip("torch"))
+
+
+def _save_hf_t5(hf: types.SimpleNamespace, path: Path, tied: bool, **config) -> object:
     """A random HF T5ForConditionalGeneration, saved to `path`."""
+    transformers, torch = hf.transformers, hf.torch
     torch.manual_seed(0)
     model = transformers.T5ForConditionalGeneration(transformers.T5Config(
         vocab_size=VOCAB, d_model=32, d_kv=6, num_heads=4, num_layers=2, num_decoder_layers=3,
@@ -45,7 +52,9 @@ def _inputs() -> tuple[np.ndarray, np.ndarray]:
     return inputs, targets
 
 
-def _hf_logits(model, inputs: np.ndarray, decoder_inputs: np.ndarray) -> np.ndarray:
+def _hf_logits(hf: types.SimpleNamespace, model, inputs: np.ndarray,
+               decoder_inputs: np.ndarray) -> np.ndarray:
+    torch = hf.torch
     with torch.no_grad():
         out = model(input_ids=torch.tensor(inputs), attention_mask=torch.tensor(inputs != 0),
                     decoder_input_ids=torch.tensor(decoder_inputs))
@@ -57,14 +66,15 @@ def _hf_logits(model, inputs: np.ndarray, decoder_inputs: np.ndarray) -> np.ndar
     (True, {"feed_forward_proj": "relu", "relative_attention_num_buckets": 16,
             "relative_attention_max_distance": 24}),  # T5 1.0, buckets saturating within 40
 ])
-def test_logits_match_hugging_face(tmp_path: Path, tied: bool, config: dict):
-    hf_model = _save_hf_t5(tmp_path, tied, **config)
+def test_logits_match_hugging_face(hf: types.SimpleNamespace, tmp_path: Path, tied: bool,
+                                   config: dict):
+    hf_model = _save_hf_t5(hf, tmp_path, tied, **config)
     cfg, params = load_hf_t5(tmp_path)
     assert cfg.logits_via_embedding == tied
     assert count_params(params) == sum(p.numel() for p in hf_model.parameters())
     inputs, targets = _inputs()
     decoder_inputs = np.asarray(shift_right(jnp.asarray(targets)))
-    expected = _hf_logits(hf_model, inputs, decoder_inputs)
+    expected = _hf_logits(hf, hf_model, inputs, decoder_inputs)
     model: EncoderDecoder = nnx.merge(nnx.graphdef(nnx.eval_shape(
         lambda: EncoderDecoder(cfg, rngs=nnx.Rngs(0)))), params)
     ours = np.asarray(jax.jit(model)(jnp.asarray(inputs), jnp.asarray(decoder_inputs)))
@@ -78,8 +88,8 @@ def test_logits_match_hugging_face(tmp_path: Path, tied: bool, config: dict):
         np.testing.assert_allclose(np.asarray(step_logits), expected[:, t], atol=1e-4, rtol=0)
 
 
-def test_rejects_unsupported_checkpoints(tmp_path: Path):
-    _save_hf_t5(tmp_path, True, feed_forward_proj="gated-silu")
+def test_rejects_unsupported_checkpoints(hf: types.SimpleNamespace, tmp_path: Path):
+    _save_hf_t5(hf, tmp_path, True, feed_forward_proj="gated-silu")
     with pytest.raises(ValueError, match="feed_forward_proj"):
         load_hf_t5(tmp_path)
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
