@@ -201,7 +201,7 @@ def test_our_pools_equal_the_seqio_tasks_datasets(generated_tasks: list[str],
                                                   shared_data: Path) -> None:
     """Our tasks' pools are encoded in Python: the ids, EOS and padding of the Task's own
     tokenize + append_eos pipeline, on every example (generated SCAN, real COGS gen)."""
-    registry.register_cogs_tasks(shared_data)
+    registry.ensure_registered("cogs", shared_data)
     for name, split in (("scan_length", "test"), ("cogs", "gen")):
         pool = registry.tokenized_pool(name, split)
         through_tf = registry._dataset_tokens(seqio.get_mixture_or_task(name), split)
